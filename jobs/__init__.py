@@ -1,0 +1,1 @@
+"""corpusmill jobs: the job spec, its preflight checks, the runner and the command line."""

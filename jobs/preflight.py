@@ -1,0 +1,244 @@
+"""Checks that run before any Ray work: the input exists and has the columns the task needs, the
+output can be written, and the model exists and fits the task. Each failure is a JobError whose
+message names the file, column or key at fault and the fix. Success yields the `JobPlan`."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from jobs.errors import JobError
+from jobs.spec import JobSpec
+from operators.loading import load_tokenizer, resolve_model_ref
+from operators.plan import ERROR, JobPlan
+from operators.read import GENERATED_ID, CorpusFile, find_files, inspect_files, is_text
+from pipelines.base import ModelMismatch
+from pipelines.registry import get_task
+
+PROVENANCE_KEY = b"corpusmill"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    fs: pafs.FileSystem
+    files: list[CorpusFile]
+
+    @property
+    def num_rows(self) -> int:
+        return sum(f.num_rows for f in self.files)
+
+
+def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Corpus]:
+    """Validate everything that can be validated without Ray; `load_weights` also loads the
+    model once (what `corpusmill validate` does)."""
+    task = get_task(spec.task)
+    fs, paths = find_files(spec.input)
+    corpus = Corpus(fs, inspect_files(fs, paths))
+    input_columns = _input_columns(spec, task.input_columns, corpus.files)
+    id_column = _id_column(spec, corpus.files)
+    kept = _kept_columns(spec, corpus.files, id_column)
+    task_fields = task.output_fields()
+    _check_collisions(kept, [f.name for f in task_fields] + [ERROR])
+    _check_output_location(spec)
+
+    model_ref = resolve_model_ref(spec.model)
+    config = _load_config(spec, model_ref)
+    try:
+        task.check_model(config, spec.task_options)
+    except ModelMismatch as e:
+        raise JobError(f"model {spec.model!r}: {e}") from None
+    tokenizer = _load_tokenizer(spec, model_ref)
+    _check_weights(spec, model_ref)
+    if load_weights:
+        _load_weights(spec, task, model_ref)
+
+    read_schema = _read_schema(corpus.files, id_column, input_columns, kept)
+    output_fields = ([read_schema.field(id_column)] + [read_schema.field(c) for c in kept]
+                     + task_fields + [pa.field(ERROR, pa.string())])
+    output_schema = pa.schema(output_fields, metadata={PROVENANCE_KEY: json.dumps(
+        provenance(spec), sort_keys=True).encode()})
+    plan = JobPlan(
+        spec=spec, model_ref=model_ref, max_length=_max_length(spec, tokenizer, config),
+        id_column=id_column, input_columns=input_columns, kept_columns=kept,
+        read_schema=read_schema, output_schema=output_schema, num_gpus=0.0,
+        torch_threads=spec.resources.torch_threads or 0, model_config=config)
+    return plan, corpus
+
+
+def provenance(spec: JobSpec) -> dict:
+    """How the output was made; written into every output file's Parquet metadata."""
+    return {
+        "task": spec.task, "model": spec.model, "revision": spec.revision,
+        "options": spec.task_options.model_dump(mode="json"),
+        "corpusmill_version": corpusmill_version(), "job_id": spec.job_id,
+        "max_length": spec.batching.max_length,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def corpusmill_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("corpusmill")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _describe_columns(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name} ({f.type})" for f in schema)
+
+
+def _input_columns(spec, task_inputs, files) -> dict[str, str]:
+    stray = sorted(set(spec.columns) - set(task_inputs))
+    if stray:
+        raise JobError(f"columns maps {', '.join(map(repr, stray))}, but {spec.task} reads only "
+                       f"{', '.join(task_inputs)}; write e.g. columns: {{{task_inputs[0]}: "
+                       f"<corpus column>}}")
+    mapping = {name: spec.columns.get(name, name) for name in task_inputs}
+    for name, column in mapping.items():
+        for f in files:
+            if column not in f.schema.names:
+                hint = "" if name in spec.columns else (
+                    f"; map the task input to a corpus column with columns: {{{name}: <column>}}")
+                raise JobError(f"column {column!r} (task input {name!r}) is not in {f.name!r}; "
+                               f"columns present: {_describe_columns(f.schema)}{hint}")
+            arrow_type = f.schema.field(column).type
+            if not is_text(arrow_type):
+                raise JobError(f"column {column!r} of {f.name!r} is {arrow_type}, not text; "
+                               f"{spec.task} input {name!r} needs a string column")
+    return mapping
+
+
+def _id_column(spec, files) -> str:
+    if spec.id_column is None:
+        for f in files:
+            if GENERATED_ID in f.schema.names:
+                raise JobError(f"{f.name!r} already has a column {GENERATED_ID!r}; set "
+                               f"id_column: {GENERATED_ID} to use it as the row id, or rename it")
+        return GENERATED_ID
+    for f in files:
+        if spec.id_column not in f.schema.names:
+            raise JobError(f"id_column {spec.id_column!r} is not in {f.name!r}; columns present: "
+                           f"{_describe_columns(f.schema)}")
+    return spec.id_column
+
+
+def _kept_columns(spec, files, id_column) -> list[str]:
+    if spec.keep_columns is None:
+        seen: dict[str, None] = {}
+        for f in files:
+            seen.update(dict.fromkeys(f.schema.names))
+        return [c for c in seen if c != id_column]
+    for column in spec.keep_columns:
+        for f in files:
+            if column not in f.schema.names:
+                raise JobError(f"keep_columns names {column!r}, which is not in {f.name!r}; "
+                               f"columns present: {_describe_columns(f.schema)}")
+    return [c for c in dict.fromkeys(spec.keep_columns) if c != id_column]
+
+
+def _check_collisions(kept, output_names) -> None:
+    clash = [c for c in kept if c in output_names]
+    if clash:
+        raise JobError(f"corpus column(s) {', '.join(map(repr, clash))} would collide with the "
+                       f"output columns {', '.join(output_names)}; list the columns to keep "
+                       f"with keep_columns: [...] leaving them out")
+
+
+def _read_schema(files, id_column, input_columns, kept) -> pa.Schema:
+    types: dict[str, pa.DataType] = {}
+    for f in files:
+        for field in f.schema:
+            types.setdefault(field.name, field.type)
+    for column in input_columns.values():
+        types[column] = pa.string()
+    if id_column == GENERATED_ID:
+        types[GENERATED_ID] = pa.string()
+    names = list(dict.fromkeys([id_column, *input_columns.values(), *kept]))
+    return pa.schema([pa.field(n, _plain(types[n])) for n in names])
+
+
+def _plain(arrow_type: pa.DataType) -> pa.DataType:
+    return arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+
+
+def _check_output_location(spec) -> None:
+    if "://" in spec.output or "://" in spec.input:
+        return
+    out, inp = os.path.realpath(spec.output), os.path.realpath(spec.input.split("*")[0])
+    if out == inp or out.startswith(inp.rstrip(os.sep) + os.sep):
+        raise JobError(f"output {spec.output!r} is inside the input {spec.input!r}; a rerun would "
+                       f"read its own output. Choose an output folder outside the input.")
+    if inp.startswith(out.rstrip(os.sep) + os.sep):
+        raise JobError(f"input {spec.input!r} is inside the output {spec.output!r}; "
+                       f"output_mode: overwrite could delete it. Choose another output folder.")
+
+
+def _load_config(spec, model_ref):
+    from transformers import AutoConfig
+
+    local = os.path.isdir(model_ref)
+    if not local and model_ref.startswith(("/", "./", "../", "~")):
+        raise JobError(f"model folder {model_ref!r} does not exist")
+    if local and not os.path.isfile(os.path.join(model_ref, "config.json")):
+        found = ", ".join(sorted(os.listdir(model_ref))[:10]) or "nothing"
+        raise JobError(f"model folder {model_ref!r} is not a transformers model folder: it has "
+                       f"no config.json (found: {found}). Save one with "
+                       f"model.save_pretrained(folder) and tokenizer.save_pretrained(folder).")
+    try:
+        return AutoConfig.from_pretrained(model_ref, revision=spec.revision,
+                                          trust_remote_code=spec.trust_remote_code)
+    except Exception as e:  # noqa: BLE001 - loader errors vary; report them whole
+        where = "folder" if local else "hub id"
+        hint = "" if local else (" If you meant a local folder, check the path (relative paths "
+                                 "resolve against the job file's folder).")
+        raise JobError(f"model {where} {spec.model!r} could not be loaded: "
+                       f"{type(e).__name__}: {e}.{hint}") from None
+
+
+def _load_tokenizer(spec, model_ref):
+    try:
+        return load_tokenizer(model_ref, spec.revision, spec.trust_remote_code)
+    except Exception as e:  # noqa: BLE001
+        raise JobError(f"model {spec.model!r}: its tokenizer could not be loaded: "
+                       f"{type(e).__name__}: {e}. Save it beside the weights with "
+                       f"tokenizer.save_pretrained(folder).") from None
+
+
+def _check_weights(spec, model_ref) -> None:
+    if not os.path.isdir(model_ref):
+        return  # hub ids: the loader enforces use_safetensors itself
+    names = os.listdir(model_ref)
+    if any(n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in names):
+        return
+    pickled = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+    if pickled and not spec.allow_pickle:
+        raise JobError(f"model folder {model_ref!r} has only pickle-based weights "
+                       f"({', '.join(pickled)}), which can run arbitrary code when loaded. Convert "
+                       f"them to safetensors, or set allow_pickle: true if you trust the source.")
+    if not pickled:
+        raise JobError(f"model folder {model_ref!r} has no weights (model.safetensors)")
+
+
+def _load_weights(spec, task, model_ref) -> None:
+    from operators.loading import load_model
+
+    try:
+        load_model(task.model_class(), model_ref, spec.revision, dtype=None, device="cpu",
+                   trust_remote_code=spec.trust_remote_code, allow_pickle=spec.allow_pickle)
+    except Exception as e:  # noqa: BLE001
+        raise JobError(f"model {spec.model!r} could not be loaded: {type(e).__name__}: {e}") from None
+
+
+def _max_length(spec, tokenizer, config) -> int:
+    if spec.batching.max_length:
+        return spec.batching.max_length
+    limit = getattr(tokenizer, "model_max_length", None)
+    if not limit or limit > 1_000_000:  # transformers' "no limit" sentinel is ~1e30
+        limit = getattr(config, "max_position_embeddings", None) or 512
+    return int(limit)

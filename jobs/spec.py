@@ -1,0 +1,196 @@
+"""The job spec: one YAML file says what to run on which corpus. Validated with pydantic; unknown
+keys are refused with the accepted ones listed; task options are validated by the task itself.
+
+Relative paths in a spec file (`input`, `output`, and `model` when it names an existing folder)
+are resolved against the spec file's directory, so a job runs the same from any working dir.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from jobs.errors import JobError
+from pipelines.base import TaskOptions
+from pipelines.registry import UnknownTask, get_task
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Batching(_Strict):
+    max_tokens: int = Field(8192, ge=16, description="Padded tokens per forward pass: rows of "
+                            "similar length are grouped and a batch is cut at this budget.")
+    max_length: int | None = Field(None, ge=2, description="Truncate inputs to this many tokens; "
+                                   "default: the model's own limit.")
+    window_rows: int = Field(1024, ge=1, description="Rows sorted by length together before "
+                             "batches are cut (a bounded window of the stream).")
+
+
+class Resources(_Strict):
+    concurrency: int = Field(1, ge=1, description="Inference actors, each loading the model once.")
+    num_gpus: float | Literal["auto"] = Field("auto", description="GPUs per inference actor; "
+                                              "`auto`: 1 when the cluster has GPUs, else 0.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="Weights dtype; `auto`: float16 on GPU, float32 on CPU.")
+    cpus_per_actor: float = Field(0.5, gt=0, description="CPUs Ray reserves per inference actor.")
+    torch_threads: int | None = Field(None, ge=1, description="torch threads per CPU actor; "
+                                      "default: the node's cores divided among the actors.")
+
+
+class JobSpec(_Strict):
+    task: str = Field(..., description="Task name; `corpusmill tasks` lists them.")
+    model: str = Field(..., description="Hugging Face hub id, local model folder, or "
+                       "`package:MODULE/SUBDIR` for a folder inside an installed Python package.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    input: str = Field(..., description="Parquet file, folder, or glob; local or object storage.")
+    output: str = Field(..., description="Output folder for Parquet files.")
+    columns: dict[str, str] = Field(default_factory=dict, description="Task input -> corpus "
+                                    "column, e.g. {text: review_body}; default: same name.")
+    id_column: str | None = Field(None, description="Column that identifies rows; when absent "
+                                  "a `row_id` column ('<file>:<row>') is added.")
+    keep_columns: list[str] | None = Field(None, description="Corpus columns copied to the "
+                                           "output; default: all.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Task options.")
+    batching: Batching = Field(default_factory=Batching)
+    resources: Resources = Field(default_factory=Resources)
+    on_error: Literal["record", "skip", "raise"] = Field(
+        "record", description="Per-row errors: keep the row with `error` set and null outputs "
+                              "(record), leave it out (skip), or stop the job (raise).")
+    output_mode: Literal["error", "overwrite"] = Field(
+        "error", description="When the output folder already holds files: refuse (error) or "
+                             "replace them (overwrite).")
+    trust_remote_code: bool = Field(False, description="Allow model code from the checkpoint.")
+    allow_pickle: bool = Field(False, description="Allow pickle-based (.bin) weights; default "
+                               "loads safetensors only.")
+
+    _options: TaskOptions = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _validate_task_options(self):
+        try:
+            task = get_task(self.task)
+        except UnknownTask as e:
+            raise ValueError(str(e)) from None
+        try:
+            self._options = task.Options(**self.options)
+        except ValidationError as e:
+            raise ValueError(_describe(e, task.Options, prefix="options.",
+                                      what=f"{task.name} option")) from None
+        return self
+
+    @property
+    def task_options(self) -> TaskOptions:
+        return self._options
+
+    @property
+    def job_id(self) -> str:
+        """Stable id of what this job computes (not of where or how fast): same spec, same id."""
+        identity = {
+            "task": self.task, "model": self.model, "revision": self.revision,
+            "input": self.input, "output": self.output, "columns": self.columns,
+            "id_column": self.id_column, "keep_columns": self.keep_columns,
+            "options": self._options.model_dump(mode="json"),
+            "max_length": self.batching.max_length,
+        }
+        blob = json.dumps(identity, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def parse_spec(data: Any, *, base_dir: str | os.PathLike = ".", source: str = "job spec") -> JobSpec:
+    """Validate a spec mapping; relative paths resolve against `base_dir`."""
+    if not isinstance(data, dict):
+        raise JobError(f"{source}: expected a mapping of keys (task, model, input, ...), "
+                       f"got {type(data).__name__}")
+    try:
+        spec = JobSpec(**data)
+    except ValidationError as e:
+        raise JobError(f"{source}: {_describe(e, JobSpec, what='key')}") from None
+    return _resolve_paths(spec, Path(base_dir))
+
+
+def load_spec(path: str | os.PathLike, overrides: list[str] = ()) -> JobSpec:
+    """Read a YAML job file, apply `--set key.sub=value` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise JobError(f"job file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise JobError(f"{path}: not valid YAML: {e}") from None
+    if isinstance(data, dict):
+        for item in overrides:
+            apply_override(data, item)
+    return parse_spec(data, base_dir=path.parent, source=str(path))
+
+
+def apply_override(data: dict, item: str) -> None:
+    """Apply one `dotted.key=value` override; the value is parsed as YAML (3 -> int)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise JobError(f"--set expects KEY=VALUE (e.g. options.top_k=3), got {item!r}")
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise JobError(f"--set {item!r}: {part!r} is not a mapping in the job spec")
+        node = child
+    node[leaf] = yaml.safe_load(raw) if raw else ""
+
+
+def _resolve_paths(spec: JobSpec, base: Path) -> JobSpec:
+    updates = {"input": _resolve(spec.input, base), "output": _resolve(spec.output, base)}
+    model = spec.model
+    if _looks_local(model) or (base / model).exists():
+        updates["model"] = _resolve(model, base)
+    resolved = spec.model_copy(update=updates)
+    resolved._options = spec.task_options
+    return resolved
+
+
+def _looks_local(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or os.path.isdir(model)
+
+
+def _resolve(path: str, base: Path) -> str:
+    if "://" in path:  # object storage URI
+        return path
+    expanded = os.path.expanduser(path)
+    if os.path.isabs(expanded):
+        return expanded
+    return os.path.normpath(str(base / expanded))
+
+
+def _describe(error: ValidationError, model: type[BaseModel], *, prefix: str = "",
+              what: str) -> str:
+    """Readable lines from a pydantic error; unknown keys list the accepted ones."""
+    lines = []
+    for err in error.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            accepted = ", ".join(_fields_at(model, err["loc"][:-1]))
+            lines.append(f"unknown {what} '{prefix}{loc}'; accepted: {accepted}")
+        elif err["type"] == "missing":
+            lines.append(f"missing required {what} '{prefix}{loc}'")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            where = f"{prefix}{loc}: " if loc else ""
+            shown = "" if not loc else f" (got {err.get('input')!r})"
+            lines.append(f"{where}{msg}{shown}")
+    return "; ".join(lines)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    for part in loc:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

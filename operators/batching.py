@@ -1,0 +1,34 @@
+"""Token-budget micro-batching: pure functions, no Ray, no torch.
+
+Rows of a window are sorted by token length and cut into micro-batches whose padded size
+(rows x longest row) stays within `max_tokens`, so little compute goes to padding."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def plan_microbatches(lengths: list[int] | np.ndarray, max_tokens: int) -> list[np.ndarray]:
+    """Index arrays into `lengths`, each a micro-batch with rows * max(length) <= max_tokens
+    (a row longer than the budget goes alone). Every index appears exactly once."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(lengths, kind="stable")
+    batches, start = [], 0
+    for end in range(1, len(order) + 1):
+        # lengths are ascending within the slice, so its longest row is its last
+        if end > start + 1 and (end - start) * lengths[order[end - 1]] > max_tokens:
+            batches.append(order[start:end - 1])
+            start = end - 1
+    if start < len(order):
+        batches.append(order[start:])
+    return batches
+
+
+def pad(sequences: list[list[int]], pad_value: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad ragged id lists -> (ids, attention_mask), both (batch, longest) int64."""
+    longest = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), longest), pad_value, dtype=np.int64)
+    mask = np.zeros((len(sequences), longest), dtype=np.int64)
+    for i, seq in enumerate(sequences):
+        ids[i, :len(seq)] = seq
+        mask[i, :len(seq)] = 1
+    return ids, mask

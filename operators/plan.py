@@ -1,0 +1,42 @@
+"""What the operators need to know about a job, resolved once on the driver by the preflight
+(`jobs/preflight.py`) and shipped to every task and actor. Plain data: picklable, no models."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from jobs.spec import JobSpec
+from pipelines.base import Task, TaskOptions
+from pipelines.registry import get_task
+
+# Columns that live only between operators; never written.
+INPUT_IDS = "_cm_input_ids"
+TOKEN_TYPE_IDS = "_cm_token_type_ids"
+RAW_PREFIX = "_cm_raw_"
+ERROR = "error"
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    spec: JobSpec
+    model_ref: str                   # local folder or hub id that `from_pretrained` takes
+    max_length: int                  # tokens per input after truncation
+    id_column: str                   # the spec's id column, or the generated `row_id`
+    input_columns: dict[str, str]    # task input -> corpus column
+    kept_columns: list[str]          # corpus columns copied to the output
+    read_schema: pa.Schema           # schema of blocks leaving the reader
+    output_schema: pa.Schema         # schema of the written files, provenance in its metadata
+    num_gpus: float                  # per inference actor
+    torch_threads: int               # per CPU inference actor
+    model_config: Any                # the checkpoint's transformers config (labels, problem type)
+    run_id: str = field(default="")
+
+    @property
+    def task(self) -> Task:
+        return get_task(self.spec.task)
+
+    @property
+    def options(self) -> TaskOptions:
+        return self.spec.task_options

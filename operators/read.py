@@ -1,0 +1,197 @@
+"""Reading the corpus: find the Parquet files, inspect their footers on the driver, and stream
+their rows into Ray Data through a small `Datasource`.
+
+Why not `ray.data.read_parquet`: corpusmill needs ids that a resume can match exactly and a
+person can trace ('<file>:<row>', the physical row number in the file), errors that name the
+file, and columns unified across files whose schemas differ. Ray's `include_row_hash` hashes
+the path string with an offset that restarts per fragment, so it gives none of these.
+
+Column contract of every block read:
+    <id column>         the spec's `id_column`, or `row_id` (string '<file>:<row>') when absent
+    <input columns>     the corpus columns the task reads, as string
+    <kept columns>      as in the first file that has them; null where a file lacks them
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, ReadTask
+
+from jobs.errors import JobError
+
+GENERATED_ID = "row_id"
+_GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    """One Parquet file of the corpus, from its footer."""
+
+    path: str                       # path as the filesystem opens it
+    name: str                       # path relative to the input root: used in ids and messages
+    row_groups: tuple[int, ...]     # rows in each row group
+    schema: pa.Schema
+    size_bytes: int
+
+    @property
+    def num_rows(self) -> int:
+        return sum(self.row_groups)
+
+
+def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
+    """(filesystem, [(path, name)]) for a Parquet file, folder (recursive) or glob.
+
+    Raises JobError when nothing exists at the path or no Parquet file is found."""
+    if "://" in input_path:
+        fs, root = pafs.FileSystem.from_uri(input_path)
+    else:
+        fs, root = pafs.LocalFileSystem(), os.path.abspath(input_path)
+    if any(c in root for c in _GLOB_CHARS):
+        base = _glob_base(root)
+        infos = [i for i in _list(fs, base, input_path) if fnmatch.fnmatch(i.path, root)]
+        kind = "glob"
+    else:
+        info = fs.get_file_info(root)
+        if info.type == pafs.FileType.NotFound:
+            raise JobError(f"input {input_path!r} does not exist; give a Parquet file, a folder "
+                           f"of Parquet files, or a glob such as 'data/*.parquet'")
+        if info.type == pafs.FileType.File:
+            return fs, [(info.path, os.path.basename(info.path))]
+        base, infos, kind = root, _list(fs, root, input_path), "folder"
+    files = sorted((i.path, os.path.relpath(i.path, base)) for i in infos
+                   if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+                   and not os.path.basename(i.path).startswith(("_", ".")))
+    if not files:
+        raise JobError(f"no Parquet files (*.parquet) found in {kind} {input_path!r}")
+    return fs, files
+
+
+def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]]) -> list[CorpusFile]:
+    """Read each file's footer (row groups, schema). A file that is not Parquet is named."""
+    corpus = []
+    for path, name in files:
+        try:
+            with fs.open_input_file(path) as f:
+                meta = pq.ParquetFile(f).metadata
+                schema = meta.schema.to_arrow_schema()
+                size = f.size()
+        except (OSError, pa.ArrowInvalid) as e:
+            raise JobError(f"cannot read Parquet file {name!r} ({path}): {e}") from None
+        groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+        corpus.append(CorpusFile(path, name, groups, schema, size))
+    return corpus
+
+
+def is_text(arrow_type: pa.DataType) -> bool:
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    return (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+            or pa.types.is_string_view(arrow_type))
+
+
+class CorpusDatasource(Datasource):
+    """Streams rows of `files` as Arrow tables with the column contract above.
+
+    One read fragment per row group; a read task takes one or more fragments."""
+
+    def __init__(self, fs: pafs.FileSystem, files: list[CorpusFile], schema: pa.Schema,
+                 id_column: str | None, rows_per_block: int = 1024):
+        self._fs = fs
+        self._files = files
+        self._schema = schema              # target schema of blocks, id column first
+        self._id_column = id_column        # None: generate `row_id`
+        self._rows_per_block = rows_per_block
+
+    def get_name(self) -> str:
+        return "ReadCorpus"
+
+    def estimate_inmemory_data_size(self) -> int:
+        return sum(f.size_bytes for f in self._files)
+
+    def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
+        fragments = [(f, group, sum(f.row_groups[:group]))
+                     for f in self._files for group in range(len(f.row_groups))
+                     if f.row_groups[group] > 0]
+        groups = _split_evenly(fragments, max(1, parallelism))
+        return [self._read_task(group) for group in groups if group]
+
+    def _read_task(self, fragments) -> ReadTask:
+        fs, schema, id_column, rows = self._fs, self._schema, self._id_column, self._rows_per_block
+        num_rows = sum(f.row_groups[g] for f, g, _ in fragments)
+        size = sum(f.size_bytes * f.row_groups[g] // max(1, f.num_rows) for f, g, _ in fragments)
+        metadata = BlockMetadata(num_rows=num_rows, size_bytes=size, exec_stats=None,
+                                 input_files=tuple(sorted({f.path for f, _, _ in fragments})))
+
+        def read_fn():
+            for corpus_file, group, first_row in fragments:
+                yield from read_row_group(fs, corpus_file, group, first_row, schema, id_column,
+                                          rows)
+
+        return ReadTask(read_fn, metadata, schema=schema)
+
+
+def read_row_group(fs, corpus_file: CorpusFile, group: int, first_row: int, schema: pa.Schema,
+                   id_column: str | None, rows_per_block: int):
+    """Yield tables of at most `rows_per_block` rows of one row group, in `schema`."""
+    wanted = [name for name in schema.names if name != GENERATED_ID or id_column is not None]
+    present = [name for name in wanted if name in corpus_file.schema.names]
+    try:
+        with fs.open_input_file(corpus_file.path) as f:
+            table = pq.ParquetFile(f).read_row_group(group, columns=present)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise JobError(f"cannot read row group {group} of Parquet file {corpus_file.name!r}: "
+                       f"{e}") from None
+    for offset in range(0, table.num_rows, rows_per_block):
+        part = table.slice(offset, rows_per_block)
+        columns = []
+        for field in schema:
+            if field.name == GENERATED_ID and id_column is None:
+                start = first_row + offset
+                ids = [f"{corpus_file.name}:{start + i}" for i in range(part.num_rows)]
+                columns.append(pa.array(ids, pa.string()))
+            elif field.name in present:
+                columns.append(_cast(part.column(field.name), field, corpus_file))
+            else:
+                columns.append(pa.nulls(part.num_rows, field.type))
+        yield pa.Table.from_arrays(columns, schema=schema)
+
+
+def _cast(column, field: pa.Field, corpus_file: CorpusFile):
+    if column.type == field.type:
+        return column
+    try:
+        return column.cast(field.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise JobError(f"column {field.name!r} of {corpus_file.name!r} is {column.type}, which "
+                       f"does not convert to {field.type} as in the other files: {e}") from None
+
+
+def _split_evenly(items: list, parts: int) -> list[list]:
+    size, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for i in range(min(parts, len(items))):
+        end = start + size + (1 if i < extra else 0)
+        out.append(items[start:end])
+        start = end
+    return out
+
+
+def _glob_base(pattern: str) -> str:
+    parts = pattern.split("/")
+    for i, part in enumerate(parts):
+        if any(c in part for c in _GLOB_CHARS):
+            return "/".join(parts[:i]) or "/"
+    return pattern
+
+
+def _list(fs: pafs.FileSystem, base: str, input_path: str) -> list[pafs.FileInfo]:
+    try:
+        return fs.get_file_info(pafs.FileSelector(base, recursive=True))
+    except FileNotFoundError:
+        raise JobError(f"input {input_path!r} does not exist") from None

@@ -1,0 +1,39 @@
+"""Task name -> Task. A plain registry: refuses duplicates, lists the known names on a miss."""
+from __future__ import annotations
+
+from pipelines.base import Task
+
+_TASKS: dict[str, Task] = {}
+
+
+class UnknownTask(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+def register(task: Task) -> Task:
+    if task.name in _TASKS:
+        raise ValueError(f"task {task.name!r} is already registered")
+    _TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    _load_builtin_tasks()
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise UnknownTask(
+            f"unknown task {name!r}; available tasks: {', '.join(sorted(_TASKS))}"
+        ) from None
+
+
+def all_tasks() -> list[Task]:
+    _load_builtin_tasks()
+    return [_TASKS[name] for name in sorted(_TASKS)]
+
+
+def _load_builtin_tasks() -> None:
+    # Importing a task module registers it; imported lazily so `pipelines.base` stays light.
+    import pipelines.text_classification  # noqa: F401
+    import pipelines.zero_shot_classification  # noqa: F401

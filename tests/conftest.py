@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny models built once per session, one local Ray per session, and helpers
+to write corpora and job files."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests import tiny_models
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> SimpleNamespace:
+    """Folders of tiny random models: classifiers (single-, multi-label, DistilBERT), an encoder."""
+    root = tmp_path_factory.mktemp("models")
+    return SimpleNamespace(
+        classifier=tiny_models.build_bert_classifier(root / "bert-clf", num_labels=3),
+        multi_label=tiny_models.build_bert_classifier(root / "bert-multi", num_labels=4,
+                                                      multi_label=True, seed=3),
+        distilbert=tiny_models.build_distilbert_classifier(root / "distilbert-clf"),
+        encoder=tiny_models.build_bert_encoder(root / "bert-encoder"),
+    )
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (start-up costs seconds on 2 cores)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+def write_parquet(path: Path, columns: dict, row_group_size: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path, row_group_size=row_group_size)
+    return path
+
+
+def write_job(path: Path, **spec) -> Path:
+    path.write_text(yaml.safe_dump(spec))
+    return path

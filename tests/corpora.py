@@ -1,0 +1,45 @@
+"""Varied test texts and an in-process runner of the operator chain (no Ray)."""
+from __future__ import annotations
+
+import random
+
+import pyarrow as pa
+
+WORDS = ("the quick brown fox jumps over lazy dog movie great terrible market bank rates team "
+         "match minute butter sugar bake phone chip screen galaxy telescope senate budget flu "
+         "water island hotel beach loved service").split()
+
+
+def varied_texts(n: int = 300, seed: int = 0) -> list[str]:
+    """n texts: empty, whitespace, emoji, CJK, accents, a 5,000-word text (truncated by the
+    model), duplicates, and random sentences of 1-120 words."""
+    rng = random.Random(seed)
+    special = [
+        "", "   ", "\n\t", "😀🎉 great party 🎉", "東京は晴れです。とても良い天気。", "我爱自然语言处理",
+        "Café déjà vu — naïve façade", "!!!???...", "a", "UPPER CASE SHOUTING TEXT",
+        " ".join(rng.choice(WORDS) for _ in range(5000)),
+        " ".join(rng.choice(WORDS) for _ in range(300)),
+    ]
+    texts = list(special)
+    while len(texts) < n - 20:
+        texts.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 120))))
+    texts += [rng.choice(texts) for _ in range(n - len(texts))]  # duplicates
+    rng.shuffle(texts)
+    return texts
+
+
+def run_operators(plan, corpus) -> pa.Table:
+    """read -> tokenize -> infer -> postprocess in this process, as Ray would run them."""
+    from operators.infer import Infer
+    from operators.postprocess import postprocess_batch
+    from operators.read import CorpusDatasource
+    from operators.tokenize import tokenize_batch
+
+    source = CorpusDatasource(corpus.fs, corpus.files, plan.read_schema, plan.spec.id_column,
+                              rows_per_block=plan.spec.batching.window_rows)
+    infer = Infer(plan)
+    parts = []
+    for task in source.get_read_tasks(1):
+        for block in task.read_fn():
+            parts.append(postprocess_batch(infer(tokenize_batch(block, plan)), plan))
+    return pa.concat_tables(parts)

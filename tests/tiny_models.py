@@ -1,0 +1,105 @@
+"""Tiny random transformers models built offline: a WordPiece tokenizer trained with the
+`tokenizers` library and 2-layer, width-32 models saved with `save_pretrained`. Each builds in
+well under a second."""
+from __future__ import annotations
+
+from pathlib import Path
+
+# Wide initial weights so that random models' outputs vary with the text (at the usual 0.02,
+# every text gets the same label, and a label-parity test would prove little).
+INIT_RANGE = 0.6
+
+TRAINING_TEXT = [
+    "the quick brown fox jumps over the lazy dog",
+    "a great movie with a terrible ending and wonderful actors",
+    "the market fell sharply after the central bank raised rates",
+    "our team won the match in the final minute of extra time",
+    "add the butter and sugar then bake for twenty minutes",
+    "the new phone has a faster chip and a brighter screen",
+    "scientists observed a distant galaxy with the space telescope",
+    "the senate passed the budget bill after a long debate",
+    "patients with the flu should rest and drink plenty of water",
+    "we flew to the island and stayed in a small hotel by the beach",
+    "I loved it! Would buy again. Terrible service though...",
+    "numbers 1234 5678 and punctuation ; : , . ! ? ( ) [ ] { }",
+]
+
+
+def train_wordpiece(vocab_size: int = 400):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials)
+    tok.train_from_iterator(TRAINING_TEXT * 5, trainer=trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return tok
+
+
+def fast_tokenizer(model_max_length: int = 64):
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=train_wordpiece(), unk_token="[UNK]", pad_token="[PAD]",
+        cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+        model_max_length=model_max_length)
+
+
+def bert_config(tokenizer, **extra):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=4, intermediate_size=37, max_position_embeddings=64,
+                      pad_token_id=tokenizer.pad_token_id, initializer_range=INIT_RANGE, **extra)
+
+
+def labels(n: int) -> dict:
+    id2label = {i: f"LABEL_{chr(ord('A') + i)}" for i in range(n)}
+    return {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
+
+
+def save(model, tokenizer, folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def build_bert_classifier(folder: Path, num_labels: int = 3, multi_label: bool = False,
+                          seed: int = 0) -> str:
+    import torch
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    tokenizer = fast_tokenizer()
+    extra = {"problem_type": "multi_label_classification"} if multi_label else {}
+    config = bert_config(tokenizer, **labels(num_labels), **extra)
+    config.architectures = ["BertForSequenceClassification"]
+    return save(BertForSequenceClassification(config).eval(), tokenizer, folder)
+
+
+def build_distilbert_classifier(folder: Path, num_labels: int = 2, seed: int = 1) -> str:
+    import torch
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    torch.manual_seed(seed)
+    tokenizer = fast_tokenizer()
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=4,
+                              hidden_dim=37, max_position_embeddings=64,
+                              pad_token_id=tokenizer.pad_token_id, initializer_range=INIT_RANGE,
+                              **labels(num_labels))
+    return save(DistilBertForSequenceClassification(config).eval(), tokenizer, folder)
+
+
+def build_bert_encoder(folder: Path, seed: int = 2) -> str:
+    import torch
+    from transformers import BertModel
+
+    torch.manual_seed(seed)
+    tokenizer = fast_tokenizer()
+    return save(BertModel(bert_config(tokenizer)).eval(), tokenizer, folder)
