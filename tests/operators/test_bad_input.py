@@ -1,0 +1,165 @@
+"""Bad input is refused before any Ray work, with a message that names the fault and the fix.
+Each case runs the real CLI; a tripwire on Ray start-up proves no Ray work began."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import jobs.run
+from jobs.cli import EXIT_INVALID, main
+from tests.conftest import write_job, write_parquet
+
+
+@pytest.fixture(autouse=True)
+def no_ray(monkeypatch):
+    def tripwire():
+        raise AssertionError("Ray was started for an invalid job")
+    monkeypatch.setattr(jobs.run, "_ensure_ray", tripwire)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return write_parquet(tmp_path / "in" / "part-0.parquet",
+                         {"body": ["good", "bad"], "stars": [5, 1], "title": ["a", "b"]})
+
+
+def fails(tmp_path, capsys, command="run", **spec) -> str:
+    job = write_job(tmp_path / "job.yaml", **{
+        "task": "text-classification", "output": str(tmp_path / "out"), **spec})
+    assert main([command, str(job)]) == EXIT_INVALID
+    return capsys.readouterr().err
+
+
+def test_missing_input_path(tmp_path, capsys, tiny):
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(tmp_path / "nope"))
+    assert "does not exist" in err and "nope" in err
+
+
+def test_folder_without_parquet_files(tmp_path, capsys, tiny):
+    (tmp_path / "csvs").mkdir()
+    (tmp_path / "csvs" / "data.csv").write_text("text\nhello\n")
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(tmp_path / "csvs"))
+    assert "no Parquet files" in err
+
+
+def test_glob_matching_nothing(tmp_path, capsys, tiny, corpus):
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(tmp_path / "in" / "*.pq"))
+    assert "no Parquet files" in err and "glob" in err
+
+
+def test_missing_column_lists_present_columns(tmp_path, capsys, tiny, corpus):
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(corpus))
+    assert "column 'text'" in err and "part-0.parquet" in err
+    assert "body (string)" in err and "stars (int64)" in err
+    assert "columns: {text: <column>}" in err
+
+
+def test_non_string_column(tmp_path, capsys, tiny, corpus):
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(corpus),
+                columns={"text": "stars"})
+    assert "'stars'" in err and "int64" in err and "not text" in err
+
+
+def test_column_missing_in_one_file_of_many(tmp_path, capsys, tiny, corpus):
+    write_parquet(tmp_path / "in" / "part-1.parquet", {"other": ["x"]})
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(tmp_path / "in"),
+                columns={"text": "body"})
+    assert "part-1.parquet" in err and "other (string)" in err
+
+
+def test_corrupt_parquet_file_is_named(tmp_path, capsys, tiny, corpus):
+    (tmp_path / "in" / "broken.parquet").write_bytes(b"not parquet at all")
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(tmp_path / "in"),
+                columns={"text": "body"})
+    assert "broken.parquet" in err
+
+
+def test_model_folder_missing(tmp_path, capsys, corpus):
+    err = fails(tmp_path, capsys, model=str(tmp_path / "no-model"), input=str(corpus),
+                columns={"text": "body"})
+    assert "model folder" in err and "does not exist" in err
+
+
+def test_folder_that_is_not_a_model(tmp_path, capsys, corpus):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("hi")
+    err = fails(tmp_path, capsys, model=str(tmp_path / "notes"), input=str(corpus),
+                columns={"text": "body"})
+    assert "no config.json" in err and "readme.txt" in err and "save_pretrained" in err
+
+
+def test_model_without_weights(tmp_path, capsys, tiny, corpus):
+    folder = tmp_path / "no-weights"
+    shutil.copytree(tiny.classifier, folder)
+    (folder / "model.safetensors").unlink()
+    err = fails(tmp_path, capsys, model=str(folder), input=str(corpus), columns={"text": "body"})
+    assert "no weights" in err
+
+
+def test_pickle_weights_refused_unless_allowed(tmp_path, capsys, tiny, corpus):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny.classifier, folder)
+    (folder / "model.safetensors").unlink()
+    model = AutoModelForSequenceClassification.from_pretrained(tiny.classifier)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    err = fails(tmp_path, capsys, model=str(folder), input=str(corpus), columns={"text": "body"})
+    assert "pickle" in err and "allow_pickle: true" in err
+
+
+def test_model_whose_head_does_not_fit(tmp_path, capsys, tiny, corpus):
+    err = fails(tmp_path, capsys, model=tiny.encoder, input=str(corpus), columns={"text": "body"})
+    assert "ForSequenceClassification" in err and "BertModel" in err
+    assert "zero-shot-classification" in err
+
+
+def test_top_k_above_the_number_of_labels(tmp_path, capsys, tiny, corpus):
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(corpus),
+                columns={"text": "body"}, options={"top_k": 5})
+    assert "top_k=5" in err and "3 labels" in err
+
+
+def test_unknown_option(tmp_path, capsys, tiny, corpus):
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(corpus),
+                columns={"text": "body"}, options={"top": 2})
+    assert "unknown text-classification option 'options.top'" in err and "top_k" in err
+
+
+def test_unknown_spec_key(tmp_path, capsys, tiny, corpus):
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(corpus),
+                columns={"text": "body"}, on_errors="skip")
+    assert "unknown key 'on_errors'" in err and "on_error" in err
+
+
+def test_output_inside_input(tmp_path, capsys, tiny, corpus):
+    job = write_job(tmp_path / "job.yaml", task="text-classification", model=tiny.classifier,
+                    input=str(tmp_path / "in"), output=str(tmp_path / "in" / "out"),
+                    columns={"text": "body"})
+    assert main(["run", str(job)]) == EXIT_INVALID
+    assert "inside the input" in capsys.readouterr().err
+
+
+def test_output_folder_with_files_is_not_overwritten_by_default(tmp_path, capsys, tiny, corpus):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.parquet").write_bytes(b"x")
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(corpus),
+                columns={"text": "body"})
+    assert "already holds" in err and "output_mode: overwrite" in err
+    assert (tmp_path / "out" / "old.parquet").exists()
+
+
+def test_validate_reports_the_same_errors(tmp_path, capsys, tiny, corpus):
+    err = fails(tmp_path, capsys, command="validate", model=tiny.classifier, input=str(corpus))
+    assert "column 'text'" in err
+
+
+def test_validate_accepts_a_good_job(tmp_path, capsys, tiny, corpus):
+    job = write_job(tmp_path / "job.yaml", task="text-classification", model=tiny.classifier,
+                    input=str(corpus), output=str(tmp_path / "out"), columns={"text": "body"})
+    assert main(["validate", str(job)]) == 0
+    out = capsys.readouterr().out
+    assert "ok: text-classification" in out and "2 rows in 1 file(s)" in out
+    assert "label (string)" in out and "error (string)" in out
