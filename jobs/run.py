@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 from jobs.preflight import Corpus, preflight, provenance
 from jobs.spec import JobSpec
-from operators.plan import JobPlan
-from operators.write import output_counts, prepare_output, write_empty, write_manifest
+from operators.plan import ERROR, JobPlan
+from operators.write import (
+    output_counts, output_preview, prepare_output, write_empty, write_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ class RunSummary:
     rows_skipped: int
     files_in: int
     seconds: float
+    preview: tuple[dict, ...] = ()   # a few output rows: id, outputs, error
+
 
     def lines(self) -> list[str]:
         rate = self.rows_in / self.seconds if self.seconds > 0 else 0.0
@@ -34,7 +38,25 @@ class RunSummary:
             f"job {self.job_id}: {self.rows_in} rows in from {self.files_in} file(s), "
             f"{self.rows_out} out, {self.rows_errored} with errors, {self.rows_skipped} skipped",
             f"{self.seconds:.1f} s ({rate:.1f} rows/s); output: {self.output}",
-        ]
+        ] + [_preview_line(row) for row in self.preview]
+
+
+def _preview_line(row: dict, width: int = 160) -> str:
+    """One output row on one line: strings cut short, lists shown by their first item."""
+    def short(value):
+        if isinstance(value, float):
+            return f"{value:.3f}"
+        if isinstance(value, list):
+            return f"[{short(value[0])}, ... {len(value)} items]" if len(value) > 1 else (
+                f"[{short(value[0])}]" if value else "[]")
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{k}: {short(v)}" for k, v in value.items()) + "}"
+        if isinstance(value, str):
+            return repr(value if len(value) <= 40 else value[:37] + "...")
+        return str(value)
+
+    line = "  " + "  ".join(f"{k}={short(v)}" for k, v in row.items() if v is not None)
+    return line if len(line) <= width else line[:width - 3] + "..."
 
 
 def run_job(spec: JobSpec) -> RunSummary:
@@ -59,11 +81,22 @@ def run_job(spec: JobSpec) -> RunSummary:
         job_id=spec.job_id, output=spec.output, rows_in=corpus.num_rows,
         rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
         rows_skipped=corpus.num_rows - counts["rows_out"], files_in=len(corpus.files),
-        seconds=time.monotonic() - start)
+        seconds=time.monotonic() - start,
+        preview=tuple(output_preview(spec.output, _preview_columns(plan))))
+    record = dataclasses.asdict(summary)
+    del record["preview"]
     write_manifest(spec.output, {
         "run_id": run_id, "spec": spec.model_dump(mode="json"), "provenance": provenance(spec),
-        "summary": dataclasses.asdict(summary)})
+        "summary": record})
     return summary
+
+
+def _preview_columns(plan: JobPlan) -> list[str]:
+    """id, the kept input text (else the first kept column), the task's outputs, error."""
+    kept_inputs = [c for c in plan.input_columns.values() if c in plan.kept_columns]
+    context = kept_inputs or plan.kept_columns[:1]
+    outputs = [f.name for f in plan.task.output_fields()]
+    return [plan.id_column, *context, *outputs, ERROR]
 
 
 def build_dataset(plan: JobPlan, corpus: Corpus):

@@ -78,6 +78,21 @@ def output_counts(output: str) -> dict[str, int]:
     return {"files": files, "rows_out": rows, "rows_errored": errored}
 
 
+def output_preview(output: str, columns: list[str], rows: int = 5) -> list[dict]:
+    """The first `rows` output rows, only `columns`, for the end-of-run summary."""
+    fs, root = output_filesystem(output)
+    preview: list[dict] = []
+    for entry in sorted(fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)),
+                        key=lambda e: e.path):
+        if len(preview) >= rows:
+            break
+        if entry.type == pafs.FileType.File and entry.base_name.endswith(".parquet"):
+            with fs.open_input_file(entry.path) as f:
+                table = pq.read_table(f, columns=columns)
+            preview += table.slice(0, rows - len(preview)).to_pylist()
+    return preview
+
+
 def write_manifest(output: str, manifest: dict) -> None:
     fs, root = output_filesystem(output)
     fs.create_dir(root, recursive=True)

@@ -1,0 +1,46 @@
+"""The example jobs in jobs/examples/ run through the CLI and give what their comments promise."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from jobs.cli import EXIT_OK, main
+
+EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
+CORPUS_ROWS = pq.read_metadata(EXAMPLES / "data" / "articles.parquet").num_rows
+
+
+def test_demo_labels_the_sample_corpus_with_real_topics(tmp_path, ray_session):
+    out = tmp_path / "topics"
+    assert main(["run", str(EXAMPLES / "topics_minilm.yaml"), "--set", f"output={out}"]) == EXIT_OK
+    rows = {r["article_id"]: r for r in pq.read_table(out).to_pylist()}
+    assert CORPUS_ROWS >= 300 and len(rows) == CORPUS_ROWS
+    assert all(r["error"] is None and len(r["labels"]) == 8 for r in rows.values())
+    obvious = {  # article -> the label a person gives it
+        "a0032": "science, space and research",      # crew returns from the space station
+        "a0049": "politics and government",          # opposition calls a no-confidence vote
+        "a0046": "money, business and the economy",  # unemployment falls
+        "a0034": "sports and athletes",              # retiring from professional football
+        "a0022": "computers, phones and software",   # which programming language to learn
+        "a0043": "travel, hotels and tourism",       # town limits cruise ship visitors
+        "a0024": "health, medicine and illness",     # first month as a junior doctor
+        "a0009": "food, cooking and restaurants",    # brunch at a cafe
+    }
+    assert {a: rows[a]["labels"][0] for a in obvious} == obvious
+
+
+def test_text_classification_example_with_a_locally_built_model(tmp_path, ray_session):
+    import runpy
+
+    model = tmp_path / "minilm-classifier"
+    runpy.run_path(str(EXAMPLES / "make_minilm_classifier.py"), run_name="not_main")["main"](
+        str(model))
+    out = tmp_path / "sentiment"
+    assert main(["run", str(EXAMPLES / "sentiment_local.yaml"), "--set", f"model={model}",
+                 "--set", f"output={out}"]) == EXIT_OK
+    table = pq.read_table(out)
+    assert table.num_rows == CORPUS_ROWS
+    assert table.column_names == ["article_id", "title", "label", "score", "labels", "error"]
+    assert set(table.column("label").to_pylist()) <= {"NEGATIVE", "POSITIVE"}
+    assert all(len(pairs) == 2 for pairs in table.column("labels").to_pylist())
