@@ -15,17 +15,23 @@ from jobs.errors import JobError
 from jobs.spec import JobSpec
 from operators.loading import load_tokenizer, resolve_model_ref
 from operators.plan import ERROR, JobPlan
-from operators.read import GENERATED_ID, CorpusFile, find_files, inspect_files, is_text
+from operators.read import (
+    GENERATED_ID, CorpusFile, find_files, inspect_files, is_bytes, is_text,
+)
 from pipelines.base import ModelMismatch
 from pipelines.registry import get_task
 
 PROVENANCE_KEY = b"corpusmill"
+_REMOTE_CODE = ("model {model!r} needs code shipped with the checkpoint (config.json has "
+                "auto_map), which corpusmill does not run by default. Set trust_remote_code: true "
+                "in the job spec only if you trust the model's source.")
 
 
 @dataclass(frozen=True)
 class Corpus:
     fs: pafs.FileSystem
     files: list[CorpusFile]
+    skipped_files: tuple[str, ...] = ()   # corrupt files left out under skip_corrupt_files
 
     @property
     def num_rows(self) -> int:
@@ -37,9 +43,12 @@ def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Co
     model once (what `corpusmill validate` does)."""
     task = get_task(spec.task)
     fs, paths = find_files(spec.input)
-    corpus = Corpus(fs, inspect_files(fs, paths))
+    files, corrupt = inspect_files(fs, paths, skip_corrupt=spec.skip_corrupt_files)
+    corpus = Corpus(fs, files, tuple(corrupt))
     input_columns = _input_columns(spec, task.input_columns, corpus.files)
     id_column = _id_column(spec, corpus.files)
+    if spec.id_column is not None:
+        _check_ids_unique(corpus, id_column)
     kept = _kept_columns(spec, corpus.files, id_column)
     task_fields = task.output_fields()
     _check_collisions(kept, [f.name for f in task_fields] + [ERROR])
@@ -108,9 +117,10 @@ def _input_columns(spec, task_inputs, files) -> dict[str, str]:
                 raise JobError(f"column {column!r} (task input {name!r}) is not in {f.name!r}; "
                                f"columns present: {_describe_columns(f.schema)}{hint}")
             arrow_type = f.schema.field(column).type
-            if not is_text(arrow_type):
+            if not (is_text(arrow_type) or is_bytes(arrow_type)):
                 raise JobError(f"column {column!r} of {f.name!r} is {arrow_type}, not text; "
-                               f"{spec.task} input {name!r} needs a string column")
+                               f"{spec.task} input {name!r} needs a string (or UTF-8 binary) "
+                               f"column")
     return mapping
 
 
@@ -126,6 +136,38 @@ def _id_column(spec, files) -> str:
             raise JobError(f"id_column {spec.id_column!r} is not in {f.name!r}; columns present: "
                            f"{_describe_columns(f.schema)}")
     return spec.id_column
+
+
+def _check_ids_unique(corpus: Corpus, id_column: str) -> None:
+    """Resumes and joins match rows by id, so ids must be unique and present. Reads the id
+    column of every file once."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    arrays, owners = [], []
+    for f in corpus.files:
+        with corpus.fs.open_input_file(f.path) as handle:
+            column = pq.read_table(handle, columns=[id_column]).column(id_column)
+        if column.null_count:
+            row = pc.index(pc.is_null(column), True).as_py()
+            raise JobError(f"id_column {id_column!r} is null in {f.name!r} (first at row {row}); "
+                           f"every row needs an id, or drop id_column to have '<file>:<row>' ids "
+                           f"generated")
+        arrays.append(column)
+        owners.append(f.name)
+    ids = pa.chunked_array([chunk for column in arrays for chunk in column.chunks],
+                           type=arrays[0].type if arrays else pa.string())
+    counts = pc.value_counts(ids)
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated):
+        shown = []
+        for item in repeated.slice(0, 5).to_pylist():
+            where = [name for name, column in zip(owners, arrays)
+                     if pc.any(pc.equal(column, item["values"])).as_py()]
+            shown.append(f"{item['values']!r} x{item['counts']} (in {', '.join(where)})")
+        raise JobError(f"id_column {id_column!r} has {len(repeated)} duplicated id(s), e.g. "
+                       f"{'; '.join(shown)}. Ids must be unique so every row is written exactly "
+                       f"once; deduplicate the corpus, or drop id_column to use '<file>:<row>' ids")
 
 
 def _kept_columns(spec, files, id_column) -> list[str]:
@@ -151,16 +193,42 @@ def _check_collisions(kept, output_names) -> None:
 
 
 def _read_schema(files, id_column, input_columns, kept) -> pa.Schema:
-    types: dict[str, pa.DataType] = {}
-    for f in files:
-        for field in f.schema:
-            types.setdefault(field.name, field.type)
+    wanted = {id_column, *input_columns.values(), *kept}
+    types = _unified_types(files, wanted)
     for column in input_columns.values():
-        types[column] = pa.string()
+        stored_as_bytes = any(column in f.schema.names and is_bytes(f.schema.field(column).type)
+                              for f in files)
+        types[column] = pa.binary() if stored_as_bytes else pa.string()
     if id_column == GENERATED_ID:
         types[GENERATED_ID] = pa.string()
     names = list(dict.fromkeys([id_column, *input_columns.values(), *kept]))
     return pa.schema([pa.field(n, _plain(types[n])) for n in names])
+
+
+def _unified_types(files, wanted: set[str]) -> dict[str, pa.DataType]:
+    """One type per column across files: widened where they differ compatibly (int32 and int64
+    give int64), refused naming the files where they do not (int64 in one, string in another)."""
+    types: dict[str, pa.DataType] = {}
+    first: dict[str, str] = {}
+    for f in files:
+        for field in f.schema:
+            if field.name not in wanted:
+                continue
+            if field.name not in types:
+                types[field.name], first[field.name] = _plain(field.type), f.name
+                continue
+            try:
+                merged = pa.unify_schemas(
+                    [pa.schema([pa.field(field.name, types[field.name])]),
+                     pa.schema([pa.field(field.name, _plain(field.type))])],
+                    promote_options="permissive")
+            except (pa.ArrowTypeError, pa.ArrowInvalid):
+                raise JobError(
+                    f"column {field.name!r} is {types[field.name]} in {first[field.name]!r} but "
+                    f"{field.type} in {f.name!r}; make the files agree, or leave the column out "
+                    f"with keep_columns: [...]") from None
+            types[field.name] = merged.field(field.name).type
+    return types
 
 
 def _plain(arrow_type: pa.DataType) -> pa.DataType:
@@ -190,10 +258,16 @@ def _load_config(spec, model_ref):
         raise JobError(f"model folder {model_ref!r} is not a transformers model folder: it has "
                        f"no config.json (found: {found}). Save one with "
                        f"model.save_pretrained(folder) and tokenizer.save_pretrained(folder).")
+    if local and not spec.trust_remote_code:
+        with open(os.path.join(model_ref, "config.json"), encoding="utf-8") as f:
+            if "auto_map" in json.load(f):
+                raise JobError(_REMOTE_CODE.format(model=spec.model))
     try:
         return AutoConfig.from_pretrained(model_ref, revision=spec.revision,
                                           trust_remote_code=spec.trust_remote_code)
     except Exception as e:  # noqa: BLE001 - loader errors vary; report them whole
+        if "trust_remote_code" in str(e) and not spec.trust_remote_code:
+            raise JobError(_REMOTE_CODE.format(model=spec.model)) from None
         where = "folder" if local else "hub id"
         hint = "" if local else (" If you meant a local folder, check the path (relative paths "
                                  "resolve against the job file's folder).")
@@ -201,7 +275,18 @@ def _load_config(spec, model_ref):
                        f"{type(e).__name__}: {e}.{hint}") from None
 
 
+# A model folder needs one of these; without any, transformers 5 quietly builds an empty
+# 5-token tokenizer that maps every word to [UNK].
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
+                    "sentencepiece.bpe.model", "tokenizer.model", "source.spm")
+
+
 def _load_tokenizer(spec, model_ref):
+    if os.path.isdir(model_ref) and not any(
+            os.path.isfile(os.path.join(model_ref, name)) for name in _TOKENIZER_FILES):
+        raise JobError(f"model {spec.model!r}: its tokenizer could not be loaded: the folder has "
+                       f"none of {', '.join(_TOKENIZER_FILES)}. Save it beside the weights with "
+                       f"tokenizer.save_pretrained(folder).")
     try:
         return load_tokenizer(model_ref, spec.revision, spec.trust_remote_code)
     except Exception as e:  # noqa: BLE001

@@ -29,6 +29,7 @@ class RunSummary:
     rows_skipped: int
     files_in: int
     seconds: float
+    corrupt_files_skipped: tuple[str, ...] = ()
     preview: tuple[dict, ...] = ()   # a few output rows: id, outputs, error
 
 
@@ -38,7 +39,8 @@ class RunSummary:
             f"job {self.job_id}: {self.rows_in} rows in from {self.files_in} file(s), "
             f"{self.rows_out} out, {self.rows_errored} with errors, {self.rows_skipped} skipped",
             f"{self.seconds:.1f} s ({rate:.1f} rows/s); output: {self.output}",
-        ] + [_preview_line(row) for row in self.preview]
+        ] + ([f"skipped {len(self.corrupt_files_skipped)} corrupt file(s): "
+              f"{', '.join(self.corrupt_files_skipped)}"] if self.corrupt_files_skipped else []) + [_preview_line(row) for row in self.preview]
 
 
 def _preview_line(row: dict, width: int = 160) -> str:
@@ -81,6 +83,7 @@ def run_job(spec: JobSpec) -> RunSummary:
         job_id=spec.job_id, output=spec.output, rows_in=corpus.num_rows,
         rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
         rows_skipped=corpus.num_rows - counts["rows_out"], files_in=len(corpus.files),
+        corrupt_files_skipped=corpus.skipped_files,
         seconds=time.monotonic() - start,
         preview=tuple(output_preview(spec.output, _preview_columns(plan))))
     record = dataclasses.asdict(summary)

@@ -66,6 +66,8 @@ class JobSpec(_Strict):
     output_mode: Literal["error", "overwrite"] = Field(
         "error", description="When the output folder already holds files: refuse (error) or "
                              "replace them (overwrite).")
+    skip_corrupt_files: bool = Field(False, description="Skip input files that are not readable "
+                                     "Parquet (listed in the summary) instead of refusing the job.")
     trust_remote_code: bool = Field(False, description="Allow model code from the checkpoint.")
     allow_pickle: bool = Field(False, description="Allow pickle-based (.bin) weights; default "
                                "loads safetensors only.")

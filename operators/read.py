@@ -8,7 +8,8 @@ the path string with an offset that restarts per fragment, so it gives none of t
 
 Column contract of every block read:
     <id column>         the spec's `id_column`, or `row_id` (string '<file>:<row>') when absent
-    <input columns>     the corpus columns the task reads, as string
+    <input columns>     the corpus columns the task reads, as string (binary where any file
+                        stores them as bytes; tokenize decodes those per row)
     <kept columns>      as in the first file that has them; null where a file lacks them
 """
 from __future__ import annotations
@@ -72,9 +73,11 @@ def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]
     return fs, files
 
 
-def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]]) -> list[CorpusFile]:
-    """Read each file's footer (row groups, schema). A file that is not Parquet is named."""
-    corpus = []
+def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]], *,
+                  skip_corrupt: bool = False) -> tuple[list[CorpusFile], list[str]]:
+    """(readable files from their footers, names of corrupt files skipped). A file that is not
+    Parquet stops the job, named, unless `skip_corrupt`."""
+    corpus, corrupt = [], []
     for path, name in files:
         try:
             with fs.open_input_file(path) as f:
@@ -82,10 +85,18 @@ def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]]) -> list[Cor
                 schema = meta.schema.to_arrow_schema()
                 size = f.size()
         except (OSError, pa.ArrowInvalid) as e:
-            raise JobError(f"cannot read Parquet file {name!r} ({path}): {e}") from None
+            if skip_corrupt:
+                corrupt.append(name)
+                continue
+            raise JobError(f"cannot read Parquet file {name!r} ({path}): {e}. Remove or repair "
+                           f"it, or set skip_corrupt_files: true to skip such files (they are "
+                           f"listed in the run summary)") from None
         groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
         corpus.append(CorpusFile(path, name, groups, schema, size))
-    return corpus
+    if not corpus:
+        raise JobError(f"none of the {len(files)} Parquet file(s) could be read; corrupt: "
+                       f"{', '.join(corrupt[:10])}")
+    return corpus, corrupt
 
 
 def is_text(arrow_type: pa.DataType) -> bool:
@@ -93,6 +104,12 @@ def is_text(arrow_type: pa.DataType) -> bool:
         arrow_type = arrow_type.value_type
     return (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
             or pa.types.is_string_view(arrow_type))
+
+
+def is_bytes(arrow_type: pa.DataType) -> bool:
+    """Binary columns are accepted as text input: each value is decoded as UTF-8 per row."""
+    return (pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type)
+            or pa.types.is_binary_view(arrow_type))
 
 
 class CorpusDatasource(Datasource):

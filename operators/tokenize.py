@@ -18,6 +18,15 @@ from operators.plan import ERROR, INPUT_IDS, TOKEN_TYPE_IDS, JobPlan
 IDS_TYPE = pa.list_(pa.int32())
 
 
+def _decode_utf8(value: bytes, column: str) -> tuple[str | None, str | None]:
+    """(text, None), or (None, why) for bytes that are not UTF-8."""
+    try:
+        return value.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        return None, (f"column {column!r} is not valid UTF-8 (byte {e.start}: "
+                      f"{value[e.start:e.start + 4]!r}); re-encode the corpus as UTF-8")
+
+
 def tokenize_batch(table: pa.Table, plan: JobPlan) -> pa.Table:
     spec = plan.spec
     tokenizer = load_tokenizer(plan.model_ref, spec.revision, spec.trust_remote_code)
@@ -25,8 +34,11 @@ def tokenize_batch(table: pa.Table, plan: JobPlan) -> pa.Table:
     errors: list[str | None] = [None] * table.num_rows
     for name, column in plan.input_columns.items():
         for i, value in enumerate(values[name]):
-            if value is None and errors[i] is None:
-                errors[i] = f"column {column!r} is null"
+            if value is None:
+                errors[i] = errors[i] or f"column {column!r} is null"
+            elif isinstance(value, bytes):
+                values[name][i], problem = _decode_utf8(value, column)
+                errors[i] = errors[i] or problem
     if spec.on_error == "raise" and any(errors):
         row = next(i for i, e in enumerate(errors) if e)
         row_id = table.column(plan.id_column)[row].as_py()

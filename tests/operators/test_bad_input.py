@@ -163,3 +163,62 @@ def test_validate_accepts_a_good_job(tmp_path, capsys, tiny, corpus):
     out = capsys.readouterr().out
     assert "ok: text-classification" in out and "2 rows in 1 file(s)" in out
     assert "label (string)" in out and "error (string)" in out
+
+
+def test_duplicate_ids_are_refused_showing_the_first_ones(tmp_path, capsys, tiny):
+    write_parquet(tmp_path / "in" / "a.parquet", {"id": ["x1", "x2", "x3"], "text": ["a"] * 3})
+    write_parquet(tmp_path / "in" / "b.parquet", {"id": ["x3", "x4", "x1"], "text": ["b"] * 3})
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(tmp_path / "in"),
+                id_column="id")
+    assert "2 duplicated id(s)" in err
+    assert "'x1' x2 (in a.parquet, b.parquet)" in err and "'x3' x2" in err
+
+
+def test_null_ids_are_refused(tmp_path, capsys, tiny):
+    write_parquet(tmp_path / "in" / "a.parquet", {"id": ["x1", None], "text": ["a", "b"]})
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(tmp_path / "in"),
+                id_column="id")
+    assert "is null in 'a.parquet' (first at row 1)" in err
+
+
+def test_files_whose_column_types_conflict(tmp_path, capsys, tiny):
+    write_parquet(tmp_path / "in" / "a.parquet", {"text": ["a"], "stars": [5]})
+    write_parquet(tmp_path / "in" / "b.parquet", {"text": ["b"], "stars": ["five"]})
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(tmp_path / "in"))
+    assert "'stars' is int64 in 'a.parquet' but string in 'b.parquet'" in err
+    assert "keep_columns" in err
+
+
+def test_model_folder_with_missing_tokenizer_files(tmp_path, capsys, tiny, corpus):
+    folder = tmp_path / "no-tokenizer"
+    shutil.copytree(tiny.classifier, folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    err = fails(tmp_path, capsys, model=str(folder), input=str(corpus), columns={"text": "body"})
+    assert "tokenizer could not be loaded" in err and "tokenizer.save_pretrained" in err
+
+
+def test_model_needing_remote_code_is_refused_unless_trusted(tmp_path, capsys, tiny, corpus):
+    import json
+
+    folder = tmp_path / "custom-code"
+    shutil.copytree(tiny.classifier, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "modeling_custom.CustomConfig"}
+    (folder / "config.json").write_text(json.dumps(config))
+    err = fails(tmp_path, capsys, model=str(folder), input=str(corpus), columns={"text": "body"})
+    assert "trust_remote_code: true" in err and "auto_map" in err
+
+
+def test_unreadable_file_named_with_the_skip_option(tmp_path, capsys, tiny, corpus):
+    (tmp_path / "in" / "zz-broken.parquet").write_bytes(b"PAR1 garbage")
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(tmp_path / "in"),
+                columns={"text": "body"})
+    assert "zz-broken.parquet" in err and "skip_corrupt_files: true" in err
+
+
+def test_binary_input_column_is_accepted(tmp_path, capsys, tiny):
+    path = write_parquet(tmp_path / "in" / "a.parquet", {"text": [b"caf\xc3\xa9", b"\xff\xfe"]})
+    job = write_job(tmp_path / "job.yaml", task="text-classification", model=tiny.classifier,
+                    input=str(path), output=str(tmp_path / "out"))
+    assert main(["validate", str(job)]) == 0
