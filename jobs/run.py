@@ -2,6 +2,7 @@
 read -> tokenize (CPU tasks) -> infer (actor pool) -> postprocess -> Parquet, then a summary."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -13,10 +14,12 @@ from jobs.preflight import Corpus, preflight, provenance
 from jobs.spec import JobSpec
 from operators.plan import ERROR, JobPlan
 from operators.write import (
-    output_counts, output_preview, prepare_output, write_empty, write_manifest,
+    checkpoint_path, output_counts, output_preview, prepare_output, write_empty, write_manifest,
 )
 
 log = logging.getLogger(__name__)
+
+TASK_CPUS = 0.25  # CPUs Ray reserves per read/tokenize/postprocess/write task
 
 
 @dataclass(frozen=True)
@@ -29,17 +32,19 @@ class RunSummary:
     rows_skipped: int
     files_in: int
     seconds: float
+    rows_before: int = 0             # rows an earlier run of this job had already written
     corrupt_files_skipped: tuple[str, ...] = ()
     preview: tuple[dict, ...] = ()   # a few output rows: id, outputs, error
 
 
     def lines(self) -> list[str]:
-        rate = self.rows_in / self.seconds if self.seconds > 0 else 0.0
+        rate = (self.rows_in - self.rows_before) / self.seconds if self.seconds > 0 else 0.0
         return [
             f"job {self.job_id}: {self.rows_in} rows in from {self.files_in} file(s), "
             f"{self.rows_out} out, {self.rows_errored} with errors, {self.rows_skipped} skipped",
             f"{self.seconds:.1f} s ({rate:.1f} rows/s); output: {self.output}",
-        ] + ([f"skipped {len(self.corrupt_files_skipped)} corrupt file(s): "
+        ] + ([f"resumed: {self.rows_before} rows were already done by an earlier run, "
+              f"{self.rows_out - self.rows_before} written now"] if self.rows_before else []) + ([f"skipped {len(self.corrupt_files_skipped)} corrupt file(s): "
               f"{', '.join(self.corrupt_files_skipped)}"] if self.corrupt_files_skipped else []) + [_preview_line(row) for row in self.preview]
 
 
@@ -61,22 +66,35 @@ def _preview_line(row: dict, width: int = 160) -> str:
     return line if len(line) <= width else line[:width - 3] + "..."
 
 
+class OutputIntegrityError(RuntimeError):
+    """The output breaks the exactly-once promise (an id written twice). Never expected; the
+    run fails loudly rather than report success."""
+
+
 def run_job(spec: JobSpec) -> RunSummary:
     start = time.monotonic()
     plan, corpus = preflight(spec)
-    prepare_output(spec.output, spec.output_mode)
+    state = prepare_output(spec.output, spec.output_mode, spec.job_id)
     run_id = uuid.uuid4().hex[:12]
+    base_manifest = {"job_id": spec.job_id, "run_id": run_id, "spec": spec.model_dump(mode="json"),
+                     "provenance": provenance(spec)}
+    write_manifest(spec.output, {**base_manifest, "status": "running"})
     started_ray = _ensure_ray()
     try:
         plan = dataclasses.replace(plan, num_gpus=_gpus_per_actor(spec),
                                    torch_threads=_torch_threads(spec), run_id=run_id)
         if corpus.num_rows:
-            build_dataset(plan, corpus).write_parquet(spec.output)
+            with _checkpointing(plan):
+                build_dataset(plan, corpus).write_parquet(
+                    spec.output, ray_remote_args={"num_cpus": TASK_CPUS})
     finally:
         if started_ray:
             import ray
             ray.shutdown()
-    counts = output_counts(spec.output)
+    counts = output_counts(spec.output, plan.id_column)
+    if counts["ids_duplicated"]:
+        raise OutputIntegrityError(
+            f"output {spec.output!r} holds {counts['ids_duplicated']} id(s) more than once")
     if counts["files"] == 0:
         write_empty(spec.output, plan.output_schema)
     summary = RunSummary(
@@ -84,14 +102,30 @@ def run_job(spec: JobSpec) -> RunSummary:
         rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
         rows_skipped=corpus.num_rows - counts["rows_out"], files_in=len(corpus.files),
         corrupt_files_skipped=corpus.skipped_files,
-        seconds=time.monotonic() - start,
+        seconds=time.monotonic() - start, rows_before=state.rows_before,
         preview=tuple(output_preview(spec.output, _preview_columns(plan))))
     record = dataclasses.asdict(summary)
     del record["preview"]
-    write_manifest(spec.output, {
-        "run_id": run_id, "spec": spec.model_dump(mode="json"), "provenance": provenance(spec),
-        "summary": record})
+    write_manifest(spec.output, {**base_manifest, "status": "complete", "summary": record})
     return summary
+
+
+@contextlib.contextmanager
+def _checkpointing(plan: JobPlan):
+    """Ray Data's row-id checkpointing, kept in the output folder: rows committed by an earlier
+    run of this job are filtered out at read time, so a rerun finishes the job."""
+    from ray.data import DataContext
+    from ray.data.checkpoint import CheckpointConfig
+
+    context = DataContext.get_current()
+    previous = context.checkpoint_config
+    context.checkpoint_config = CheckpointConfig(
+        id_column=plan.id_column, checkpoint_path=checkpoint_path(plan.spec.output),
+        delete_checkpoint_on_success=False)
+    try:
+        yield
+    finally:
+        context.checkpoint_config = previous
 
 
 def _preview_columns(plan: JobPlan) -> list[str]:
@@ -115,15 +149,18 @@ def build_dataset(plan: JobPlan, corpus: Corpus):
     window = spec.batching.window_rows
     source = CorpusDatasource(corpus.fs, corpus.files, plan.read_schema,
                               spec.id_column, rows_per_block=window)
-    ds = ray.data.read_datasource(source)
+    # Fractional CPUs everywhere: on a 2-core machine a resumed run also holds Ray's
+    # CheckpointFilter actor (1 CPU, not configurable); with whole-CPU tasks the read task
+    # never fits beside it and the inference actor, and the job waits forever.
+    ds = ray.data.read_datasource(source, num_cpus=TASK_CPUS)
     ds = ds.map_batches(tokenize_batch, fn_kwargs={"plan": plan}, batch_format="pyarrow",
-                        batch_size=window, num_cpus=0.5)
+                        batch_size=window, num_cpus=TASK_CPUS)
     ds = ds.map_batches(Infer, fn_constructor_kwargs={"plan": plan}, batch_format="pyarrow",
                         batch_size=window,
                         compute=ray.data.ActorPoolStrategy(size=spec.resources.concurrency),
                         num_cpus=spec.resources.cpus_per_actor, num_gpus=plan.num_gpus)
     return ds.map_batches(postprocess_batch, fn_kwargs={"plan": plan}, batch_format="pyarrow",
-                          batch_size=None, num_cpus=0.25)
+                          batch_size=None, num_cpus=TASK_CPUS)
 
 
 def _ensure_ray() -> bool:

@@ -63,9 +63,10 @@ class JobSpec(_Strict):
     on_error: Literal["record", "skip", "raise"] = Field(
         "record", description="Per-row errors: keep the row with `error` set and null outputs "
                               "(record), leave it out (skip), or stop the job (raise).")
-    output_mode: Literal["error", "overwrite"] = Field(
-        "error", description="When the output folder already holds files: refuse (error) or "
-                             "replace them (overwrite).")
+    output_mode: Literal["resume", "overwrite", "error"] = Field(
+        "resume", description="When the output folder already holds files: finish the same "
+                              "job where it stopped and refuse another job's output (resume), "
+                              "replace them (overwrite), or refuse (error).")
     skip_corrupt_files: bool = Field(False, description="Skip input files that are not readable "
                                      "Parquet (listed in the summary) instead of refusing the job.")
     trust_remote_code: bool = Field(False, description="Allow model code from the checkpoint.")

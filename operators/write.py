@@ -2,12 +2,14 @@
 Ray Data, and reading back what was written for the end-of-run summary.
 
 Output folder contents: `*.parquet` files, each with the job's provenance in its schema
-metadata, and `_corpusmill.json`, the manifest of the last run (spec, counts, timings)."""
+metadata; `_corpusmill.json`, the manifest (job id, status, spec, counts of the last run); and
+`_checkpoint/`, Ray Data's record of committed row ids, which a rerun uses to resume."""
 from __future__ import annotations
 
 import json
 import os
 import uuid
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,6 +20,7 @@ from jobs.errors import JobError
 from operators.plan import ERROR
 
 MANIFEST = "_corpusmill.json"
+CHECKPOINT_DIR = "_checkpoint"
 
 
 def output_filesystem(output: str) -> tuple[pafs.FileSystem, str]:
@@ -26,33 +29,85 @@ def output_filesystem(output: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(output)
 
 
-def prepare_output(output: str, mode: str) -> None:
-    """Refuse (mode `error`) or clear (mode `overwrite`) an output folder that holds files.
-    Overwrite deletes only what corpusmill writes, and refuses a folder holding anything else."""
+@dataclass(frozen=True)
+class OutputState:
+    resumed: bool        # the folder held an unfinished or finished run of this same job
+    rows_before: int     # rows already written there before this run
+
+
+def prepare_output(output: str, mode: str, job_id: str) -> OutputState:
+    """Decide what to do with an existing output folder, before any Ray work.
+
+    resume:    an empty folder starts afresh; one holding this job's output (same job id in the
+               manifest) is continued; anything else is refused.
+    overwrite: corpusmill's own files are deleted (a folder holding others is refused).
+    error:     any existing file is refused."""
     fs, root = output_filesystem(output)
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
-        return
+        return OutputState(False, 0)
     if info.type != pafs.FileType.Directory:
         raise JobError(f"output {output!r} exists and is not a folder")
     entries = fs.get_file_info(pafs.FileSelector(root))
     if not entries:
-        return
+        return OutputState(False, 0)
     if mode == "error":
         raise JobError(f"output folder {output!r} already holds {len(entries)} file(s); choose "
                        f"an empty folder, or set output_mode: overwrite (or --set "
                        f"output_mode=overwrite) to replace them")
-    foreign = [e.base_name for e in entries if not _ours(e)]
-    if foreign:
-        raise JobError(f"output folder {output!r} holds files corpusmill did not write "
-                       f"({', '.join(sorted(foreign)[:5])}); refusing to overwrite it")
-    for entry in entries:
-        fs.delete_file(entry.path)
+    foreign = sorted(e.base_name for e in entries if not _ours(e))
+    if mode == "overwrite":
+        if foreign:
+            raise JobError(f"output folder {output!r} holds files corpusmill did not write "
+                           f"({', '.join(foreign[:5])}); refusing to overwrite it")
+        for entry in entries:
+            if entry.type == pafs.FileType.Directory:
+                fs.delete_dir(entry.path)
+            else:
+                fs.delete_file(entry.path)
+        return OutputState(False, 0)
+    manifest = read_manifest(output)
+    if manifest is None or foreign:
+        raise JobError(f"output folder {output!r} holds files that are not a corpusmill job's "
+                       f"output ({', '.join((foreign or [e.base_name for e in entries])[:5])}); "
+                       f"choose an empty folder")
+    if manifest.get("job_id") != job_id:
+        made = manifest.get("provenance", {})
+        raise JobError(f"output folder {output!r} holds the output of another job (job "
+                       f"{manifest.get('job_id')}: {made.get('task')} with {made.get('model')}); "
+                       f"this job ({job_id}) computes something else. Choose another output "
+                       f"folder, or set output_mode: overwrite to replace it")
+    return OutputState(True, committed_rows(output))
 
 
 def _ours(entry: pafs.FileInfo) -> bool:
+    if entry.type == pafs.FileType.Directory:
+        return entry.base_name == CHECKPOINT_DIR
     return entry.type == pafs.FileType.File and (
         entry.base_name.endswith(".parquet") or entry.base_name == MANIFEST)
+
+
+def committed_rows(output: str) -> int:
+    """Rows whose write Ray Data has committed (its checkpoint files, not pending ones). Data
+    files of a killed run may be partial; Ray deletes those when the next run starts."""
+    fs, root = output_filesystem(output)
+    total = 0
+    for entry in fs.get_file_info(pafs.FileSelector(f"{root}/{CHECKPOINT_DIR}",
+                                                    allow_not_found=True)):
+        if entry.base_name.endswith(".parquet") and ".pending." not in entry.base_name:
+            with fs.open_input_file(entry.path) as f:
+                total += pq.ParquetFile(f).metadata.num_rows
+    return total
+
+
+def checkpoint_path(output: str) -> str:
+    """Where Ray Data keeps the ids of committed rows: inside the output folder, so the two
+    travel together (readers skip `_`-prefixed paths). Being inside matters on object stores,
+    where a rename is copy-then-delete: a kill between the two leaves a committed checkpoint
+    beside its pending twin, and Ray's cleanup (which deletes every file under the output
+    whose name starts with a pending checkpoint's) then removes both the data and the
+    committed ids, so those rows are recomputed rather than lost."""
+    return f"{output.rstrip('/')}/{CHECKPOINT_DIR}"
 
 
 def write_empty(output: str, schema: pa.Schema) -> None:
@@ -63,34 +118,56 @@ def write_empty(output: str, schema: pa.Schema) -> None:
         pq.write_table(schema.empty_table(), f)
 
 
-def output_counts(output: str) -> dict[str, int]:
-    """Rows written and rows with an error, read back from the output files."""
+def output_counts(output: str, id_column: str | None = None) -> dict[str, int]:
+    """Rows written, rows with an error, and (given the id column) ids written more than once,
+    read back from the output files."""
     fs, root = output_filesystem(output)
     rows = errored = files = 0
-    for entry in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
-        if entry.type != pafs.FileType.File or not entry.base_name.endswith(".parquet"):
-            continue
+    ids = []
+    for entry in _data_files(fs, root):
+        columns = [ERROR] if id_column is None else [id_column, ERROR]
         with fs.open_input_file(entry.path) as f:
-            errors = pq.read_table(f, columns=[ERROR]).column(ERROR)
+            table = pq.read_table(f, columns=columns)
         files += 1
-        rows += len(errors)
-        errored += pc.sum(pc.is_valid(errors).cast(pa.int64())).as_py() or 0
-    return {"files": files, "rows_out": rows, "rows_errored": errored}
+        rows += table.num_rows
+        errored += pc.sum(pc.is_valid(table.column(ERROR)).cast(pa.int64())).as_py() or 0
+        if id_column is not None:
+            ids.extend(table.column(id_column).chunks)
+    duplicated = 0
+    if ids:
+        counts = pc.value_counts(pa.chunked_array(ids))
+        duplicated = len(counts.filter(pc.greater(counts.field("counts"), 1)))
+    return {"files": files, "rows_out": rows, "rows_errored": errored,
+            "ids_duplicated": duplicated}
+
+
+def _data_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
+    """The output's Parquet files, top level only (the checkpoint folder is not data)."""
+    return sorted((e for e in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+                   if e.type == pafs.FileType.File and e.base_name.endswith(".parquet")),
+                  key=lambda e: e.path)
 
 
 def output_preview(output: str, columns: list[str], rows: int = 5) -> list[dict]:
     """The first `rows` output rows, only `columns`, for the end-of-run summary."""
     fs, root = output_filesystem(output)
     preview: list[dict] = []
-    for entry in sorted(fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)),
-                        key=lambda e: e.path):
+    for entry in _data_files(fs, root):
         if len(preview) >= rows:
             break
-        if entry.type == pafs.FileType.File and entry.base_name.endswith(".parquet"):
-            with fs.open_input_file(entry.path) as f:
-                table = pq.read_table(f, columns=columns)
-            preview += table.slice(0, rows - len(preview)).to_pylist()
+        with fs.open_input_file(entry.path) as f:
+            table = pq.read_table(f, columns=columns)
+        preview += table.slice(0, rows - len(preview)).to_pylist()
     return preview
+
+
+def read_manifest(output: str) -> dict | None:
+    fs, root = output_filesystem(output)
+    try:
+        with fs.open_input_stream(f"{root}/{MANIFEST}") as f:
+            return json.loads(f.read())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 def write_manifest(output: str, manifest: dict) -> None:

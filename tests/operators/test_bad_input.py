@@ -142,13 +142,34 @@ def test_output_inside_input(tmp_path, capsys, tiny, corpus):
     assert "inside the input" in capsys.readouterr().err
 
 
-def test_output_folder_with_files_is_not_overwritten_by_default(tmp_path, capsys, tiny, corpus):
+def test_output_folder_of_unknown_origin_is_refused(tmp_path, capsys, tiny, corpus):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "old.parquet").write_bytes(b"x")
     err = fails(tmp_path, capsys, model=tiny.classifier, input=str(corpus),
                 columns={"text": "body"})
-    assert "already holds" in err and "output_mode: overwrite" in err
+    assert "not a corpusmill job's output (old.parquet)" in err
     assert (tmp_path / "out" / "old.parquet").exists()
+
+
+def test_output_mode_error_refuses_any_existing_output(tmp_path, capsys, tiny, corpus):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.parquet").write_bytes(b"x")
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(corpus),
+                columns={"text": "body"}, output_mode="error")
+    assert "already holds 1 file(s)" in err and "output_mode: overwrite" in err
+
+
+def test_output_of_another_job_is_refused(tmp_path, capsys, tiny, corpus):
+    import json
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "_corpusmill.json").write_text(json.dumps(
+        {"job_id": "0123456789abcdef", "provenance": {"task": "text-classification",
+                                                      "model": "other-model"}}))
+    err = fails(tmp_path, capsys, model=tiny.classifier, input=str(corpus),
+                columns={"text": "body"})
+    assert "output of another job (job 0123456789abcdef: text-classification with other-model)" in err
+    assert "output_mode: overwrite" in err
 
 
 def test_validate_reports_the_same_errors(tmp_path, capsys, tiny, corpus):

@@ -1,0 +1,78 @@
+"""Helpers for fault-injection tests: run the CLI as a separate process with its own local Ray,
+kill it at a moment chosen by progress, and clean up only that Ray instance."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).parents[2]
+
+
+def data_files(output: Path) -> list[Path]:
+    return sorted(output.glob("*.parquet")) if output.exists() else []
+
+
+def committed_rows(output: Path) -> int:
+    total = 0
+    for f in data_files(output):
+        try:
+            total += pq.read_metadata(f).num_rows
+        except Exception:  # noqa: BLE001 - a file being written right now
+            pass
+    return total
+
+
+class CliRun:
+    """`corpusmill run JOB` in its own process group with its own Ray temp dir."""
+
+    def __init__(self, job: Path, *args: str):
+        self.ray_tmp = tempfile.mkdtemp(prefix="cmray")  # short: Ray's socket paths are limited
+        env = {**os.environ, "RAY_TMPDIR": self.ray_tmp, "PYTHONUNBUFFERED": "1"}
+        env.pop("RAY_ADDRESS", None)
+        self.log = Path(self.ray_tmp) / "cli.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jobs.cli", "run", str(job), *args], cwd=REPO, env=env,
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def kill_when(self, predicate, timeout: float = 120) -> bool:
+        """SIGKILL the whole process group once `predicate()` holds; False if it ended first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if predicate():
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                self._reap_ray()
+                return True
+            time.sleep(0.02)
+        raise TimeoutError("the kill point was never reached")
+
+    def wait(self, timeout: float = 180) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._reap_ray()
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def _reap_ray(self) -> None:
+        """Ray's services die with their driver (PR_SET_PDEATHSIG); wait for that, then kill
+        any straggler of this instance only (matched by its temp dir)."""
+        for _ in range(100):
+            if subprocess.run(["pgrep", "-f", self.ray_tmp], capture_output=True).returncode:
+                return
+            time.sleep(0.1)
+        subprocess.run(["pkill", "-9", "-f", self.ray_tmp])
