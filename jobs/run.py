@@ -8,6 +8,7 @@ import logging
 import os
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 
 from jobs.preflight import Corpus, preflight, provenance
@@ -85,8 +86,8 @@ def run_job(spec: JobSpec) -> RunSummary:
                                    torch_threads=_torch_threads(spec), run_id=run_id)
         if corpus.num_rows:
             with _checkpointing(plan):
-                build_dataset(plan, corpus).write_parquet(
-                    spec.output, ray_remote_args={"num_cpus": TASK_CPUS})
+                build_dataset(plan, corpus).write_parquet(spec.output, ray_remote_args={
+                    "num_cpus": TASK_CPUS, "max_retries": spec.resources.max_retries})
     finally:
         if started_ray:
             import ray
@@ -152,15 +153,22 @@ def build_dataset(plan: JobPlan, corpus: Corpus):
     # Fractional CPUs everywhere: on a 2-core machine a resumed run also holds Ray's
     # CheckpointFilter actor (1 CPU, not configurable); with whole-CPU tasks the read task
     # never fits beside it and the inference actor, and the job waits forever.
-    ds = ray.data.read_datasource(source, num_cpus=TASK_CPUS)
+    retries = spec.resources.max_retries
+    # Tasks carry `max_retries`, actors `max_restarts`: their remote args never match, so Ray
+    # does not fuse tokenization into the inference actors, and it overlaps with inference.
+    with warnings.catch_warnings():  # read retries are only reachable this way in Ray 2.60
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        ds = ray.data.read_datasource(source, num_cpus=TASK_CPUS,
+                                      ray_remote_args={"max_retries": retries})
     ds = ds.map_batches(tokenize_batch, fn_kwargs={"plan": plan}, batch_format="pyarrow",
-                        batch_size=window, num_cpus=TASK_CPUS)
+                        batch_size=window, num_cpus=TASK_CPUS, max_retries=retries)
     ds = ds.map_batches(Infer, fn_constructor_kwargs={"plan": plan}, batch_format="pyarrow",
                         batch_size=window,
                         compute=ray.data.ActorPoolStrategy(size=spec.resources.concurrency),
-                        num_cpus=spec.resources.cpus_per_actor, num_gpus=plan.num_gpus)
+                        num_cpus=spec.resources.cpus_per_actor, num_gpus=plan.num_gpus,
+                        max_restarts=retries, max_task_retries=retries)
     return ds.map_batches(postprocess_batch, fn_kwargs={"plan": plan}, batch_format="pyarrow",
-                          batch_size=None, num_cpus=TASK_CPUS)
+                          batch_size=None, num_cpus=TASK_CPUS, max_retries=retries)
 
 
 def _ensure_ray() -> bool:

@@ -37,11 +37,16 @@ class Resources(_Strict):
     concurrency: int = Field(1, ge=1, description="Inference actors, each loading the model once.")
     num_gpus: float | Literal["auto"] = Field("auto", description="GPUs per inference actor; "
                                               "`auto`: 1 when the cluster has GPUs, else 0.")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        "auto", description="Weights dtype; `auto`: float16 on GPU, float32 on CPU.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16", "int8"] = Field(
+        "auto", description="Weights dtype; `auto`: float16 on GPU, float32 on CPU; `int8`: "
+                            "dynamic int8 quantisation of Linear layers, CPU only (faster, "
+                            "outputs differ slightly from float32).")
     cpus_per_actor: float = Field(0.5, gt=0, description="CPUs Ray reserves per inference actor.")
     torch_threads: int | None = Field(None, ge=1, description="torch threads per CPU actor; "
                                       "default: the node's cores divided among the actors.")
+    max_retries: int = Field(3, ge=0, description="Retries of a task or restarts of an actor "
+                             "lost to a system failure (dead worker, lost node) before the job "
+                             "fails; a model that cannot load fails at once.")
 
 
 class JobSpec(_Strict):

@@ -36,13 +36,27 @@ def load_tokenizer(model_ref: str, revision: str | None, trust_remote_code: bool
                                          trust_remote_code=trust_remote_code)
 
 
+INT8 = "int8"
+
+
 def load_model(model_class, model_ref: str, revision: str | None, *, dtype, device: str,
                trust_remote_code: bool, allow_pickle: bool):
-    """Weights on `device` in eval mode. Without `allow_pickle`, only safetensors load."""
+    """Weights on `device` in eval mode. Without `allow_pickle`, only safetensors load.
+    `dtype` is a torch dtype, None (the checkpoint's), or "int8": float32 weights whose Linear
+    layers are then quantised dynamically (CPU only)."""
+    import torch
+
     model = model_class.from_pretrained(
-        model_ref, revision=revision, dtype=dtype, trust_remote_code=trust_remote_code,
-        use_safetensors=None if allow_pickle else True)
-    return model.to(device).eval()
+        model_ref, revision=revision, dtype=torch.float32 if dtype == INT8 else dtype,
+        trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
+    model = model.to(device).eval()
+    if dtype == INT8:
+        if device != "cpu":
+            raise ValueError("dtype int8 is dynamic quantisation for CPUs; on a GPU use float16")
+        from torch.ao.quantization import quantize_dynamic
+
+        model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return model
 
 
 def torch_dtype(name: str, device: str):
@@ -51,4 +65,6 @@ def torch_dtype(name: str, device: str):
 
     if name == "auto":
         return torch.float16 if device.startswith("cuda") else torch.float32
+    if name == INT8:
+        return INT8
     return getattr(torch, name)

@@ -52,16 +52,23 @@ class CliRun:
             if self.proc.poll() is not None:
                 return False
             if predicate():
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-                self._reap_ray()
+                self.kill()
                 return True
             time.sleep(0.02)
-        raise TimeoutError("the kill point was never reached")
+        self.kill()
+        raise TimeoutError(f"the kill point was never reached; log:\n{self.output()[-3000:]}")
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self._reap_ray()
 
     def wait(self, timeout: float = 180) -> int:
         try:
             return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
         finally:
             self._reap_ray()
 

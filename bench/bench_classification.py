@@ -1,0 +1,309 @@
+"""Text classification side by side, one corpus, one run, each mode a separate process:
+
+  pipeline-default  transformers.pipeline("text-classification") at its default batch size (1)
+  pipeline-32       the same with batch_size=32
+  forward-sorted    the practical limit: tokenize all, sort by length, token-budget batches,
+                    plain forward passes (no Ray, no I/O beyond reading the corpus)
+  corpusmill        `corpusmill run` end to end: Ray start-up, read, tokenize, infer, write
+  corpusmill-int8   the same with resources.dtype: int8
+
+Every figure is for the whole process, start to exit. Prints rows/s, non-pad tokens/s,
+padding efficiency, peak RSS of the process tree (Ray's processes included), useful GFLOP/s
+(2 x non-embedding parameters per non-pad token) against an fp32 matmul peak measured here,
+and label agreement between modes.
+
+    python bench/make_corpus.py --rows 10000 --out bench/data/corpus-10k
+    python jobs/examples/make_minilm_classifier.py out/models/minilm-classifier
+    python bench/bench_classification.py --corpus bench/data/corpus-10k \
+        --model out/models/minilm-classifier --json bench/results-10k.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).parents[1]
+MODES = ["pipeline-default", "pipeline-32", "forward-sorted", "corpusmill", "corpusmill-int8"]
+MAX_TOKENS = 8192  # the token budget for forward-sorted, as corpusmill's default
+
+
+# ---------------------------------------------------------------- parent: orchestration
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", required=True, help="folder of Parquet files (id, text)")
+    parser.add_argument("--model", required=True, help="sequence-classification model folder")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--json", help="write all figures here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--labels-out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+
+    texts_ids = read_corpus(args.corpus)
+    stats = token_stats(args.model, [t for _, t in texts_ids])
+    peak = matmul_peak_gflops(args.threads)
+    flop_per_token = 2 * non_embedding_params(args.model)
+    print(f"corpus: {len(texts_ids)} rows, {stats['tokens']} non-pad tokens "
+          f"(median {stats['median']} per row); fp32 matmul peak {peak:.0f} GFLOP/s on "
+          f"{args.threads} threads; {flop_per_token / 1e6:.1f} MFLOP per token")
+    work = Path(tempfile.mkdtemp(prefix="cm-bench-"))
+    results = {}
+    for mode in args.modes.split(","):
+        labels = work / f"{mode}.json"
+        if mode.startswith("corpusmill"):  # time the CLI process alone
+            job = corpusmill_job(args, work / mode, int8=mode.endswith("int8"))
+            cmd = [sys.executable, "-m", "jobs.cli", "run", str(job)]
+        else:
+            cmd = [sys.executable, __file__, "--child", mode, "--corpus", args.corpus,
+                   "--model", args.model, "--threads", str(args.threads),
+                   "--labels-out", str(labels)]
+        wall, rss, rc, out = run_measured(cmd)
+        if rc != 0:
+            print(f"{mode}: FAILED (exit {rc})\n{out[-2000:]}")
+            continue
+        if mode.startswith("corpusmill"):
+            print("  " + "\n  ".join(out.strip().splitlines()[:2]))
+            info = corpusmill_after(args, job, labels)
+        else:
+            info = json.loads(out.strip().splitlines()[-1])
+        tokens_per_s = stats["tokens"] / wall
+        results[mode] = {
+            "rows_per_s": len(texts_ids) / wall, "wall_s": wall, "peak_rss_mib": rss / 2**20,
+            "tokens_per_s": tokens_per_s, "padding_efficiency": info.get("padding_efficiency"),
+            "useful_gflops": tokens_per_s * flop_per_token / 1e9, "labels": str(labels)}
+        print(f"{mode:17s} {len(texts_ids) / wall:7.1f} rows/s  {tokens_per_s:8.0f} tok/s  "
+              f"pad-eff {fmt(info.get('padding_efficiency'))}  peak RSS {rss / 2**20:7.0f} MiB  "
+              f"{results[mode]['useful_gflops']:5.1f} GFLOP/s ({100 * results[mode]['useful_gflops'] / peak:.0f}% of peak)")
+    report = {"rows": len(texts_ids), "tokens": stats["tokens"], "matmul_peak_gflops": peak,
+              "flop_per_token": flop_per_token, "modes": results,
+              "ratios": ratios(results), "agreement": agreements(results)}
+    for name, value in {**report["ratios"], **report["agreement"]}.items():
+        print(f"{name}: {value:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+def fmt(value) -> str:
+    return "  n/a" if value is None else f"{value:.2f}"
+
+
+def ratios(results: dict) -> dict:
+    out = {}
+    if "corpusmill" in results:
+        ours = results["corpusmill"]["rows_per_s"]
+        pipes = [results[m]["rows_per_s"] for m in ("pipeline-default", "pipeline-32") if m in results]
+        if pipes:
+            out["corpusmill / best pipeline"] = ours / max(pipes)
+        if "forward-sorted" in results:
+            out["corpusmill / forward-sorted"] = ours / results["forward-sorted"]["rows_per_s"]
+        if "corpusmill-int8" in results:
+            out["corpusmill-int8 / corpusmill"] = results["corpusmill-int8"]["rows_per_s"] / ours
+    return out
+
+
+def agreements(results: dict) -> dict:
+    def labels(mode):
+        return json.loads(Path(results[mode]["labels"]).read_text())
+    out = {}
+    for a, b in (("corpusmill-int8", "corpusmill"), ("corpusmill", "pipeline-default"),
+                 ("forward-sorted", "pipeline-default")):
+        if a in results and b in results:
+            la, lb = labels(a), labels(b)
+            out[f"label agreement {a} vs {b}"] = sum(la[k] == lb[k] for k in lb) / len(lb)
+    return out
+
+
+def run_measured(cmd: list[str]) -> tuple[float, int, int, str]:
+    """(wall seconds, peak RSS of the whole process tree in bytes, exit code, stdout)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    peak = 0
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss(proc.pid))
+            time.sleep(0.1)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    out, _ = proc.communicate()
+    wall = time.monotonic() - start
+    done.set()
+    sampler.join()
+    return wall, peak, proc.returncode, out
+
+
+def tree_rss(root: int) -> int:
+    """Sum of VmRSS over `root` and all its descendants, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        stack += children.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def read_corpus(folder: str) -> list[tuple[str, str]]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(folder, columns=["id", "text"])
+    return list(zip(table.column("id").to_pylist(), table.column("text").to_pylist()))
+
+
+def token_stats(model: str, texts: list[str]) -> dict:
+    from transformers import AutoTokenizer
+
+    lengths = sorted(len(ids) for ids in AutoTokenizer.from_pretrained(model)(
+        texts, truncation=True)["input_ids"])
+    return {"tokens": sum(lengths), "median": lengths[len(lengths) // 2]}
+
+
+def non_embedding_params(model: str) -> int:
+    from transformers import AutoModelForSequenceClassification
+
+    m = AutoModelForSequenceClassification.from_pretrained(model)
+    embedding = sum(p.numel() for n, p in m.named_parameters() if "embeddings" in n)
+    return sum(p.numel() for p in m.parameters()) - embedding
+
+
+def matmul_peak_gflops(threads: int, n: int = 2048, repeats: int = 10) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+# ---------------------------------------------------------------- child: one mode
+
+def child(args) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    ids_texts = read_corpus(args.corpus)
+    if args.child == "forward-sorted":
+        labels, info = run_forward_sorted(args.model, ids_texts)
+    else:
+        batch = 32 if args.child == "pipeline-32" else None
+        labels, info = run_pipeline(args.model, ids_texts, batch)
+    Path(args.labels_out).write_text(json.dumps(labels))
+    print(json.dumps(info))
+
+
+def run_pipeline(model: str, ids_texts, batch_size):
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=model, device="cpu")
+    kwargs = {"batch_size": batch_size} if batch_size else {}
+    texts = [t for _, t in ids_texts]
+    out = pipe(texts, truncation=True, **kwargs)
+    info = {"padding_efficiency": 1.0 if not batch_size else padding_efficiency(
+        model, texts, lambda lengths: [list(range(i, min(i + batch_size, len(lengths))))
+                                       for i in range(0, len(lengths), batch_size)])}
+    return {i: o["label"] for (i, _), o in zip(ids_texts, out)}, info
+
+
+def run_forward_sorted(model_dir: str, ids_texts):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from operators.batching import pad, plan_microbatches
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    ids = tokenizer([t for _, t in ids_texts], truncation=True)["input_ids"]
+    batches = plan_microbatches([len(x) for x in ids], MAX_TOKENS)
+    labels = {}
+    padded = 0
+    with torch.inference_mode():
+        for batch in batches:
+            input_ids, mask = pad([ids[i] for i in batch], tokenizer.pad_token_id)
+            padded += input_ids.size
+            logits = model(input_ids=torch.from_numpy(input_ids),
+                           attention_mask=torch.from_numpy(mask)).logits
+            for i, k in zip(batch, logits.argmax(-1).tolist()):
+                labels[ids_texts[i][0]] = model.config.id2label[k]
+    return labels, {"padding_efficiency": sum(len(x) for x in ids) / padded}
+
+
+def corpusmill_job(args, work: Path, int8: bool) -> Path:
+    import yaml
+
+    work.mkdir(parents=True)
+    job = work / "job.yaml"
+    job.write_text(yaml.safe_dump({
+        "task": "text-classification", "model": os.path.abspath(args.model),
+        "input": os.path.abspath(args.corpus), "output": str(work / "out"), "id_column": "id",
+        "keep_columns": [], "resources": {"dtype": "int8" if int8 else "float32"}}))
+    return job
+
+
+def corpusmill_after(args, job: Path, labels_out: Path) -> dict:
+    """Labels from the output, and padding as corpusmill's batching plans it (windows of
+    window_rows rows, token budget), replayed outside the timed run."""
+    import pyarrow.parquet as pq
+
+    from jobs.spec import load_spec
+
+    spec = load_spec(job)
+    table = pq.read_table(spec.output, columns=["id", "label"])
+    labels_out.write_text(json.dumps(dict(zip(
+        table.column("id").to_pylist(), table.column("label").to_pylist()))))
+    texts = [t for _, t in read_corpus(args.corpus)]
+    window = spec.batching.window_rows
+    eff = padding_efficiency(args.model, texts, lambda lengths: [
+        [start + int(i) for i in micro]
+        for start in range(0, len(lengths), window)
+        for micro in _plan(lengths[start:start + window], spec.batching.max_tokens)])
+    return {"padding_efficiency": eff}
+
+
+def _plan(lengths, max_tokens):
+    from operators.batching import plan_microbatches
+    return plan_microbatches(lengths, max_tokens)
+
+
+def padding_efficiency(model: str, texts, make_batches) -> float:
+    """Non-pad tokens / padded tokens computed, for a batching given as index lists."""
+    from transformers import AutoTokenizer
+
+    lengths = [len(x) for x in AutoTokenizer.from_pretrained(model)(texts, truncation=True)["input_ids"]]
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in make_batches(lengths) if len(b))
+    return sum(lengths) / padded
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    main()

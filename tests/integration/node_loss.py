@@ -1,0 +1,45 @@
+"""Run a job on a 2-node local Ray cluster (ray.cluster_utils.Cluster) and remove the worker
+node once output starts to appear. Used by test_worker_faults.py in a separate process, since
+the test session already holds a Ray of its own.
+
+    python -m tests.integration.node_loss JOB.yaml   -> prints 'NODE_REMOVED' and the summary
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def main(job: str) -> int:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from jobs.run import run_job
+    from jobs.spec import load_spec
+
+    spec = load_spec(job)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=2)
+    ray.init(address=cluster.address, logging_level="WARNING")
+    cluster.wait_for_nodes()
+
+    def remove_worker_when_output_appears():
+        while not list(Path(spec.output).glob("*.parquet")):
+            time.sleep(0.02)
+        cluster.remove_node(worker)
+        print("NODE_REMOVED", flush=True)
+
+    threading.Thread(target=remove_worker_when_output_appears, daemon=True).start()
+    try:
+        summary = run_job(spec)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    print("\n".join(summary.lines()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
