@@ -73,7 +73,7 @@ def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Co
     plan = JobPlan(
         spec=spec, model_ref=model_ref, max_length=_max_length(spec, tokenizer, config),
         id_column=id_column, input_columns=input_columns, kept_columns=kept,
-        read_schema=read_schema, output_schema=output_schema, num_gpus=0.0,
+        read_schema=read_schema, output_schema=output_schema, num_gpus=0.0, concurrency=1,
         torch_threads=spec.resources.torch_threads or 0, model_config=config)
     return plan, corpus
 

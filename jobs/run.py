@@ -82,8 +82,7 @@ def run_job(spec: JobSpec) -> RunSummary:
     write_manifest(spec.output, {**base_manifest, "status": "running"})
     started_ray = _ensure_ray()
     try:
-        plan = dataclasses.replace(plan, num_gpus=_gpus_per_actor(spec),
-                                   torch_threads=_torch_threads(spec), run_id=run_id)
+        plan = _place(plan, run_id)
         if corpus.num_rows:
             with _checkpointing(plan):
                 build_dataset(plan, corpus).write_parquet(spec.output, ray_remote_args={
@@ -164,7 +163,7 @@ def build_dataset(plan: JobPlan, corpus: Corpus):
                         batch_size=window, num_cpus=TASK_CPUS, max_retries=retries)
     ds = ds.map_batches(Infer, fn_constructor_kwargs={"plan": plan}, batch_format="pyarrow",
                         batch_size=window,
-                        compute=ray.data.ActorPoolStrategy(size=spec.resources.concurrency),
+                        compute=ray.data.ActorPoolStrategy(size=plan.concurrency),
                         num_cpus=spec.resources.cpus_per_actor, num_gpus=plan.num_gpus,
                         max_restarts=retries, max_task_retries=retries)
     return ds.map_batches(postprocess_batch, fn_kwargs={"plan": plan}, batch_format="pyarrow",
@@ -186,16 +185,21 @@ def _ensure_ray() -> bool:
     return True
 
 
-def _gpus_per_actor(spec: JobSpec) -> float:
+def _place(plan: JobPlan, run_id: str) -> JobPlan:
+    """Resolve `auto` resources against the cluster Ray sees: one actor per GPU when there are
+    GPUs, else one CPU actor whose torch threads use the node's cores."""
     import ray
 
-    requested = spec.resources.num_gpus
-    if requested != "auto":
-        return float(requested)
-    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-
-
-def _torch_threads(spec: JobSpec) -> int:
-    if spec.resources.torch_threads:
-        return spec.resources.torch_threads
-    return max(1, (os.cpu_count() or 1) // spec.resources.concurrency)
+    resources = plan.spec.resources
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    if resources.num_gpus == "auto":
+        num_gpus = 1.0 if cluster_gpus >= 1 else 0.0
+    else:
+        num_gpus = float(resources.num_gpus)
+    if resources.concurrency == "auto":
+        concurrency = max(1, int(cluster_gpus // num_gpus)) if num_gpus else 1
+    else:
+        concurrency = resources.concurrency
+    threads = resources.torch_threads or max(1, (os.cpu_count() or 1) // concurrency)
+    return dataclasses.replace(plan, num_gpus=num_gpus, concurrency=concurrency,
+                               torch_threads=threads, run_id=run_id)

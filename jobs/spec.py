@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator,
+)
 
 from jobs.errors import JobError
 from pipelines.base import TaskOptions
@@ -34,7 +36,16 @@ class Batching(_Strict):
 
 
 class Resources(_Strict):
-    concurrency: int = Field(1, ge=1, description="Inference actors, each loading the model once.")
+    concurrency: int | Literal["auto"] = Field(
+        "auto", description="Inference actors, each loading the model once; `auto`: one per "
+                            "GPU when the cluster has GPUs, else 1 (one actor using all cores).")
+
+    @field_validator("concurrency")
+    @classmethod
+    def _positive(cls, value):
+        if value != "auto" and value < 1:
+            raise ValueError(f"concurrency must be >= 1 or 'auto', got {value}")
+        return value
     num_gpus: float | Literal["auto"] = Field("auto", description="GPUs per inference actor; "
                                               "`auto`: 1 when the cluster has GPUs, else 0.")
     dtype: Literal["auto", "float32", "float16", "bfloat16", "int8"] = Field(
@@ -171,9 +182,9 @@ def _resolve(path: str, base: Path) -> str:
     if "://" in path:  # object storage URI
         return path
     expanded = os.path.expanduser(path)
-    if os.path.isabs(expanded):
-        return expanded
-    return os.path.normpath(str(base / expanded))
+    # Absolute, always: Ray workers run in other working directories, and Ray Data's
+    # checkpoint path must be a URI or an absolute path.
+    return os.path.abspath(os.path.join(base, expanded))
 
 
 def _describe(error: ValidationError, model: type[BaseModel], *, prefix: str = "",

@@ -90,7 +90,11 @@ class Infer:
         tensors = {"input_ids": input_ids, "attention_mask": mask}
         if type_ids[rows[0]] is not None:
             tensors["token_type_ids"] = pad([type_ids[r] for r in rows], 0)[0]
-        tensors = {k: torch.from_numpy(v).to(self.device) for k, v in tensors.items()}
+        if self.device == "cpu":
+            tensors = {k: torch.from_numpy(v) for k, v in tensors.items()}
+        else:  # pinned host memory lets the copy to the GPU run asynchronously
+            tensors = {k: torch.from_numpy(v).pin_memory().to(self.device, non_blocking=True)
+                       for k, v in tensors.items()}
         with torch.inference_mode():
             return self.plan.task.forward(self.model, tensors, self.state, self.plan.options)
 

@@ -29,6 +29,7 @@ class JobPlan:
     read_schema: pa.Schema           # schema of blocks leaving the reader
     output_schema: pa.Schema         # schema of the written files, provenance in its metadata
     num_gpus: float                  # per inference actor
+    concurrency: int                 # inference actors
     torch_threads: int               # per CPU inference actor
     model_config: Any                # the checkpoint's transformers config (labels, problem type)
     run_id: str = field(default="")

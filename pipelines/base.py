@@ -65,8 +65,10 @@ class Task:
 
     def encode(self, tokenizer: Any, texts: dict[str, list[str]], options: TaskOptions,
                max_length: int) -> Encoded:
-        """Token ids for a batch of rows. `texts[name][i]` is row i's value for input `name`."""
-        raise NotImplementedError
+        """Token ids for a batch of rows. `texts[name][i]` is row i's value for input `name`.
+        Default: one `text` input, truncated to `max_length` as transformers' pipelines do."""
+        enc = tokenizer(texts["text"], truncation=True, max_length=max_length)
+        return Encoded(input_ids=enc["input_ids"], token_type_ids=enc.get("token_type_ids"))
 
     def forward(self, model: Any, tensors: dict[str, Any], state: Any,
                 options: TaskOptions) -> dict[str, np.ndarray]:

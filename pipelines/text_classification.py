@@ -19,7 +19,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipelines.base import (
-    Encoded, ModelMismatch, Task, TaskOptions, sigmoid, softmax, top_k_indices,
+    ModelMismatch, Task, TaskOptions, sigmoid, softmax, top_k_indices,
 )
 from pipelines.registry import register
 
@@ -83,10 +83,6 @@ class TextClassification(Task):
     def model_class(self):
         from transformers import AutoModelForSequenceClassification
         return AutoModelForSequenceClassification
-
-    def encode(self, tokenizer, texts, options, max_length):
-        enc = tokenizer(texts["text"], truncation=True, max_length=max_length)
-        return Encoded(input_ids=enc["input_ids"], token_type_ids=enc.get("token_type_ids"))
 
     def forward(self, model, tensors, state, options):
         logits = model(**tensors).logits  # (batch, num_labels)

@@ -16,7 +16,7 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from pipelines.base import Encoded, ModelMismatch, Task, TaskOptions, top_k_indices
+from pipelines.base import ModelMismatch, Task, TaskOptions, top_k_indices
 from pipelines.pooling import folder_pooling, pool
 from pipelines.registry import register
 
@@ -81,10 +81,6 @@ class ZeroShotClassification(Task):
         state = {"pooling": mode}
         state["label_embeddings"] = _embed(model, enc, mode)  # (num_labels, hidden)
         return state
-
-    def encode(self, tokenizer, texts, options, max_length):
-        enc = tokenizer(texts["text"], truncation=True, max_length=max_length)
-        return Encoded(input_ids=enc["input_ids"], token_type_ids=enc.get("token_type_ids"))
 
     def forward(self, model, tensors, state, options):
         embeddings = _embed(model, tensors, state["pooling"])  # (batch, hidden)

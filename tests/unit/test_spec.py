@@ -61,6 +61,19 @@ def test_relative_paths_resolve_against_the_job_file(tmp_path):
     assert spec.model == "org/model"  # a hub id, not a path
 
 
+def test_paths_are_absolute_when_the_job_file_is_named_relative_to_the_working_dir(
+        tmp_path, monkeypatch):
+    # as in the README: `corpusmill run jobs/examples/x.yaml` from the repo root. Ray workers
+    # and Ray Data's checkpoint config need absolute paths.
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "job.yaml").write_text(
+        yaml.safe_dump({**BASE, "input": "data/in.parquet", "output": "../out"}))
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec("jobs/job.yaml", ["output=../out2"])
+    assert spec.input == str(tmp_path / "jobs" / "data" / "in.parquet")
+    assert spec.output == str(tmp_path / "out2")
+
+
 def test_set_overrides_parse_values_as_yaml(tmp_path):
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(BASE))
