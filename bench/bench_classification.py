@@ -31,7 +31,6 @@ from pathlib import Path
 
 REPO = Path(__file__).parents[1]
 MODES = ["pipeline-default", "pipeline-32", "forward-sorted", "corpusmill", "corpusmill-int8"]
-MAX_TOKENS = 8192  # the token budget for forward-sorted, as corpusmill's default
 
 
 # ---------------------------------------------------------------- parent: orchestration
@@ -44,6 +43,8 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--json", help="write all figures here")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="passed to `corpusmill run --set` (e.g. resources.concurrency=1)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--labels-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -64,6 +65,7 @@ def main() -> None:
         if mode.startswith("corpusmill"):  # time the CLI process alone
             job = corpusmill_job(args, work / mode, int8=mode.endswith("int8"))
             cmd = [sys.executable, "-m", "jobs.cli", "run", str(job)]
+            cmd += [f"--set={item}" for item in args.overrides]
         else:
             cmd = [sys.executable, __file__, "--child", mode, "--corpus", args.corpus,
                    "--model", args.model, "--threads", str(args.threads),
@@ -136,7 +138,7 @@ def run_measured(cmd: list[str]) -> tuple[float, int, int, str]:
         nonlocal peak
         while not done.is_set():
             peak = max(peak, tree_rss(proc.pid))
-            time.sleep(0.1)
+            time.sleep(0.5)  # walking /proc costs CPU: sample sparingly
     sampler = threading.Thread(target=sample)
     sampler.start()
     out, _ = proc.communicate()
@@ -239,12 +241,14 @@ def run_forward_sorted(model_dir: str, ids_texts):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from jobs.spec import Batching
     from operators.batching import pad, plan_microbatches
 
+    max_tokens = Batching().max_tokens  # the same token budget as corpusmill's default
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
     ids = tokenizer([t for _, t in ids_texts], truncation=True)["input_ids"]
-    batches = plan_microbatches([len(x) for x in ids], MAX_TOKENS)
+    batches = plan_microbatches([len(x) for x in ids], max_tokens)
     labels = {}
     padded = 0
     with torch.inference_mode():
@@ -277,7 +281,7 @@ def corpusmill_after(args, job: Path, labels_out: Path) -> dict:
 
     from jobs.spec import load_spec
 
-    spec = load_spec(job)
+    spec = load_spec(job, args.overrides)
     table = pq.read_table(spec.output, columns=["id", "label"])
     labels_out.write_text(json.dumps(dict(zip(
         table.column("id").to_pylist(), table.column("label").to_pylist()))))

@@ -34,6 +34,7 @@ def main(folder: str) -> None:
     with torch.inference_mode():
         enc = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
         features = model.bert(**enc).pooler_output  # what the classifier head sees
+    features = features.clone()  # a normal tensor: autograd refuses inference-mode ones
     head = torch.nn.Linear(features.shape[1], 2)
     optimizer = torch.optim.LBFGS(head.parameters(), max_iter=200)
 

@@ -11,16 +11,22 @@ import uuid
 import warnings
 from dataclasses import dataclass
 
+from jobs.errors import JobError
 from jobs.preflight import Corpus, preflight, provenance
-from jobs.spec import JobSpec
+from jobs.spec import JobSpec, Resources
 from operators.plan import ERROR, JobPlan
 from operators.write import (
-    checkpoint_path, output_counts, output_preview, prepare_output, write_empty, write_manifest,
+    check_output, checkpoint_path, output_counts, output_preview, replace_output, write_empty,
+    write_manifest,
 )
 
 log = logging.getLogger(__name__)
 
 TASK_CPUS = 0.25  # CPUs Ray reserves per read/tokenize/postprocess/write task
+MAX_AUTO_CPU_ACTORS = 8  # `concurrency: auto` on CPU: each actor holds its own model copy
+# Ray Data 2.60 adds a CheckpointFilter actor pool when a run resumes from committed ids; its
+# actor reserves one whole CPU (not configurable), which placement must leave free.
+CHECKPOINT_FILTER_CPUS = 1.0
 
 
 @dataclass(frozen=True)
@@ -75,14 +81,17 @@ class OutputIntegrityError(RuntimeError):
 def run_job(spec: JobSpec) -> RunSummary:
     start = time.monotonic()
     plan, corpus = preflight(spec)
-    state = prepare_output(spec.output, spec.output_mode, spec.job_id)
+    state = check_output(spec.output, spec.output_mode, spec.job_id)
     run_id = uuid.uuid4().hex[:12]
-    base_manifest = {"job_id": spec.job_id, "run_id": run_id, "spec": spec.model_dump(mode="json"),
-                     "provenance": provenance(spec)}
-    write_manifest(spec.output, {**base_manifest, "status": "running"})
     started_ray = _ensure_ray()
     try:
-        plan = _place(plan, run_id)
+        # refuses a placement that cannot run, before any output
+        plan = _place(plan, run_id, reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0)
+        if state.replace:
+            replace_output(spec.output)
+        base_manifest = {"job_id": spec.job_id, "run_id": run_id,
+                         "spec": spec.model_dump(mode="json"), "provenance": provenance(spec)}
+        write_manifest(spec.output, {**base_manifest, "status": "running"})
         if corpus.num_rows:
             with _checkpointing(plan):
                 build_dataset(plan, corpus).write_parquet(spec.output, ray_remote_args={
@@ -159,11 +168,21 @@ def build_dataset(plan: JobPlan, corpus: Corpus):
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         ds = ray.data.read_datasource(source, num_cpus=TASK_CPUS,
                                       ray_remote_args={"max_retries": retries})
+    # As many tokenize tasks at a time as inference actors: a fast tokenizer outruns a model
+    # many times over, and each extra task is a worker process importing transformers, which
+    # on a small machine delays the actors' start and steals their cores.
     ds = ds.map_batches(tokenize_batch, fn_kwargs={"plan": plan}, batch_format="pyarrow",
-                        batch_size=window, num_cpus=TASK_CPUS, max_retries=retries)
+                        batch_size=window, num_cpus=TASK_CPUS, max_retries=retries,
+                        compute=ray.data.TaskPoolStrategy(size=plan.concurrency))
+    # Blocks of `window` rows are the units actors take, one at a time on CPU: a whole file
+    # arriving as one block, or two blocks queued on one actor while another idles, would
+    # leave cores unused (a 4,096-row window ran at half speed on 2 actors that way).
+    ds = ds.repartition(target_num_rows_per_block=window)
     ds = ds.map_batches(Infer, fn_constructor_kwargs={"plan": plan}, batch_format="pyarrow",
                         batch_size=window,
-                        compute=ray.data.ActorPoolStrategy(size=plan.concurrency),
+                        compute=ray.data.ActorPoolStrategy(
+                            size=plan.concurrency,
+                            max_tasks_in_flight_per_actor=None if plan.num_gpus else 1),
                         num_cpus=spec.resources.cpus_per_actor, num_gpus=plan.num_gpus,
                         max_restarts=retries, max_task_retries=retries)
     return ds.map_batches(postprocess_batch, fn_kwargs={"plan": plan}, batch_format="pyarrow",
@@ -185,21 +204,53 @@ def _ensure_ray() -> bool:
     return True
 
 
-def _place(plan: JobPlan, run_id: str) -> JobPlan:
-    """Resolve `auto` resources against the cluster Ray sees: one actor per GPU when there are
-    GPUs, else one CPU actor whose torch threads use the node's cores."""
+def _place(plan: JobPlan, run_id: str, reserved_cpus: float) -> JobPlan:
+    """Resolve `auto` resources against the cluster Ray sees, less `reserved_cpus` that Ray
+    Data's own actors will hold (see `resolve_placement`)."""
     import ray
 
-    resources = plan.spec.resources
-    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    cluster = ray.cluster_resources()
+    placement = resolve_placement(plan.spec.resources,
+                                  cluster_cpus=cluster.get("CPU", 0) - reserved_cpus,
+                                  cluster_gpus=cluster.get("GPU", 0),
+                                  node_cores=os.cpu_count() or 1)
+    return dataclasses.replace(plan, num_gpus=placement.num_gpus,
+                               concurrency=placement.concurrency,
+                               torch_threads=placement.torch_threads, run_id=run_id)
+
+
+@dataclass(frozen=True)
+class Placement:
+    num_gpus: float      # per inference actor
+    concurrency: int     # inference actors
+    torch_threads: int   # per CPU inference actor
+
+
+def resolve_placement(resources: Resources, cluster_cpus: float, cluster_gpus: float,
+                      node_cores: int) -> Placement:
+    """One actor per GPU when there are GPUs, else one single-threaded actor per CPU core (at
+    most MAX_AUTO_CPU_ACTORS, and only as many as leave room for the tasks). On CPU, actors
+    side by side beat one actor's threads: two 1-thread actors ran ~1.19x the rows/s of one
+    2-thread process on 2 cores (bench/RESULTS.md), as no thread waits on another.
+    A placement whose actors would reserve every CPU is refused: Ray could then never
+    schedule the read and tokenize tasks, and the job would wait forever."""
     if resources.num_gpus == "auto":
         num_gpus = 1.0 if cluster_gpus >= 1 else 0.0
     else:
         num_gpus = float(resources.num_gpus)
-    if resources.concurrency == "auto":
-        concurrency = max(1, int(cluster_gpus // num_gpus)) if num_gpus else 1
-    else:
+    if resources.concurrency != "auto":
         concurrency = resources.concurrency
-    threads = resources.torch_threads or max(1, (os.cpu_count() or 1) // concurrency)
-    return dataclasses.replace(plan, num_gpus=num_gpus, concurrency=concurrency,
-                               torch_threads=threads, run_id=run_id)
+    elif num_gpus:
+        concurrency = max(1, int(cluster_gpus // num_gpus))
+    else:
+        fits = int((cluster_cpus - TASK_CPUS) // resources.cpus_per_actor)
+        concurrency = max(1, min(MAX_AUTO_CPU_ACTORS, int(cluster_cpus), fits))
+    reserved = concurrency * resources.cpus_per_actor
+    if reserved > cluster_cpus - TASK_CPUS:
+        raise JobError(
+            f"{concurrency} inference actor(s) x cpus_per_actor {resources.cpus_per_actor} "
+            f"would reserve {reserved:g} of the cluster's {cluster_cpus:g} CPUs, leaving none "
+            f"for the read and tokenize tasks (the job would wait forever); lower "
+            f"resources.concurrency or resources.cpus_per_actor")
+    threads = resources.torch_threads or max(1, node_cores // concurrency)
+    return Placement(num_gpus=num_gpus, concurrency=concurrency, torch_threads=threads)

@@ -27,7 +27,7 @@ class _Strict(BaseModel):
 
 
 class Batching(_Strict):
-    max_tokens: int = Field(8192, ge=16, description="Padded tokens per forward pass: rows of "
+    max_tokens: int = Field(2048, ge=16, description="Padded tokens per forward pass: rows of "
                             "similar length are grouped and a batch is cut at this budget.")
     max_length: int | None = Field(None, ge=2, description="Truncate inputs to this many tokens; "
                                    "default: the model's own limit.")
@@ -38,7 +38,8 @@ class Batching(_Strict):
 class Resources(_Strict):
     concurrency: int | Literal["auto"] = Field(
         "auto", description="Inference actors, each loading the model once; `auto`: one per "
-                            "GPU when the cluster has GPUs, else 1 (one actor using all cores).")
+                            "GPU when the cluster has GPUs, else one single-threaded actor per "
+                            "CPU core (at most 8).")
 
     @field_validator("concurrency")
     @classmethod

@@ -46,16 +46,19 @@ def load_model(model_class, model_ref: str, revision: str | None, *, dtype, devi
     layers are then quantised dynamically (CPU only)."""
     import torch
 
+    if dtype == INT8 and device != "cpu":
+        raise ValueError("dtype int8 is dynamic quantisation for CPUs; on a GPU use float16")
     model = model_class.from_pretrained(
         model_ref, revision=revision, dtype=torch.float32 if dtype == INT8 else dtype,
         trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
     model = model.to(device).eval()
     if dtype == INT8:
-        if device != "cpu":
-            raise ValueError("dtype int8 is dynamic quantisation for CPUs; on a GPU use float16")
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        # one scale per output channel: labels agreed with float32 on 98.0% of a 3,000-row
+        # sample against 97.0% with one scale per tensor, at the same speed (bench/RESULTS.md)
+        model = quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                 dtype=torch.qint8)
     return model
 
 

@@ -31,16 +31,18 @@ def output_filesystem(output: str) -> tuple[pafs.FileSystem, str]:
 
 @dataclass(frozen=True)
 class OutputState:
-    resumed: bool        # the folder held an unfinished or finished run of this same job
-    rows_before: int     # rows already written there before this run
+    resumed: bool          # the folder held an unfinished or finished run of this same job
+    rows_before: int       # rows already written there before this run
+    replace: bool = False  # overwrite: corpusmill's earlier files are to be deleted
 
 
-def prepare_output(output: str, mode: str, job_id: str) -> OutputState:
-    """Decide what to do with an existing output folder, before any Ray work.
+def check_output(output: str, mode: str, job_id: str) -> OutputState:
+    """Decide what to do with an existing output folder, before any Ray work. Changes nothing:
+    `replace_output` deletes, once the job is known to be runnable.
 
     resume:    an empty folder starts afresh; one holding this job's output (same job id in the
                manifest) is continued; anything else is refused.
-    overwrite: corpusmill's own files are deleted (a folder holding others is refused).
+    overwrite: corpusmill's own files are to be deleted (a folder holding others is refused).
     error:     any existing file is refused."""
     fs, root = output_filesystem(output)
     info = fs.get_file_info(root)
@@ -60,12 +62,7 @@ def prepare_output(output: str, mode: str, job_id: str) -> OutputState:
         if foreign:
             raise JobError(f"output folder {output!r} holds files corpusmill did not write "
                            f"({', '.join(foreign[:5])}); refusing to overwrite it")
-        for entry in entries:
-            if entry.type == pafs.FileType.Directory:
-                fs.delete_dir(entry.path)
-            else:
-                fs.delete_file(entry.path)
-        return OutputState(False, 0)
+        return OutputState(False, 0, replace=True)
     manifest = read_manifest(output)
     if manifest is None or foreign:
         raise JobError(f"output folder {output!r} holds files that are not a corpusmill job's "
@@ -78,6 +75,17 @@ def prepare_output(output: str, mode: str, job_id: str) -> OutputState:
                        f"this job ({job_id}) computes something else. Choose another output "
                        f"folder, or set output_mode: overwrite to replace it")
     return OutputState(True, committed_rows(output))
+
+
+def replace_output(output: str) -> None:
+    """Delete corpusmill's files from the output folder (`check_output` has made sure they are
+    all corpusmill's)."""
+    fs, root = output_filesystem(output)
+    for entry in fs.get_file_info(pafs.FileSelector(root)):
+        if entry.type == pafs.FileType.Directory:
+            fs.delete_dir(entry.path)
+        else:
+            fs.delete_file(entry.path)
 
 
 def _ours(entry: pafs.FileInfo) -> bool:

@@ -15,6 +15,9 @@ from tests import tiny_models
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A job that stops making progress (a scheduling deadlock) fails in minutes, not Ray Data's
+# default 30, so one hung test cannot eat CI's time.
+os.environ.setdefault("RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S", "240")
 
 
 @pytest.fixture(scope="session")

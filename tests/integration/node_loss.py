@@ -20,7 +20,10 @@ def main(job: str) -> int:
     from jobs.spec import load_spec
 
     spec = load_spec(job)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    # The head keeps room for tasks after the worker goes: if restarted inference actors held
+    # every surviving CPU, read and tokenize tasks could never be scheduled (see README,
+    # "Sizing actors on a cluster").
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
     worker = cluster.add_node(num_cpus=2)
     ray.init(address=cluster.address, logging_level="WARNING")
     cluster.wait_for_nodes()

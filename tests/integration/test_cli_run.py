@@ -101,3 +101,16 @@ def test_zero_row_corpus_gives_valid_empty_output(tmp_path, tiny, ray_session):
 def pa_empty_strings():
     import pyarrow as pa
     return pa.array([], pa.string())
+
+
+def test_actors_that_would_hold_every_cpu_are_refused(tmp_path, tiny, ray_session, capsys):
+    """Inference actors reserving all CPUs leave none for read/tokenize tasks: the job would
+    wait forever, so it is refused before any output is written, naming the fix."""
+    write_parquet(tmp_path / "corpus.parquet", {"body": ["fine text"] * 4})
+    job = write_job(tmp_path / "job.yaml", task="text-classification", model=tiny.classifier,
+                    input=str(tmp_path / "corpus.parquet"), output=str(tmp_path / "out"),
+                    columns={"text": "body"}, resources={"concurrency": 4, "cpus_per_actor": 1})
+    assert main(["run", str(job)]) != EXIT_OK
+    err = capsys.readouterr().err
+    assert "would reserve 4 of the cluster's" in err and "resources.concurrency" in err
+    assert not (tmp_path / "out").exists()
