@@ -1,20 +1,22 @@
 """Inference operator: an actor that loads the model once and runs it on token-budget batches.
 
 Column contract
-    in:  tokenize's output (_cm_input_ids, _cm_token_type_ids, error, ...)
-    out: the same without the token columns, plus one `_cm_raw_<name>` list<float32> column per
-         raw output of the task's forward pass (null for rows with an error); a row whose
-         forward pass fails gets `error` set (or stops the job under on_error: raise)
+    in:  tokenize's output (_cm_input_ids, _cm_token_type_ids, _cm_extras, error, ...)
+    out: the same without the token columns, plus
+         _cm_raw  binary  pickled list, one entry per window of the row, of the task's raw
+                          outputs (name -> numpy array); null for rows with an error
+         a row whose forward pass fails gets `error` set (or stops the job under on_error: raise)
 
-Within one window (the batch Ray hands over), rows are sorted by length and cut into
-micro-batches of at most `batching.max_tokens` padded tokens. A micro-batch that raises is
-split in halves until the failing row is alone, so one poisonous row never takes its
-neighbours with it.
+Within one block (the batch Ray hands over), the windows of all rows are sorted by length and
+cut into micro-batches of at most `batching.max_tokens` padded tokens. A micro-batch that
+raises is split in halves until the failing window is alone, so one poisonous row never takes
+its neighbours with it.
 """
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +24,7 @@ import pyarrow as pa
 from jobs.errors import RowError
 from operators.batching import pad, plan_microbatches
 from operators.loading import load_model, load_tokenizer, torch_dtype
-from operators.plan import ERROR, INPUT_IDS, RAW_PREFIX, TOKEN_TYPE_IDS, JobPlan
+from operators.plan import ERROR, INPUT_IDS, RAW, TOKEN_TYPE_IDS, JobPlan
 
 log = logging.getLogger(__name__)
 
@@ -50,46 +52,53 @@ class Infer:
 
     def __call__(self, table: pa.Table) -> pa.Table:
         errors = table.column(ERROR).to_pylist()
-        ids = table.column(INPUT_IDS).to_pylist()
-        type_ids = table.column(TOKEN_TYPE_IDS).to_pylist()
-        valid = [i for i, e in enumerate(errors) if e is None]
-        outputs: dict[str, list] = {}
-        lengths = [len(ids[i]) for i in valid]
-        for micro in plan_microbatches(lengths, self.plan.spec.batching.max_tokens):
-            rows = [valid[k] for k in micro]
-            self._run_isolating(rows, ids, type_ids, outputs, errors, table)
+        row_windows = table.column(INPUT_IDS).to_pylist()
+        row_type_ids = table.column(TOKEN_TYPE_IDS).to_pylist()
+        # every window of every valid row, as (row, window index, ids, type ids)
+        windows = [(row, w, ids, None if row_type_ids[row] is None else row_type_ids[row][w])
+                   for row, e in enumerate(errors) if e is None
+                   for w, ids in enumerate(row_windows[row])]
+        results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        for micro in plan_microbatches([len(w[2]) for w in windows],
+                                       self.plan.spec.batching.max_tokens):
+            self._run_isolating([windows[k] for k in micro], results, errors, table)
+        raw: list = [None] * table.num_rows
+        for row, e in enumerate(errors):
+            if e is None:
+                outputs = [results[(row, w)] for w in range(len(row_windows[row]))]
+                raw[row] = pickle.dumps(outputs, protocol=pickle.HIGHEST_PROTOCOL)
         table = table.drop_columns([INPUT_IDS, TOKEN_TYPE_IDS, ERROR])
-        for name, values in outputs.items():
-            table = table.append_column(RAW_PREFIX + name, pa.array(values, pa.list_(pa.float32())))
-        return table.append_column(ERROR, pa.array(errors, pa.string()))
+        return (table.append_column(RAW, pa.array(raw, pa.binary()))
+                     .append_column(ERROR, pa.array(errors, pa.string())))
 
-    def _run_isolating(self, rows, ids, type_ids, outputs, errors, table):
+    def _run_isolating(self, batch, results, errors, table):
         try:
-            result = self._forward(rows, ids, type_ids)
+            outputs = self._forward(batch)
         except Exception as e:  # noqa: BLE001 - any failure is narrowed to its row
-            if len(rows) > 1:
-                half = len(rows) // 2
-                self._run_isolating(rows[:half], ids, type_ids, outputs, errors, table)
-                self._run_isolating(rows[half:], ids, type_ids, outputs, errors, table)
+            if len(batch) > 1:
+                half = len(batch) // 2
+                self._run_isolating(batch[:half], results, errors, table)
+                self._run_isolating(batch[half:], results, errors, table)
                 return
-            row_id = table.column(self.plan.id_column)[rows[0]].as_py()
+            row = batch[0][0]
+            row_id = table.column(self.plan.id_column)[row].as_py()
             message = f"inference failed: {type(e).__name__}: {e}"
             if self.plan.spec.on_error == "raise":
                 raise RowError(f"row {self.plan.id_column}={row_id!r}: {message}") from e
-            errors[rows[0]] = message
+            errors[row] = message
             return
-        for name, array in result.items():
-            column = outputs.setdefault(name, [None] * len(errors))
-            for k, row in enumerate(rows):
-                column[row] = array[k].reshape(-1)
+        token_outputs = self.plan.task.token_outputs
+        for k, (row, w, ids, _) in enumerate(batch):
+            results[(row, w)] = {name: array[k, :len(ids)] if name in token_outputs else array[k]
+                                 for name, array in outputs.items()}
 
-    def _forward(self, rows, ids, type_ids) -> dict[str, np.ndarray]:
+    def _forward(self, batch) -> dict[str, np.ndarray]:
         import torch
 
-        input_ids, mask = pad([ids[r] for r in rows], self.pad_id)  # (batch, seq)
+        input_ids, mask = pad([w[2] for w in batch], self.pad_id)  # (batch, seq)
         tensors = {"input_ids": input_ids, "attention_mask": mask}
-        if type_ids[rows[0]] is not None:
-            tensors["token_type_ids"] = pad([type_ids[r] for r in rows], 0)[0]
+        if batch[0][3] is not None:
+            tensors["token_type_ids"] = pad([w[3] for w in batch], 0)[0]
         if self.device == "cpu":
             tensors = {k: torch.from_numpy(v) for k, v in tensors.items()}
         else:  # pinned host memory lets the copy to the GPU run asynchronously

@@ -12,9 +12,10 @@ from pipelines.base import Task, TaskOptions
 from pipelines.registry import get_task
 
 # Columns that live only between operators; never written.
-INPUT_IDS = "_cm_input_ids"
-TOKEN_TYPE_IDS = "_cm_token_type_ids"
-RAW_PREFIX = "_cm_raw_"
+INPUT_IDS = "_cm_input_ids"            # list<list<int32>>: a row's windows of token ids
+TOKEN_TYPE_IDS = "_cm_token_type_ids"  # list<list<int32>>, or null
+EXTRAS = "_cm_extras"                  # binary: pickled per-row data from encode for decode
+RAW = "_cm_raw"                        # binary: pickled list (one per window) of raw outputs
 ERROR = "error"
 
 

@@ -1,21 +1,24 @@
-"""Tokenize operator: CPU tasks that turn text columns into token ids.
+"""Tokenize operator: CPU tasks that turn text columns into windows of token ids.
 
 Column contract
-    in:  the reader's columns (id, task input columns as string, kept columns)
+    in:  the reader's columns (id, task input columns as string or binary, kept columns)
     out: the same, plus
-         _cm_input_ids       list<int32>  null for rows that failed
-         _cm_token_type_ids  list<int32>  null when the tokenizer gives none
-         error               string       null, or why the row cannot be processed
+         _cm_input_ids       list<list<int32>>  the row's windows of token ids; null if it failed
+         _cm_token_type_ids  list<list<int32>>  null when the tokenizer gives none
+         _cm_extras          binary             pickled data the task's decode needs, or null
+         error               string             null, or why the row cannot be processed
 """
 from __future__ import annotations
+
+import pickle
 
 import pyarrow as pa
 
 from jobs.errors import RowError
 from operators.loading import load_tokenizer
-from operators.plan import ERROR, INPUT_IDS, TOKEN_TYPE_IDS, JobPlan
+from operators.plan import ERROR, EXTRAS, INPUT_IDS, TOKEN_TYPE_IDS, JobPlan
 
-IDS_TYPE = pa.list_(pa.int32())
+WINDOWS_TYPE = pa.list_(pa.list_(pa.int32()))
 
 
 def _decode_utf8(value: bytes, column: str) -> tuple[str | None, str | None]:
@@ -27,9 +30,9 @@ def _decode_utf8(value: bytes, column: str) -> tuple[str | None, str | None]:
                       f"{value[e.start:e.start + 4]!r}); re-encode the corpus as UTF-8")
 
 
-def tokenize_batch(table: pa.Table, plan: JobPlan) -> pa.Table:
-    spec = plan.spec
-    tokenizer = load_tokenizer(plan.model_ref, spec.revision, spec.trust_remote_code)
+def input_texts(table: pa.Table, plan: JobPlan) -> tuple[dict[str, list], list[str | None]]:
+    """The task's input texts per input name (bytes decoded as UTF-8), and per row why it
+    cannot be processed (null or undecodable input), else None."""
     values = {name: table.column(column).to_pylist() for name, column in plan.input_columns.items()}
     errors: list[str | None] = [None] * table.num_rows
     for name, column in plan.input_columns.items():
@@ -39,22 +42,42 @@ def tokenize_batch(table: pa.Table, plan: JobPlan) -> pa.Table:
             elif isinstance(value, bytes):
                 values[name][i], problem = _decode_utf8(value, column)
                 errors[i] = errors[i] or problem
-    if spec.on_error == "raise" and any(errors):
+    return values, errors
+
+
+def raise_on_error(table: pa.Table, plan: JobPlan, errors: list[str | None]) -> None:
+    """Under on_error: raise, stop at the first row with an error, naming it."""
+    if plan.spec.on_error == "raise" and any(errors):
         row = next(i for i, e in enumerate(errors) if e)
         row_id = table.column(plan.id_column)[row].as_py()
         raise RowError(f"row {plan.id_column}={row_id!r}: {errors[row]} (on_error: raise; set "
                        f"on_error: record to keep such rows with the error noted)")
 
+
+def tokenize_batch(table: pa.Table, plan: JobPlan) -> pa.Table:
+    spec = plan.spec
+    tokenizer = load_tokenizer(plan.model_ref, spec.revision, spec.trust_remote_code)
+    values, errors = input_texts(table, plan)
+    raise_on_error(table, plan, errors)
+
     valid = [i for i, e in enumerate(errors) if e is None]
-    input_ids: list = [None] * table.num_rows
+    windows: list = [None] * table.num_rows
     type_ids: list = [None] * table.num_rows
+    extras: list = [None] * table.num_rows
     if valid:
         texts = {name: [values[name][i] for i in valid] for name in values}
         encoded = plan.task.encode(tokenizer, texts, plan.options, plan.max_length)
         for k, i in enumerate(valid):
-            input_ids[i] = encoded.input_ids[k]
+            if encoded.errors is not None and encoded.errors[k]:
+                errors[i] = encoded.errors[k]
+                continue
+            windows[i] = encoded.windows[k]
             if encoded.token_type_ids is not None:
                 type_ids[i] = encoded.token_type_ids[k]
-    return (table.append_column(INPUT_IDS, pa.array(input_ids, IDS_TYPE))
-                 .append_column(TOKEN_TYPE_IDS, pa.array(type_ids, IDS_TYPE))
+            if encoded.extras is not None:
+                extras[i] = pickle.dumps(encoded.extras[k], protocol=pickle.HIGHEST_PROTOCOL)
+        raise_on_error(table, plan, errors)
+    return (table.append_column(INPUT_IDS, pa.array(windows, WINDOWS_TYPE))
+                 .append_column(TOKEN_TYPE_IDS, pa.array(type_ids, WINDOWS_TYPE))
+                 .append_column(EXTRAS, pa.array(extras, pa.binary()))
                  .append_column(ERROR, pa.array(errors, pa.string())))

@@ -4,14 +4,21 @@ that encode rows for a model and decode the model's outputs into output columns.
 A task module subclasses `Task` and registers one instance in `pipelines.registry`. Operators
 (`operators/`) drive these pieces; nothing here knows about Ray.
 
-Data flow of one row through a task:
-    texts (dict: input name -> str)  --encode-->  token ids (list[int], optionally token_type_ids)
-    padded tensors (batch, seq)      --forward--> raw outputs: dict name -> (batch, ...) float32
-    raw outputs of one row           --decode-->  output column values (fixed by `output_fields`)
+Data flow of one batch of rows through a task:
+    texts (input name -> list[str])  --encode-->  per row, one or more windows of token ids
+                                                  (long inputs split by tasks that support it),
+                                                  plus per-row extras decode will need (offsets)
+    padded windows (batch, seq)      --forward--> raw outputs: name -> array (batch, ...); names
+                                                  in `token_outputs` have the sequence as axis 1
+                                                  and are cut back to each window's own length
+    every window's raw outputs,      --decode-->  output column values (fixed by `output_fields`)
+    the extras and the input texts
+Windows of all rows in a batch are batched together by length, so a row's windows may run in
+different forward passes; decode always sees all of a row's windows, in order.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,11 +38,38 @@ class ModelMismatch(ValueError):
 
 @dataclass
 class Encoded:
-    """Token ids of one batch of rows, ready for padding (ragged lists, one entry per row)."""
+    """Model inputs for one batch of rows, ready for padding. Entry i is row i's windows; each
+    window is a ragged list of token ids. Most tasks give each row one window: `single`."""
 
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]] | None = None
-    truncated: list[bool] | None = None
+    windows: list[list[list[int]]]                       # (row, window, token)
+    token_type_ids: list[list[list[int]]] | None = None  # same shape, or None
+    extras: list[Any] | None = None      # per row: picklable data decode needs (e.g. offsets)
+    errors: list[str | None] | None = None  # per row: why it cannot be processed, else None
+    truncated: list[bool] | None = None  # per row: the input was cut to fit the model
+
+    @classmethod
+    def single(cls, input_ids: list[list[int]], token_type_ids: list[list[int]] | None = None,
+               **kwargs) -> "Encoded":
+        """One window per row."""
+        return cls(windows=[[ids] for ids in input_ids],
+                   token_type_ids=None if token_type_ids is None else [[t] for t in token_type_ids],
+                   **kwargs)
+
+
+@dataclass
+class Rows:
+    """What decode sees for a batch of rows that were all processed without error."""
+
+    outputs: list[list[dict[str, np.ndarray]]]  # (row, window) -> raw output name -> array
+    texts: dict[str, list[str]]                 # input name -> the rows' input texts
+    extras: list[Any] = field(default_factory=list)  # per row, what encode kept (or None)
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    def stacked(self, name: str) -> np.ndarray:
+        """(rows, ...) from each row's single window: for one-window-per-row tasks."""
+        return np.stack([windows[0][name] for windows in self.outputs])
 
 
 class Task:
@@ -45,6 +79,8 @@ class Task:
     summary: ClassVar[str]
     input_columns: ClassVar[tuple[str, ...]]
     Options: ClassVar[type[TaskOptions]]
+    # raw outputs of `forward` whose axis 1 is the token axis: cut to each window's length
+    token_outputs: ClassVar[frozenset[str]] = frozenset()
 
     def output_fields(self) -> list[pa.Field]:
         """The task's output columns: fixed per task, shaped neither by options nor by data."""
@@ -65,19 +101,23 @@ class Task:
 
     def encode(self, tokenizer: Any, texts: dict[str, list[str]], options: TaskOptions,
                max_length: int) -> Encoded:
-        """Token ids for a batch of rows. `texts[name][i]` is row i's value for input `name`.
-        Default: one `text` input, truncated to `max_length` as transformers' pipelines do."""
+        """Token windows for a batch of rows. `texts[name][i]` is row i's value for input
+        `name`. Default: one `text` input, truncated to `max_length` as transformers' pipelines
+        do, one window per row."""
         enc = tokenizer(texts["text"], truncation=True, max_length=max_length)
-        return Encoded(input_ids=enc["input_ids"], token_type_ids=enc.get("token_type_ids"))
+        return Encoded.single(enc["input_ids"], enc.get("token_type_ids"))
 
     def forward(self, model: Any, tensors: dict[str, Any], state: Any,
                 options: TaskOptions) -> dict[str, np.ndarray]:
-        """Run the model on one padded batch; return float32 arrays shaped (batch, ...)."""
+        """Run the model on one padded batch of windows (`input_ids`, `attention_mask`, maybe
+        `token_type_ids`: (batch, seq) tensors on the model's device); return numpy arrays
+        shaped (batch, ...). Reduce here what can be reduced (top-k, pooling): raw outputs
+        travel between processes."""
         raise NotImplementedError
 
-    def decode(self, raw: dict[str, np.ndarray], options: TaskOptions,
-               config: Any) -> dict[str, list]:
-        """Output column values for a batch of rows from their raw outputs (batch, ...)."""
+    def decode(self, rows: Rows, options: TaskOptions, config: Any,
+               tokenizer: Any) -> dict[str, list]:
+        """Output column values (one list per output field, one entry per row)."""
         raise NotImplementedError
 
 

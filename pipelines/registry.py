@@ -1,5 +1,11 @@
-"""Task name -> Task. A plain registry: refuses duplicates, lists the known names on a miss."""
+"""Task name -> Task. A plain registry: refuses duplicates, lists the known names on a miss.
+
+Every module of the `pipelines` package is imported on first use; a task module registers its
+task when imported (helper modules such as `pooling` register nothing)."""
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from pipelines.base import Task
 
@@ -34,6 +40,8 @@ def all_tasks() -> list[Task]:
 
 
 def _load_builtin_tasks() -> None:
-    # Importing a task module registers it; imported lazily so `pipelines.base` stays light.
-    import pipelines.text_classification  # noqa: F401
-    import pipelines.zero_shot_classification  # noqa: F401
+    # Imported lazily so `pipelines.base` stays light; importing twice is a no-op.
+    import pipelines
+
+    for module in pkgutil.iter_modules(pipelines.__path__):
+        importlib.import_module(f"pipelines.{module.name}")

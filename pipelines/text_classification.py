@@ -88,8 +88,9 @@ class TextClassification(Task):
         logits = model(**tensors).logits  # (batch, num_labels)
         return {"logits": logits.float().cpu().numpy()}
 
-    def decode(self, raw, options, config):
-        scores = scores_from_logits(raw["logits"], score_function(config, options.function_to_apply))
+    def decode(self, rows, options, config, tokenizer):
+        scores = scores_from_logits(rows.stacked("logits"),  # (rows, num_labels)
+                                    score_function(config, options.function_to_apply))
         best = top_k_indices(scores, options.top_k)  # (batch, top_k)
         id2label = config.id2label
         labels, score, pairs = [], [], []

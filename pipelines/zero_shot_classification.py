@@ -87,8 +87,8 @@ class ZeroShotClassification(Task):
         similarities = embeddings @ state["label_embeddings"].T  # (batch, num_labels)
         return {"similarities": similarities.float().cpu().numpy()}
 
-    def decode(self, raw, options, config):
-        similarities = raw["similarities"]
+    def decode(self, rows, options, config, tokenizer):
+        similarities = rows.stacked("similarities")  # (rows, num_labels)
         order = top_k_indices(similarities, similarities.shape[1])
         labels = [[options.candidate_labels[i] for i in row] for row in order]
         scores = [row_sims[row].tolist() for row_sims, row in zip(similarities, order)]
