@@ -1,7 +1,9 @@
-"""The `corpusmill` command: run | validate | tasks.
+"""The `corpusmill` command: run | validate | tasks | submit | status | logs | stop.
 
-Exit status: 0 success, 1 the job failed while running, 2 the job spec, input, model or
-output is wrong (nothing was run)."""
+Exit status of `run` (and of `submit --wait`): 0 success; 1 the job failed while running;
+2 the job spec, input, model or output is wrong (nothing was run); 3 the job completed, but
+some rows have errors or were left out (on_error) or corrupt files were skipped; 4 an
+incremental run found no new input file and did nothing."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +11,7 @@ import sys
 
 from jobs.errors import JobError, RowError
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PARTIAL, EXIT_NOTHING_NEW = 0, 1, 2, 3, 4
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -17,14 +19,33 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      "corpora on Ray Data.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "run a job"), ("validate", "check a job without running it: "
-                       "spec, input schema, and that the model loads and fits the task")):
+                       "spec, input schema, and that the model loads and fits the task"),
+                       ("submit", "submit a job to a Ray cluster through the Ray Jobs API")):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("job", help="job spec (YAML)")
         cmd.add_argument("--set", dest="overrides", action="append", default=[],
                          metavar="KEY=VALUE", help="override a spec key, e.g. options.top_k=3 "
                          "(repeatable; values parse as YAML)")
+        if name in ("run", "submit"):
+            cmd.add_argument("--incremental", action="store_true", help="process only input "
+                             "files no earlier run of this job finished (spec key incremental)")
+        if name == "submit":
+            _address_argument(cmd)
+            cmd.add_argument("--wait", action="store_true", help="follow the job until it "
+                             "ends; exit 0 if it succeeded, 1 if not")
     sub.add_parser("tasks", help="list the tasks, their inputs, options and output columns")
+    for name, text in (("status", "show a submitted job's status"),
+                       ("logs", "print a submitted job's logs"),
+                       ("stop", "stop a submitted job")):
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("submission_id", help="the id `corpusmill submit` printed")
+        _address_argument(cmd)
     return parser.parse_args(argv)
+
+
+def _address_argument(cmd) -> None:
+    cmd.add_argument("--address", default=None, help="Ray dashboard address, e.g. "
+                     "http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS or $RAY_ADDRESS)")
 
 
 def main(argv=None) -> int:
@@ -33,11 +54,18 @@ def main(argv=None) -> int:
         if args.command == "tasks":
             print_tasks()
             return EXIT_OK
+        if args.command in ("status", "logs", "stop"):
+            return follow(args.command, args.submission_id, args.address)
         from jobs.spec import load_spec
 
-        spec = load_spec(args.job, args.overrides)
+        overrides = list(args.overrides)
+        if getattr(args, "incremental", False):
+            overrides.append("incremental=true")
+        spec = load_spec(args.job, overrides)
         if args.command == "validate":
             return validate(spec)
+        if args.command == "submit":
+            return submit(spec, args.address, args.wait)
         return run(spec)
     except JobError as e:
         print(f"corpusmill: error: {e}", file=sys.stderr)
@@ -67,6 +95,42 @@ def run(spec) -> int:
         return EXIT_FAILED
     for line in summary.lines():
         print(line)
+    if summary.nothing_new:
+        return EXIT_NOTHING_NEW
+    return EXIT_PARTIAL if summary.partial else EXIT_OK
+
+
+def submit(spec, address: str | None, wait: bool) -> int:
+    from jobs import submit as jobs_api
+
+    submission_id = jobs_api.submit(spec, address)
+    print(f"submitted {submission_id} (job {spec.job_id}: {spec.task} with {spec.model})")
+    if not wait:
+        print(f"follow it with: corpusmill status {submission_id}; corpusmill logs "
+              f"{submission_id}")
+        return EXIT_OK
+    status = jobs_api.wait(address, submission_id)
+    print(jobs_api.client(address).get_job_logs(submission_id), end="")
+    print(f"{submission_id}: {status}")
+    return EXIT_OK if status == "SUCCEEDED" else EXIT_FAILED
+
+
+def follow(command: str, submission_id: str, address: str | None) -> int:
+    from jobs import submit as jobs_api
+
+    jobs = jobs_api.client(address)
+    try:
+        if command == "status":
+            info = jobs.get_job_info(submission_id)
+            print(f"{submission_id}: {info.status.value}" + (f" ({info.message})"
+                                                             if info.message else ""))
+        elif command == "logs":
+            print(jobs.get_job_logs(submission_id), end="")
+        else:
+            stopped = jobs.stop_job(submission_id)
+            print(f"{submission_id}: {'stop requested' if stopped else 'already finished'}")
+    except RuntimeError as e:  # the Jobs API's answer for unknown ids
+        raise JobError(f"{command} {submission_id}: {e}") from None
     return EXIT_OK
 
 

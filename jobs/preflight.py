@@ -52,6 +52,7 @@ def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Co
     kept = _kept_columns(spec, corpus.files, id_column)
     task_fields = task.output_fields()
     _check_collisions(kept, [f.name for f in task_fields] + [ERROR])
+    _check_partition_by(spec, kept, id_column)
     _check_output_location(spec)
 
     model_ref = resolve_model_ref(spec.model)
@@ -190,6 +191,15 @@ def _check_collisions(kept, output_names) -> None:
         raise JobError(f"corpus column(s) {', '.join(map(repr, clash))} would collide with the "
                        f"output columns {', '.join(output_names)}; list the columns to keep "
                        f"with keep_columns: [...] leaving them out")
+
+
+def _check_partition_by(spec, kept, id_column) -> None:
+    """Output partitions are made from kept corpus columns (values known before inference)."""
+    unknown = [c for c in spec.partition_by if c not in kept or c == id_column]
+    if unknown:
+        raise JobError(f"partition_by names {', '.join(map(repr, unknown))}, which the output "
+                       f"does not keep from the corpus; partition by kept columns: "
+                       f"{', '.join(kept) or '(none kept)'}")
 
 
 def _read_schema(files, id_column, input_columns, kept) -> pa.Schema:

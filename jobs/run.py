@@ -12,12 +12,16 @@ import warnings
 from dataclasses import dataclass
 
 from jobs.errors import JobError
+from jobs.ledger import new_files, read_ledger, record_files
+from jobs.lock import OutputLock
 from jobs.preflight import Corpus, preflight, provenance
 from jobs.spec import JobSpec, Resources
+from jobs.storage import check_shared_paths
 from operators.plan import ERROR, JobPlan
+from operators.read import GENERATED_ID, corpus_ids
 from operators.write import (
-    check_output, checkpoint_path, output_counts, output_preview, replace_output, write_empty,
-    write_manifest,
+    check_output, checkpoint_path, committed_rows, output_counts, output_preview,
+    replace_output, write_empty, write_manifest,
 )
 
 log = logging.getLogger(__name__)
@@ -42,11 +46,27 @@ class RunSummary:
     rows_before: int = 0             # rows an earlier run of this job had already written
     corrupt_files_skipped: tuple[str, ...] = ()
     preview: tuple[dict, ...] = ()   # a few output rows: id, outputs, error
+    incremental: bool = False
+    files_done_before: int = 0       # incremental: input files earlier runs had finished
 
+    @property
+    def nothing_new(self) -> bool:
+        """An incremental run that found no new input file (and did nothing)."""
+        return self.incremental and self.files_in == 0
+
+    @property
+    def partial(self) -> bool:
+        """The run completed, but some rows have errors or were left out, or files were
+        skipped as corrupt."""
+        return bool(self.rows_errored or self.rows_skipped or self.corrupt_files_skipped)
 
     def lines(self) -> list[str]:
+        if self.nothing_new:
+            return [f"job {self.job_id}: nothing new: all {self.files_done_before} input "
+                    f"file(s) were processed by earlier runs; output: {self.output}"]
         rate = (self.rows_in - self.rows_before) / self.seconds if self.seconds > 0 else 0.0
-        return [
+        return ([f"incremental: {self.files_in} new file(s); {self.files_done_before} done by "
+                 f"earlier runs"] if self.incremental else []) + [
             f"job {self.job_id}: {self.rows_in} rows in from {self.files_in} file(s), "
             f"{self.rows_out} out, {self.rows_errored} with errors, {self.rows_skipped} skipped",
             f"{self.seconds:.1f} s ({rate:.1f} rows/s); output: {self.output}",
@@ -83,39 +103,59 @@ def run_job(spec: JobSpec) -> RunSummary:
     plan, corpus = preflight(spec)
     state = check_output(spec.output, spec.output_mode, spec.job_id)
     run_id = uuid.uuid4().hex[:12]
-    started_ray = _ensure_ray()
-    try:
-        # refuses a placement that cannot run, before any output
-        plan = _place(plan, run_id, reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0)
-        if state.replace:
-            replace_output(spec.output)
-        base_manifest = {"job_id": spec.job_id, "run_id": run_id,
-                         "spec": spec.model_dump(mode="json"), "provenance": provenance(spec)}
-        write_manifest(spec.output, {**base_manifest, "status": "running"})
-        if corpus.num_rows:
-            with _checkpointing(plan):
-                build_dataset(plan, corpus).write_parquet(spec.output, ray_remote_args={
-                    "num_cpus": TASK_CPUS, "max_retries": spec.resources.max_retries})
-    finally:
-        if started_ray:
-            import ray
-            ray.shutdown()
-    counts = output_counts(spec.output, plan.id_column)
-    if counts["ids_duplicated"]:
-        raise OutputIntegrityError(
-            f"output {spec.output!r} holds {counts['ids_duplicated']} id(s) more than once")
-    if counts["files"] == 0:
-        write_empty(spec.output, plan.output_schema)
-    summary = RunSummary(
-        job_id=spec.job_id, output=spec.output, rows_in=corpus.num_rows,
-        rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
-        rows_skipped=corpus.num_rows - counts["rows_out"], files_in=len(corpus.files),
-        corrupt_files_skipped=corpus.skipped_files,
-        seconds=time.monotonic() - start, rows_before=state.rows_before,
-        preview=tuple(output_preview(spec.output, _preview_columns(plan))))
-    record = dataclasses.asdict(summary)
-    del record["preview"]
-    write_manifest(spec.output, {**base_manifest, "status": "complete", "summary": record})
+    ledger, scope, rows_before = {}, None, state.rows_before
+    if spec.incremental:
+        ledger = {} if state.replace else read_ledger(spec.output)
+        todo = new_files(corpus.files, ledger)
+        if not todo:
+            return RunSummary(job_id=spec.job_id, output=spec.output, rows_in=0, rows_out=0,
+                              rows_errored=0, rows_skipped=0, files_in=0, seconds=0.0,
+                              incremental=True, files_done_before=len(corpus.files))
+        corpus = dataclasses.replace(corpus, files=todo)
+        id_column = None if plan.id_column == GENERATED_ID else plan.id_column
+        scope = corpus_ids(corpus.fs, todo, id_column, plan.read_schema.field(plan.id_column).type)
+        rows_before = 0 if state.replace else committed_rows(spec.output, plan.id_column, scope)
+    with OutputLock(spec.output, run_id):
+        started_ray = _ensure_ray()
+        try:
+            check_shared_paths(spec, plan.model_ref)
+            # refuses a placement that cannot run, before any output
+            plan = _place(plan, run_id,
+                          reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0)
+            if state.replace:
+                replace_output(spec.output)
+            base_manifest = {"job_id": spec.job_id, "run_id": run_id,
+                             "spec": spec.model_dump(mode="json"), "provenance": provenance(spec)}
+            write_manifest(spec.output, {**base_manifest, "status": "running"})
+            if corpus.num_rows:
+                with _checkpointing(plan):
+                    build_dataset(plan, corpus).write_parquet(
+                        spec.output, partition_cols=spec.partition_by or None,
+                        ray_remote_args={"num_cpus": TASK_CPUS,
+                                         "max_retries": spec.resources.max_retries})
+        finally:
+            if started_ray:
+                import ray
+                ray.shutdown()
+        counts = output_counts(spec.output, plan.id_column, scope)
+        if counts["ids_duplicated"]:
+            raise OutputIntegrityError(
+                f"output {spec.output!r} holds {counts['ids_duplicated']} id(s) more than once")
+        if counts["files"] == 0:
+            write_empty(spec.output, plan.output_schema)
+        if spec.incremental:
+            record_files(spec.output, ledger, corpus.files)
+        summary = RunSummary(
+            job_id=spec.job_id, output=spec.output, rows_in=corpus.num_rows,
+            rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
+            rows_skipped=corpus.num_rows - counts["rows_out"], files_in=len(corpus.files),
+            corrupt_files_skipped=corpus.skipped_files,
+            seconds=time.monotonic() - start, rows_before=rows_before,
+            preview=tuple(output_preview(spec.output, _preview_columns(plan))),
+            incremental=spec.incremental, files_done_before=len(ledger))
+        record = dataclasses.asdict(summary)
+        del record["preview"]
+        write_manifest(spec.output, {**base_manifest, "status": "complete", "summary": record})
     return summary
 
 

@@ -84,6 +84,12 @@ class JobSpec(_Strict):
         "resume", description="When the output folder already holds files: finish the same "
                               "job where it stopped and refuse another job's output (resume), "
                               "replace them (overwrite), or refuse (error).")
+    incremental: bool = Field(False, description="Process only input files that no earlier "
+                              "run of this job finished (by name, size and modification time) "
+                              "and add their rows to the output; for scheduled runs over a "
+                              "growing corpus. `corpusmill run --incremental` sets it.")
+    partition_by: list[str] = Field(default_factory=list, description="Output columns to "
+                                    "partition the output by, hive-style (`date=.../`).")
     skip_corrupt_files: bool = Field(False, description="Skip input files that are not readable "
                                      "Parquet (listed in the summary) instead of refusing the job.")
     trust_remote_code: bool = Field(False, description="Allow model code from the checkpoint.")
@@ -119,6 +125,8 @@ class JobSpec(_Strict):
             "options": self._options.model_dump(mode="json"),
             "max_length": self.batching.max_length,
         }
+        if self.partition_by:  # only when set, so earlier outputs keep their job id
+            identity["partition_by"] = self.partition_by
         blob = json.dumps(identity, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -11,6 +11,8 @@ Column contract of every block read:
     <input columns>     the corpus columns the task reads, as string (binary where any file
                         stores them as bytes; tokenize decodes those per row)
     <kept columns>      as in the first file that has them; null where a file lacks them
+    <partition columns> string: the value of each hive-style `key=value` folder on the file's
+                        path below the input folder (e.g. `date=2026-11-22/part-0.parquet`)
 """
 from __future__ import annotations
 
@@ -37,12 +39,21 @@ class CorpusFile:
     path: str                       # path as the filesystem opens it
     name: str                       # path relative to the input root: used in ids and messages
     row_groups: tuple[int, ...]     # rows in each row group
-    schema: pa.Schema
+    schema: pa.Schema               # the file's columns, then its partition columns (string)
     size_bytes: int
+    mtime_ns: int = 0               # modification time, for incremental runs
+    partitions: tuple[tuple[str, str], ...] = ()  # hive `key=value` folders on its path
 
     @property
     def num_rows(self) -> int:
         return sum(self.row_groups)
+
+
+def hive_partitions(name: str) -> tuple[tuple[str, str], ...]:
+    """(key, value) of each `key=value` folder in a path relative to the input root."""
+    folders = name.replace(os.sep, "/").split("/")[:-1]
+    return tuple(tuple(part.split("=", 1)) for part in folders
+                 if "=" in part and not part.startswith("="))
 
 
 def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
@@ -84,6 +95,7 @@ def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]], *,
                 meta = pq.ParquetFile(f).metadata
                 schema = meta.schema.to_arrow_schema()
                 size = f.size()
+            mtime = fs.get_file_info(path).mtime_ns or 0
         except (OSError, pa.ArrowInvalid) as e:
             if skip_corrupt:
                 corrupt.append(name)
@@ -92,11 +104,34 @@ def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]], *,
                            f"it, or set skip_corrupt_files: true to skip such files (they are "
                            f"listed in the run summary)") from None
         groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
-        corpus.append(CorpusFile(path, name, groups, schema, size))
+        partitions = hive_partitions(name)
+        clash = [key for key, _ in partitions if key in schema.names]
+        if clash:
+            raise JobError(f"Parquet file {name!r} has column(s) {', '.join(map(repr, clash))} "
+                           f"and also lies in a partition folder of the same name; rename the "
+                           f"column or the folder")
+        for key, _ in partitions:
+            schema = schema.append(pa.field(key, pa.string()))
+        corpus.append(CorpusFile(path, name, groups, schema, size, mtime, partitions))
     if not corpus:
         raise JobError(f"none of the {len(files)} Parquet file(s) could be read; corrupt: "
                        f"{', '.join(corrupt[:10])}")
     return corpus, corrupt
+
+
+def corpus_ids(fs: pafs.FileSystem, files: list[CorpusFile], id_column: str | None,
+               id_type: pa.DataType) -> pa.Array:
+    """Every row id of `files` as `id_type`: the id column's values (id_column None: the
+    generated '<file>:<row>')."""
+    parts = []
+    for f in files:
+        if id_column is None:
+            parts.append(pa.array([f"{f.name}:{i}" for i in range(f.num_rows)], pa.string()))
+        else:
+            with fs.open_input_file(f.path) as handle:
+                column = pq.read_table(handle, columns=[id_column]).column(0)
+            parts.extend(chunk.cast(id_type) for chunk in column.chunks)
+    return pa.chunked_array(parts, id_type).combine_chunks()
 
 
 def is_text(arrow_type: pa.DataType) -> bool:
@@ -157,10 +192,12 @@ def read_row_group(fs, corpus_file: CorpusFile, group: int, first_row: int, sche
                    id_column: str | None, rows_per_block: int):
     """Yield tables of at most `rows_per_block` rows of one row group, in `schema`."""
     wanted = [name for name in schema.names if name != GENERATED_ID or id_column is not None]
+    partitions = dict(corpus_file.partitions)
     present = [name for name in wanted if name in corpus_file.schema.names]
+    stored = [name for name in present if name not in partitions]
     try:
         with fs.open_input_file(corpus_file.path) as f:
-            table = pq.ParquetFile(f).read_row_group(group, columns=present)
+            table = pq.ParquetFile(f).read_row_group(group, columns=stored)
     except (OSError, pa.ArrowInvalid) as e:
         raise JobError(f"cannot read row group {group} of Parquet file {corpus_file.name!r}: "
                        f"{e}") from None
@@ -172,6 +209,9 @@ def read_row_group(fs, corpus_file: CorpusFile, group: int, first_row: int, sche
                 start = first_row + offset
                 ids = [f"{corpus_file.name}:{start + i}" for i in range(part.num_rows)]
                 columns.append(pa.array(ids, pa.string()))
+            elif field.name in partitions:
+                value = pa.array([partitions[field.name]] * part.num_rows, pa.string())
+                columns.append(value.cast(field.type))
             elif field.name in present:
                 columns.append(_cast(part.column(field.name), field, corpus_file))
             else:

@@ -21,6 +21,7 @@ from operators.plan import ERROR
 
 MANIFEST = "_corpusmill.json"
 CHECKPOINT_DIR = "_checkpoint"
+LOCK = "_corpusmill.lock"  # held by a running run (jobs/lock.py)
 
 
 def output_filesystem(output: str) -> tuple[pafs.FileSystem, str]:
@@ -50,7 +51,8 @@ def check_output(output: str, mode: str, job_id: str) -> OutputState:
         return OutputState(False, 0)
     if info.type != pafs.FileType.Directory:
         raise JobError(f"output {output!r} exists and is not a folder")
-    entries = fs.get_file_info(pafs.FileSelector(root))
+    # a lock alone is another run starting: the lock itself refuses this run, with its holder
+    entries = [e for e in fs.get_file_info(pafs.FileSelector(root)) if e.base_name != LOCK]
     if not entries:
         return OutputState(False, 0)
     if mode == "error":
@@ -79,9 +81,11 @@ def check_output(output: str, mode: str, job_id: str) -> OutputState:
 
 def replace_output(output: str) -> None:
     """Delete corpusmill's files from the output folder (`check_output` has made sure they are
-    all corpusmill's)."""
+    all corpusmill's), except the lock this run holds."""
     fs, root = output_filesystem(output)
     for entry in fs.get_file_info(pafs.FileSelector(root)):
+        if entry.base_name == LOCK:
+            continue
         if entry.type == pafs.FileType.Directory:
             fs.delete_dir(entry.path)
         else:
@@ -89,23 +93,35 @@ def replace_output(output: str) -> None:
 
 
 def _ours(entry: pafs.FileInfo) -> bool:
+    """Files and folders corpusmill writes: data files, partition folders (`key=value`), the
+    checkpoint folder, and `_corpusmill*` files (manifest, ledger, lock)."""
     if entry.type == pafs.FileType.Directory:
-        return entry.base_name == CHECKPOINT_DIR
+        return entry.base_name == CHECKPOINT_DIR or "=" in entry.base_name
     return entry.type == pafs.FileType.File and (
-        entry.base_name.endswith(".parquet") or entry.base_name == MANIFEST)
+        entry.base_name.endswith(".parquet") or entry.base_name.startswith("_corpusmill"))
 
 
-def committed_rows(output: str) -> int:
-    """Rows whose write Ray Data has committed (its checkpoint files, not pending ones). Data
-    files of a killed run may be partial; Ray deletes those when the next run starts."""
+def committed_rows(output: str, id_column: str | None = None,
+                   scope: pa.Array | None = None) -> int:
+    """Rows whose write Ray Data has committed (its checkpoint files, not pending ones); with
+    `scope`, only those whose id is in it. Data files of a killed run may be partial; Ray
+    deletes those when the next run starts."""
     fs, root = output_filesystem(output)
     total = 0
     for entry in fs.get_file_info(pafs.FileSelector(f"{root}/{CHECKPOINT_DIR}",
                                                     allow_not_found=True)):
         if entry.base_name.endswith(".parquet") and ".pending." not in entry.base_name:
             with fs.open_input_file(entry.path) as f:
-                total += pq.ParquetFile(f).metadata.num_rows
+                if scope is None:
+                    total += pq.ParquetFile(f).metadata.num_rows
+                else:
+                    ids = pq.read_table(f, columns=[id_column]).column(id_column)
+                    total += _count_in(ids, scope)
     return total
+
+
+def _count_in(values: pa.ChunkedArray, scope: pa.Array) -> int:
+    return pc.sum(pc.is_in(values, value_set=scope).cast(pa.int64())).as_py() or 0
 
 
 def checkpoint_path(output: str) -> str:
@@ -126,9 +142,11 @@ def write_empty(output: str, schema: pa.Schema) -> None:
         pq.write_table(schema.empty_table(), f)
 
 
-def output_counts(output: str, id_column: str | None = None) -> dict[str, int]:
+def output_counts(output: str, id_column: str | None = None,
+                  scope: pa.Array | None = None) -> dict[str, int]:
     """Rows written, rows with an error, and (given the id column) ids written more than once,
-    read back from the output files."""
+    read back from the output files. With `scope` (ids), rows and errors count only rows whose
+    id is in it (an incremental run's own rows); duplicates are checked over all rows."""
     fs, root = output_filesystem(output)
     rows = errored = files = 0
     ids = []
@@ -137,10 +155,12 @@ def output_counts(output: str, id_column: str | None = None) -> dict[str, int]:
         with fs.open_input_file(entry.path) as f:
             table = pq.read_table(f, columns=columns)
         files += 1
-        rows += table.num_rows
-        errored += pc.sum(pc.is_valid(table.column(ERROR)).cast(pa.int64())).as_py() or 0
         if id_column is not None:
             ids.extend(table.column(id_column).chunks)
+        if scope is not None:
+            table = table.filter(pc.is_in(table.column(id_column), value_set=scope))
+        rows += table.num_rows
+        errored += pc.sum(pc.is_valid(table.column(ERROR)).cast(pa.int64())).as_py() or 0
     duplicated = 0
     if ids:
         counts = pc.value_counts(pa.chunked_array(ids))
@@ -150,9 +170,13 @@ def output_counts(output: str, id_column: str | None = None) -> dict[str, int]:
 
 
 def _data_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
-    """The output's Parquet files, top level only (the checkpoint folder is not data)."""
-    return sorted((e for e in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
-                   if e.type == pafs.FileType.File and e.base_name.endswith(".parquet")),
+    """The output's Parquet files, in partition folders too (`_`-prefixed folders such as the
+    checkpoint are not data)."""
+    entries = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True, recursive=True))
+    return sorted((e for e in entries
+                   if e.type == pafs.FileType.File and e.base_name.endswith(".parquet")
+                   and not any(part.startswith("_")
+                               for part in e.path[len(root):].strip("/").split("/")[:-1])),
                   key=lambda e: e.path)
 
 

@@ -1,0 +1,79 @@
+"""`corpusmill submit` against a real Ray cluster of separate processes: a head (`ray start
+--head`) and a second node (`ray start --address=...`) on ports of their own, the job sent
+through the Ray Jobs API with corpusmill's code as its working_dir, followed to SUCCEEDED; then
+status and logs, and the output checked (every id exactly once). Only this cluster's processes
+are torn down (matched by its temp dir and port), never another Ray on the machine."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.cli import EXIT_OK, main
+from tests.conftest import write_job, write_parquet
+from tests.corpora import varied_texts
+
+GCS_PORT, DASHBOARD_PORT = 46391, 48291
+ADDRESS = f"http://127.0.0.1:{DASHBOARD_PORT}"
+
+
+def ray_cli() -> str:
+    return str(Path(sys.executable).with_name("ray"))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    temp = tempfile.mkdtemp(prefix="cmclu")  # short: Ray's socket paths are limited
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_ADDRESS", None)
+    if not os.path.isfile(os.path.expanduser("~/.ray/auth_token")) and \
+            not env.get("RAY_AUTH_TOKEN"):
+        subprocess.run([ray_cli(), "get-auth-token", "--generate"], env=env, check=True,
+                       capture_output=True)
+    common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    try:
+        subprocess.run([ray_cli(), "start", "--head", f"--port={GCS_PORT}",
+                        "--dashboard-host=127.0.0.1", f"--dashboard-port={DASHBOARD_PORT}",
+                        "--num-cpus=2", f"--temp-dir={temp}", *common],
+                       env=env, check=True, capture_output=True, timeout=180)
+        subprocess.run([ray_cli(), "start", f"--address=127.0.0.1:{GCS_PORT}", "--num-cpus=1",
+                        *common], env=env, check=True, capture_output=True, timeout=180)
+        yield ADDRESS
+    finally:
+        for pattern in (temp, f":{GCS_PORT}"):
+            subprocess.run(["pkill", "-9", "-f", pattern])
+        time.sleep(1)
+
+
+def test_submitted_job_runs_on_a_two_node_cluster(tmp_path, tiny, cluster, capsys):
+    texts = varied_texts(200, seed=41)
+    for part in range(2):
+        write_parquet(tmp_path / "corpus" / f"part-{part}.parquet",
+                      {"body": texts[part * 100:(part + 1) * 100]})
+    job = write_job(tmp_path / "job.yaml", task="text-classification", model=tiny.classifier,
+                    input=str(tmp_path / "corpus"), output=str(tmp_path / "out"),
+                    columns={"text": "body"}, resources={"concurrency": 1})
+    assert main(["submit", str(job), "--address", cluster, "--wait"]) == EXIT_OK
+    printed = capsys.readouterr().out
+    submission = printed.split("submitted ", 1)[1].split(" ", 1)[0]
+    assert f"{submission}: SUCCEEDED" in printed
+    assert "200 rows in from 2 file(s), 200 out" in printed  # the job's own summary, from logs
+
+    assert main(["status", submission, "--address", cluster]) == EXIT_OK
+    assert f"{submission}: SUCCEEDED" in capsys.readouterr().out
+    assert main(["logs", submission, "--address", cluster]) == EXIT_OK
+    assert "200 out" in capsys.readouterr().out
+
+    ids = pq.read_table(tmp_path / "out", columns=["row_id"]).column("row_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 200
+
+
+def test_unknown_submission_is_a_clear_error(cluster, capsys):
+    assert main(["status", "corpusmill-nope", "--address", cluster]) != EXIT_OK
+    assert "corpusmill-nope" in capsys.readouterr().err
