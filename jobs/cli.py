@@ -32,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         if name == "submit":
             _address_argument(cmd)
             cmd.add_argument("--wait", action="store_true", help="follow the job until it "
-                             "ends; exit 0 if it succeeded, 1 if not")
+                             "ends; exit with the job's own status (see `run`)")
     sub.add_parser("tasks", help="list the tasks, their inputs, options and output columns")
     for name, text in (("status", "show a submitted job's status"),
                        ("logs", "print a submitted job's logs"),
@@ -110,9 +110,14 @@ def submit(spec, address: str | None, wait: bool) -> int:
               f"{submission_id}")
         return EXIT_OK
     status = jobs_api.wait(address, submission_id)
-    print(jobs_api.client(address).get_job_logs(submission_id), end="")
+    jobs = jobs_api.client(address)
+    print(jobs.get_job_logs(submission_id), end="")
     print(f"{submission_id}: {status}")
-    return EXIT_OK if status == "SUCCEEDED" else EXIT_FAILED
+    if status == "SUCCEEDED":
+        return EXIT_OK
+    # the driver's own exit status tells partial (3) and nothing new (4) from failure
+    code = jobs.get_job_info(submission_id).driver_exit_code
+    return code if code in (EXIT_INVALID, EXIT_PARTIAL, EXIT_NOTHING_NEW) else EXIT_FAILED
 
 
 def follow(command: str, submission_id: str, address: str | None) -> int:

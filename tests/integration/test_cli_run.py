@@ -7,7 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import EXIT_OK, main
+from jobs.cli import EXIT_OK, EXIT_PARTIAL, main
 from tests.conftest import write_job, write_parquet
 from tests.corpora import varied_texts
 
@@ -24,7 +24,9 @@ def multi_file_corpus(tmp_path):
         stars = [i % 5 for i in range(len(chunk))]
         sub = folder / (f"year=2026/part-{part}.parquet" if part == 2 else f"part-{part}.parquet")
         write_parquet(sub, {"doc_id": ids, "body": body, "stars": stars}, row_group_size=25)
-        rows += [{"doc_id": d, "body": b, "stars": s} for d, b, s in zip(ids, body, stars)]
+        year = "2026" if part == 2 else None  # the hive folder's value, a column of the output
+        rows += [{"doc_id": d, "body": b, "stars": s, "year": year}
+                 for d, b, s in zip(ids, body, stars)]
     return folder, rows
 
 
@@ -34,20 +36,23 @@ def test_every_row_once_with_kept_columns(tmp_path, tiny, ray_session, multi_fil
                     input=str(folder), output=str(tmp_path / "out"), columns={"text": "body"},
                     id_column="doc_id", batching={"max_tokens": 1024, "window_rows": 32},
                     resources={"concurrency": 2})
-    assert main(["run", str(job), "--set", "options.top_k=2"]) == EXIT_OK
+    # rows with null text are recorded with an error: the run completed, partially (exit 3)
+    assert main(["run", str(job), "--set", "options.top_k=2"]) == EXIT_PARTIAL
     out = pq.read_table(tmp_path / "out")
     got = {r["doc_id"]: r for r in out.to_pylist()}
     assert out.num_rows == len(rows) == len(got)  # every id exactly once
     for row in rows:
         written = got[row["doc_id"]]
-        assert (written["body"], written["stars"]) == (row["body"], row["stars"])
+        assert (written["body"], written["stars"], written["year"]) == (
+            row["body"], row["stars"], row["year"])
         if row["body"] is None:
             assert written["error"] == "column 'body' is null"
             assert written["label"] is None and written["labels"] is None
         else:
             assert written["error"] is None
             assert len(written["labels"]) == 2 and written["label"] == written["labels"][0]["label"]
-    assert out.column_names == ["doc_id", "body", "stars", "label", "score", "labels", "error"]
+    assert out.column_names == ["doc_id", "body", "stars", "year", "label", "score", "labels",
+                                "error"]
 
     nulls = sum(r["body"] is None for r in rows)
     summary = capsys.readouterr().out
@@ -65,7 +70,7 @@ def test_generated_ids_and_skip_policy(tmp_path, tiny, ray_session, multi_file_c
     job = write_job(tmp_path / "job.yaml", task="text-classification", model=tiny.distilbert,
                     input=str(folder), output=str(tmp_path / "out"), columns={"text": "body"},
                     keep_columns=["doc_id"], on_error="skip")
-    assert main(["run", str(job)]) == EXIT_OK
+    assert main(["run", str(job)]) == EXIT_PARTIAL  # rows were left out
     out = pq.read_table(tmp_path / "out").to_pylist()
     assert out and all(r["error"] is None for r in out)
     assert len(out) == len(rows) - sum(r["body"] is None for r in rows)
@@ -83,8 +88,9 @@ def test_overwrite_replaces_earlier_output(tmp_path, tiny, ray_session, multi_fi
     folder, rows = multi_file_corpus
     job = write_job(tmp_path / "job.yaml", task="text-classification", model=tiny.classifier,
                     input=str(folder), output=str(tmp_path / "out"), columns={"text": "body"})
-    assert main(["run", str(job)]) == EXIT_OK
-    assert main(["run", str(job), "--set", "output_mode=overwrite"]) == EXIT_OK
+    # the corpus has rows with null text: both runs complete partially (exit 3)
+    assert main(["run", str(job)]) == EXIT_PARTIAL
+    assert main(["run", str(job), "--set", "output_mode=overwrite"]) == EXIT_PARTIAL
     assert pq.read_table(tmp_path / "out").num_rows == len(rows)
 
 

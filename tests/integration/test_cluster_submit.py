@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import EXIT_OK, main
+from jobs.cli import EXIT_NOTHING_NEW, EXIT_OK, main
 from tests.conftest import write_job, write_parquet
 from tests.corpora import varied_texts
 
@@ -58,7 +58,7 @@ def test_submitted_job_runs_on_a_two_node_cluster(tmp_path, tiny, cluster, capsy
                       {"body": texts[part * 100:(part + 1) * 100]})
     job = write_job(tmp_path / "job.yaml", task="text-classification", model=tiny.classifier,
                     input=str(tmp_path / "corpus"), output=str(tmp_path / "out"),
-                    columns={"text": "body"}, resources={"concurrency": 1})
+                    columns={"text": "body"}, resources={"concurrency": 1}, incremental=True)
     assert main(["submit", str(job), "--address", cluster, "--wait"]) == EXIT_OK
     printed = capsys.readouterr().out
     submission = printed.split("submitted ", 1)[1].split(" ", 1)[0]
@@ -72,6 +72,10 @@ def test_submitted_job_runs_on_a_two_node_cluster(tmp_path, tiny, cluster, capsy
 
     ids = pq.read_table(tmp_path / "out", columns=["row_id"]).column("row_id").to_pylist()
     assert len(ids) == len(set(ids)) == 200
+
+    # the same hourly job again: nothing new, and --wait gives the job's own exit status
+    assert main(["submit", str(job), "--address", cluster, "--wait"]) == EXIT_NOTHING_NEW
+    assert "nothing new: all 2 input file(s)" in capsys.readouterr().out
 
 
 def test_unknown_submission_is_a_clear_error(cluster, capsys):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.cli import EXIT_FAILED, EXIT_OK, main
+from jobs.cli import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, main
 from tests.conftest import write_job, write_parquet
 
 
@@ -36,7 +36,7 @@ def test_corrupt_files_skipped_on_request_and_listed(tmp_path, tiny, ray_session
     (folder / "torn.parquet").write_bytes(b"PAR1" + b"\x00" * 64)
     job = write_job(tmp_path / "job.yaml", task="text-classification", model=tiny.classifier,
                     input=str(folder), output=str(tmp_path / "out"), skip_corrupt_files=True)
-    assert main(["run", str(job)]) == EXIT_OK
+    assert main(["run", str(job)]) == EXIT_PARTIAL  # a file was skipped
     assert pq.read_table(tmp_path / "out").num_rows == 2
     out = capsys.readouterr().out
     assert "skipped 1 corrupt file(s): torn.parquet" in out
