@@ -48,17 +48,33 @@ def stage(spec) -> str:
     return str(folder)
 
 
-def submit(spec, address: str | None) -> str:
-    """Submit; return the submission id."""
+AGENT_NOT_READY = "No available agent"
+AGENT_WAIT_S = 90.0
+
+
+def submit(spec, address: str | None, agent_wait_s: float = AGENT_WAIT_S) -> str:
+    """Submit; return the submission id.
+
+    A cluster that has just started answers "No available agent to submit job" until its job
+    agent is up (seconds after `ray start`); that answer is retried for up to `agent_wait_s`,
+    every other error is raised at once."""
     jobs = client(address)
     working_dir = stage(spec)
+    submission_id = f"corpusmill-{spec.job_id}-{int(time.time())}"
+    deadline = time.monotonic() + agent_wait_s
     try:
-        return jobs.submit_job(
-            entrypoint=f"python -m jobs.cli run {SPEC_NAME}",
-            submission_id=f"corpusmill-{spec.job_id}-{int(time.time())}",
-            runtime_env={"working_dir": working_dir},
-            metadata={"corpusmill_job_id": spec.job_id, "task": spec.task,
-                      "model": spec.model})
+        while True:
+            try:
+                return jobs.submit_job(
+                    entrypoint=f"python -m jobs.cli run {SPEC_NAME}",
+                    submission_id=submission_id,
+                    runtime_env={"working_dir": working_dir},
+                    metadata={"corpusmill_job_id": spec.job_id, "task": spec.task,
+                              "model": spec.model})
+            except RuntimeError as e:
+                if AGENT_NOT_READY not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(2.0)
     finally:
         shutil.rmtree(working_dir, ignore_errors=True)
 
