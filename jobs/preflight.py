@@ -68,7 +68,7 @@ def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Co
 
     read_schema = _read_schema(corpus.files, id_column, input_columns, kept)
     output_fields = ([read_schema.field(id_column)] + [read_schema.field(c) for c in kept]
-                     + task_fields + [pa.field(ERROR, pa.string())])
+                     + task.output_fields_for_model(config) + [pa.field(ERROR, pa.string())])
     output_schema = pa.schema(output_fields, metadata={PROVENANCE_KEY: json.dumps(
         provenance(spec), sort_keys=True).encode()})
     plan = JobPlan(

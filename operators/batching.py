@@ -23,12 +23,17 @@ def plan_microbatches(lengths: list[int] | np.ndarray, max_tokens: int) -> list[
     return batches
 
 
-def pad(sequences: list[list[int]], pad_value: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad ragged id lists -> (ids, attention_mask), both (batch, longest) int64."""
+def pad(sequences: list[list[int]], pad_value: int,
+        side: str = "right") -> tuple[np.ndarray, np.ndarray]:
+    """Pad ragged id lists on `side` ("right", or "left" for batched generation, so every
+    sequence ends at the last column) -> (ids, attention_mask), both (batch, longest) int64."""
+    if side not in ("right", "left"):
+        raise ValueError(f"padding side must be 'right' or 'left', got {side!r}")
     longest = max(len(s) for s in sequences)
     ids = np.full((len(sequences), longest), pad_value, dtype=np.int64)
     mask = np.zeros((len(sequences), longest), dtype=np.int64)
     for i, seq in enumerate(sequences):
-        ids[i, :len(seq)] = seq
-        mask[i, :len(seq)] = 1
+        span = slice(0, len(seq)) if side == "right" else slice(longest - len(seq), longest)
+        ids[i, span] = seq
+        mask[i, span] = 1
     return ids, mask

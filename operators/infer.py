@@ -8,7 +8,9 @@ Column contract
          a row whose forward pass fails gets `error` set (or stops the job under on_error: raise)
 
 Within one block (the batch Ray hands over), the windows of all rows are sorted by length and
-cut into micro-batches of at most `batching.max_tokens` padded tokens. A micro-batch that
+cut into micro-batches of at most `batching.max_tokens` padded tokens (a window counts as
+`task.window_cost` tokens: generation adds the tokens it will generate), padded on the task's
+`padding_side` (left for decoder-only generation). A micro-batch that
 raises is split in halves until the failing window is alone, so one poisonous row never takes
 its neighbours with it.
 """
@@ -59,7 +61,8 @@ class Infer:
                    for row, e in enumerate(errors) if e is None
                    for w, ids in enumerate(row_windows[row])]
         results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-        for micro in plan_microbatches([len(w[2]) for w in windows],
+        task, options = self.plan.task, self.plan.options
+        for micro in plan_microbatches([task.window_cost(len(w[2]), options) for w in windows],
                                        self.plan.spec.batching.max_tokens):
             self._run_isolating([windows[k] for k in micro], results, errors, table)
         raw: list = [None] * table.num_rows
@@ -73,7 +76,7 @@ class Infer:
 
     def _run_isolating(self, batch, results, errors, table):
         try:
-            outputs = self._forward(batch)
+            outputs = self._forward(batch, table)
         except Exception as e:  # noqa: BLE001 - any failure is narrowed to its row
             if len(batch) > 1:
                 half = len(batch) // 2
@@ -88,24 +91,38 @@ class Infer:
             errors[row] = message
             return
         token_outputs = self.plan.task.token_outputs
+        left = self.plan.task.padding_side == "left"
         for k, (row, w, ids, _) in enumerate(batch):
-            results[(row, w)] = {name: array[k, :len(ids)] if name in token_outputs else array[k]
+            results[(row, w)] = {name: _own_tokens(array[k], len(ids), left)
+                                 if name in token_outputs else array[k]
                                  for name, array in outputs.items()}
 
-    def _forward(self, batch) -> dict[str, np.ndarray]:
+    def _forward(self, batch, table) -> dict[str, np.ndarray]:
         import torch
 
-        input_ids, mask = pad([w[2] for w in batch], self.pad_id)  # (batch, seq)
+        task = self.plan.task
+        side = task.padding_side
+        input_ids, mask = pad([w[2] for w in batch], self.pad_id, side)  # (batch, seq)
         tensors = {"input_ids": input_ids, "attention_mask": mask}
         if batch[0][3] is not None:
-            tensors["token_type_ids"] = pad([w[3] for w in batch], 0)[0]
+            tensors["token_type_ids"] = pad([w[3] for w in batch], 0, side)[0]
+        extra = {}
+        if task.uses_row_keys:
+            ids = table.column(self.plan.id_column)
+            extra["row_keys"] = [str(ids[w[0]].as_py()) for w in batch]
         if self.device == "cpu":
             tensors = {k: torch.from_numpy(v) for k, v in tensors.items()}
         else:  # pinned host memory lets the copy to the GPU run asynchronously
             tensors = {k: torch.from_numpy(v).pin_memory().to(self.device, non_blocking=True)
                        for k, v in tensors.items()}
         with torch.inference_mode():
-            return self.plan.task.forward(self.model, tensors, self.state, self.plan.options)
+            return task.forward(self.model, tensors, self.state, self.plan.options, **extra)
+
+
+def _own_tokens(array: np.ndarray, length: int, left_padded: bool) -> np.ndarray:
+    """A window's own positions of a (seq, ...) token output: the first `length` when right-
+    padded, the last `length` when left-padded."""
+    return array[array.shape[0] - length:] if left_padded else array[:length]
 
 
 def _pad_id(tokenizer, config) -> int:

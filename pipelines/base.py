@@ -81,10 +81,22 @@ class Task:
     Options: ClassVar[type[TaskOptions]]
     # raw outputs of `forward` whose axis 1 is the token axis: cut to each window's length
     token_outputs: ClassVar[frozenset[str]] = frozenset()
+    # where windows are padded in a batch: "right", or "left" (decoder-only generation, whose
+    # new tokens must follow each prompt's last token)
+    padding_side: ClassVar[str] = "right"
+    # True: `forward` takes `row_keys=` (per window, its row's id as a string), e.g. to seed a
+    # per-row random generator that does not depend on batching
+    uses_row_keys: ClassVar[bool] = False
 
     def output_fields(self) -> list[pa.Field]:
         """The task's output columns: fixed per task, shaped neither by options nor by data."""
         raise NotImplementedError
+
+    def output_fields_for_model(self, config: Any) -> list[pa.Field]:
+        """The output columns for one model (`config`: its transformers config), as written.
+        The same names as `output_fields`; a task overrides this only where a column's type
+        depends on the model, never on data (an embedding's width is the hidden size)."""
+        return self.output_fields()
 
     def check_model(self, config: Any, options: TaskOptions) -> None:
         """Raise `ModelMismatch` (with the fix) when a model config cannot serve this task."""
@@ -107,12 +119,18 @@ class Task:
         enc = tokenizer(texts["text"], truncation=True, max_length=max_length)
         return Encoded.single(enc["input_ids"], enc.get("token_type_ids"))
 
+    def window_cost(self, length: int, options: TaskOptions) -> int:
+        """Tokens a window of `length` tokens occupies in a batch, for the `max_tokens` budget.
+        Default: its length; generation adds the tokens it will generate."""
+        return length
+
     def forward(self, model: Any, tensors: dict[str, Any], state: Any,
                 options: TaskOptions) -> dict[str, np.ndarray]:
         """Run the model on one padded batch of windows (`input_ids`, `attention_mask`, maybe
-        `token_type_ids`: (batch, seq) tensors on the model's device); return numpy arrays
-        shaped (batch, ...). Reduce here what can be reduced (top-k, pooling): raw outputs
-        travel between processes."""
+        `token_type_ids`: (batch, seq) tensors on the model's device, padded on
+        `padding_side`); return numpy arrays shaped (batch, ...). Reduce here what can be
+        reduced (top-k, pooling): raw outputs travel between processes. Tasks that set
+        `uses_row_keys` also get `row_keys=` (list[str], one per window)."""
         raise NotImplementedError
 
     def decode(self, rows: Rows, options: TaskOptions, config: Any,
