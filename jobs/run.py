@@ -48,6 +48,7 @@ class RunSummary:
     preview: tuple[dict, ...] = ()   # a few output rows: id, outputs, error
     incremental: bool = False
     files_done_before: int = 0       # incremental: input files earlier runs had finished
+    rows_truncated: int = 0          # rows whose input was cut to the model's window
 
     @property
     def nothing_new(self) -> bool:
@@ -71,7 +72,9 @@ class RunSummary:
             f"{self.rows_out} out, {self.rows_errored} with errors, {self.rows_skipped} skipped",
             f"{self.seconds:.1f} s ({rate:.1f} rows/s); output: {self.output}",
         ] + ([f"resumed: {self.rows_before} rows were already done by an earlier run, "
-              f"{self.rows_out - self.rows_before} written now"] if self.rows_before else []) + ([f"skipped {len(self.corrupt_files_skipped)} corrupt file(s): "
+              f"{self.rows_out - self.rows_before} written now"] if self.rows_before else []) + ([
+            f"{self.rows_truncated} row(s) had inputs longer than the model's window and were cut "
+            f"to it (input_truncated = true)"] if self.rows_truncated else []) + ([f"skipped {len(self.corrupt_files_skipped)} corrupt file(s): "
               f"{', '.join(self.corrupt_files_skipped)}"] if self.corrupt_files_skipped else []) + [_preview_line(row) for row in self.preview]
 
 
@@ -148,6 +151,7 @@ def run_job(spec: JobSpec) -> RunSummary:
         summary = RunSummary(
             job_id=spec.job_id, output=spec.output, rows_in=corpus.num_rows,
             rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
+            rows_truncated=counts["rows_truncated"],
             rows_skipped=corpus.num_rows - counts["rows_out"], files_in=len(corpus.files),
             corrupt_files_skipped=corpus.skipped_files,
             seconds=time.monotonic() - start, rows_before=rows_before,

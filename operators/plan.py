@@ -15,6 +15,7 @@ from pipelines.registry import get_task
 INPUT_IDS = "_cm_input_ids"            # list<list<int32>>: a row's windows of token ids
 TOKEN_TYPE_IDS = "_cm_token_type_ids"  # list<list<int32>>, or null
 EXTRAS = "_cm_extras"                  # binary: pickled per-row data from encode for decode
+TRUNCATED = "_cm_truncated"            # bool: encode cut the row's input to the window
 RAW = "_cm_raw"                        # binary: pickled list (one per window) of raw outputs
 ERROR = "error"
 

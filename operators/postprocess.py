@@ -3,7 +3,8 @@
 Column contract
     in:  inference's output (id, kept columns, task input columns, _cm_extras, _cm_raw, error)
     out: exactly `plan.output_schema`: id, kept columns, the task's output columns (null where
-         `error` is set), error; provenance in the schema metadata. Under on_error: skip, rows
+         `error` is set; `input_truncated` from the tokenizer's flag, for tasks that write it),
+         error; provenance in the schema metadata. Under on_error: skip, rows
          with an error are left out.
 """
 from __future__ import annotations
@@ -14,9 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators.loading import load_tokenizer
-from operators.plan import ERROR, EXTRAS, RAW, JobPlan
+from operators.plan import ERROR, EXTRAS, RAW, TRUNCATED, JobPlan
 from operators.tokenize import input_texts
-from pipelines.base import Rows
+from pipelines.base import INPUT_TRUNCATED, Rows
 
 
 def postprocess_batch(table: pa.Table, plan: JobPlan) -> pa.Table:
@@ -36,6 +37,10 @@ def postprocess_batch(table: pa.Table, plan: JobPlan) -> pa.Table:
         for name, values in decoded.items():
             for k, row in enumerate(valid):
                 columns[name][row] = values[k]
+        if INPUT_TRUNCATED in columns:
+            truncated = table.column(TRUNCATED).to_pylist()
+            for row in valid:
+                columns[INPUT_TRUNCATED][row] = truncated[row]
     arrays = []
     for field in plan.output_schema:
         if field.name in columns:

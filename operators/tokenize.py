@@ -6,6 +6,7 @@ Column contract
          _cm_input_ids       list<list<int32>>  the row's windows of token ids; null if it failed
          _cm_token_type_ids  list<list<int32>>  null when the tokenizer gives none
          _cm_extras          binary             pickled data the task's decode needs, or null
+         _cm_truncated       bool               encode cut the row's input to the model window
          error               string             null, or why the row cannot be processed
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pyarrow as pa
 
 from jobs.errors import RowError
 from operators.loading import load_tokenizer
-from operators.plan import ERROR, EXTRAS, INPUT_IDS, TOKEN_TYPE_IDS, JobPlan
+from operators.plan import ERROR, EXTRAS, INPUT_IDS, TOKEN_TYPE_IDS, TRUNCATED, JobPlan
 
 WINDOWS_TYPE = pa.list_(pa.list_(pa.int32()))
 
@@ -64,6 +65,7 @@ def tokenize_batch(table: pa.Table, plan: JobPlan) -> pa.Table:
     windows: list = [None] * table.num_rows
     type_ids: list = [None] * table.num_rows
     extras: list = [None] * table.num_rows
+    truncated: list = [False] * table.num_rows
     if valid:
         texts = {name: [values[name][i] for i in valid] for name in values}
         encoded = plan.task.encode(tokenizer, texts, plan.options, plan.max_length)
@@ -76,8 +78,11 @@ def tokenize_batch(table: pa.Table, plan: JobPlan) -> pa.Table:
                 type_ids[i] = encoded.token_type_ids[k]
             if encoded.extras is not None:
                 extras[i] = pickle.dumps(encoded.extras[k], protocol=pickle.HIGHEST_PROTOCOL)
+            if encoded.truncated is not None:
+                truncated[i] = bool(encoded.truncated[k])
         raise_on_error(table, plan, errors)
     return (table.append_column(INPUT_IDS, pa.array(windows, WINDOWS_TYPE))
                  .append_column(TOKEN_TYPE_IDS, pa.array(type_ids, WINDOWS_TYPE))
                  .append_column(EXTRAS, pa.array(extras, pa.binary()))
+                 .append_column(TRUNCATED, pa.array(truncated, pa.bool_()))
                  .append_column(ERROR, pa.array(errors, pa.string())))

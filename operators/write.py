@@ -17,6 +17,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from jobs.errors import JobError
+from pipelines.base import INPUT_TRUNCATED
 from operators.plan import ERROR
 
 MANIFEST = "_corpusmill.json"
@@ -144,15 +145,18 @@ def write_empty(output: str, schema: pa.Schema) -> None:
 
 def output_counts(output: str, id_column: str | None = None,
                   scope: pa.Array | None = None) -> dict[str, int]:
-    """Rows written, rows with an error, and (given the id column) ids written more than once,
-    read back from the output files. With `scope` (ids), rows and errors count only rows whose
+    """Rows written, rows with an error, rows whose input was truncated (tasks that write
+    `input_truncated`), and (given the id column) ids written more than once, read back from
+    the output files. With `scope` (ids), rows and errors count only rows whose
     id is in it (an incremental run's own rows); duplicates are checked over all rows."""
     fs, root = output_filesystem(output)
-    rows = errored = files = 0
+    rows = errored = truncated = files = 0
     ids = []
     for entry in _data_files(fs, root):
         columns = [ERROR] if id_column is None else [id_column, ERROR]
         with fs.open_input_file(entry.path) as f:
+            if INPUT_TRUNCATED in pq.read_schema(f).names:
+                columns.append(INPUT_TRUNCATED)
             table = pq.read_table(f, columns=columns)
         files += 1
         if id_column is not None:
@@ -161,12 +165,14 @@ def output_counts(output: str, id_column: str | None = None,
             table = table.filter(pc.is_in(table.column(id_column), value_set=scope))
         rows += table.num_rows
         errored += pc.sum(pc.is_valid(table.column(ERROR)).cast(pa.int64())).as_py() or 0
+        if INPUT_TRUNCATED in table.column_names:
+            truncated += pc.sum(table.column(INPUT_TRUNCATED).cast(pa.int64())).as_py() or 0
     duplicated = 0
     if ids:
         counts = pc.value_counts(pa.chunked_array(ids))
         duplicated = len(counts.filter(pc.greater(counts.field("counts"), 1)))
     return {"files": files, "rows_out": rows, "rows_errored": errored,
-            "ids_duplicated": duplicated}
+            "rows_truncated": truncated, "ids_duplicated": duplicated}
 
 
 def _data_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:

@@ -72,6 +72,12 @@ class Rows:
         return np.stack([windows[0][name] for windows in self.outputs])
 
 
+# Written by tasks whose inputs can be cut to the model's window (generation, seq2seq): true for a
+# row whose input was truncated, so truncation is never silent (the run summary counts them).
+INPUT_TRUNCATED = "input_truncated"
+TRUNCATED_FIELD = pa.field(INPUT_TRUNCATED, pa.bool_())
+
+
 class Task:
     """One NLP task. Subclasses set the class attributes and implement the methods below."""
 

@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.base import Encoded, ModelMismatch, Task, TaskOptions
+from pipelines.base import TRUNCATED_FIELD, Encoded, ModelMismatch, Task, TaskOptions
 from pipelines.registry import register
 
 # generation settings these tasks take, from task_specific_params and from options
@@ -208,7 +208,7 @@ class Seq2SeqTask(Task):
     output_column: ClassVar[str]
 
     def output_fields(self):
-        return [pa.field(self.output_column, pa.string())]
+        return [pa.field(self.output_column, pa.string()), TRUNCATED_FIELD]
 
     def task_key(self, config: Any, options: GenerationOptions) -> str | None:
         """The key of `config.task_specific_params` that applies."""

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.base import Encoded, ModelMismatch, Task, TaskOptions
+from pipelines.base import TRUNCATED_FIELD, Encoded, ModelMismatch, Task, TaskOptions
 from pipelines.generation import (
     GumbelSampler, PaddingAwareRepetitionPenalty, StopOnStrings, cut_at_stop,
     generated_lengths, pad_ragged,
@@ -168,7 +168,7 @@ class TextGeneration(Task):
     uses_row_keys: ClassVar[bool] = True
 
     def output_fields(self):
-        return [pa.field("generated_text", pa.string())]
+        return [pa.field("generated_text", pa.string()), TRUNCATED_FIELD]
 
     def check_model(self, config, options):
         architectures = getattr(config, "architectures", None) or []

@@ -34,10 +34,31 @@ def test_seq2seq_example_runs_every_row_once(tmp_path, ray_session, models, job,
     assert main(["run", str(EXAMPLES / job), "--set", f"model={models / model}",
                  "--set", f"output={out}"]) == EXIT_OK
     table = pq.read_table(out)
-    assert table.column_names == ["article_id", "title", column, "error"]
+    assert table.column_names == ["article_id", "title", column, "input_truncated", "error"]
     assert table.schema.field(column).type == pa.string()
+    assert table.schema.field("input_truncated").type == pa.bool_()
     assert sorted(table.column("article_id").to_pylist()) == sorted(CORPUS_IDS)
     assert table.column("error").null_count == table.num_rows
     texts = table.column(column).to_pylist()
     assert all(isinstance(t, str) for t in texts)
     assert len(set(texts)) > len(texts) // 4, "a random model giving one output proves little"
+
+
+def test_truncated_inputs_are_flagged_and_counted(tmp_path, ray_session, models, capsys):
+    """Truncation is never silent: each cut row says so, and the summary counts them."""
+    out = tmp_path / "out"
+    assert main(["run", str(EXAMPLES / "summarize_local.yaml"), "--set", f"model={models / 'tiny-t5'}",
+                 "--set", f"output={out}", "--set", "options.long_input=truncate",
+                 "--set", "batching.max_length=24"]) == EXIT_OK
+    flags = pq.read_table(out, columns=["input_truncated"]).column("input_truncated").to_pylist()
+    cut = sum(flags)
+    assert 0 < cut and None not in flags
+    assert f"{cut} row(s) had inputs longer than the model's window and were cut to it" \
+        in capsys.readouterr().out
+
+    # long_input: chunk summarises every window instead: nothing is cut
+    chunked = tmp_path / "chunked"
+    assert main(["run", str(EXAMPLES / "summarize_local.yaml"), "--set", f"model={models / 'tiny-t5'}",
+                 "--set", f"output={chunked}", "--set", "batching.max_length=24"]) == EXIT_OK
+    assert not any(pq.read_table(chunked).column("input_truncated").to_pylist())
+    assert "were cut to it" not in capsys.readouterr().out

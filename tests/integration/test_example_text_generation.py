@@ -22,7 +22,8 @@ def test_smollm2_example_answers_its_prompts(tmp_path, ray_session):
     assert main(["run", str(EXAMPLES / "generate_smollm2.yaml"), "--set", f"output={out}"]) \
         == EXIT_OK
     table = pq.read_table(out)
-    assert table.column_names == ["prompt_id", "prompt", "generated_text", "error"]
+    assert table.column_names == ["prompt_id", "prompt", "generated_text", "input_truncated", "error"]
+    assert not any(table.column("input_truncated").to_pylist())
     rows = {r["prompt_id"]: r for r in table.to_pylist()}
     assert len(rows) == pq.read_metadata(EXAMPLES / "data" / "prompts.parquet").num_rows
     assert all(r["error"] is None and r["generated_text"].strip() for r in rows.values())

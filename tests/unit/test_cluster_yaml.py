@@ -33,8 +33,8 @@ def test_cluster_yaml_passes_rays_launcher_validation(config):
     assert config["provider"]["region"] == "us-west-2"
     prepared = check(config)
     # Our setup commands, not Ray's defaults, are what runs on the nodes.
-    assert any("pip install -e ~/corpusmill" in c for c in prepared["head_setup_commands"])
-    assert any("pip install -e ~/corpusmill" in c for c in prepared["worker_setup_commands"])
+    assert any("pip install -e \"$HOME/corpusmill[generate]\"" in c for c in prepared["head_setup_commands"])
+    assert any("pip install -e \"$HOME/corpusmill[generate]\"" in c for c in prepared["worker_setup_commands"])
     assert config["file_mounts"] == {"~/corpusmill": "."}
 
 
@@ -80,7 +80,7 @@ def test_gpu_setup_installs_cuda_torch_before_corpusmill_without_the_cpu_pin(con
     cmds = config["worker_setup_commands"]
     drop_pin = next(i for i, c in enumerate(cmds) if "grep -v '^torch=='" in c)
     torch = next(i for i, c in enumerate(cmds) if c.strip() == "pip install torch")
-    corpusmill = next(i for i, c in enumerate(cmds) if "pip install -e ~/corpusmill" in c)
+    corpusmill = next(i for i, c in enumerate(cmds) if "pip install -e \"$HOME/corpusmill[generate]\"" in c)
     assert drop_pin < corpusmill and torch < corpusmill
     assert "-c /tmp/constraints-gpu.txt" in cmds[corpusmill]
     assert "constraints.txt" not in cmds[corpusmill]
