@@ -156,7 +156,8 @@ def print_tasks() -> None:
         print(f"{task.name}: {task.summary}")
         print(f"  inputs: {', '.join(task.input_columns)}")
         for name, field in task.Options.model_fields.items():
-            default = "required" if field.is_required() else f"default {field.get_default()!r}"
+            default = ("required" if field.is_required()
+                       else f"default {field.get_default(call_default_factory=True)!r}")
             print(f"  option {name} ({default}): {field.description}")
         fields = task.output_fields()
         print(f"  outputs: {', '.join(f'{f.name} ({f.type})' for f in fields)}")
