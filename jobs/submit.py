@@ -72,8 +72,15 @@ def submit(spec, address: str | None, agent_wait_s: float = AGENT_WAIT_S) -> str
                     metadata={"corpusmill_job_id": spec.job_id, "task": spec.task,
                               "model": spec.model})
             except RuntimeError as e:
-                if AGENT_NOT_READY not in str(e) or time.monotonic() > deadline:
+                if AGENT_NOT_READY not in str(e):
                     raise
+                if time.monotonic() > deadline:
+                    raise JobError(
+                        f"the cluster at {address or '$RAY_ADDRESS'} has no job agent on its head "
+                        f"node after {agent_wait_s:.0f} s, so it cannot take jobs. See "
+                        f"dashboard_agent.log in the head's Ray logs; a common cause is port "
+                        f"52365 already in use on the head (another Ray there): restart it with "
+                        f"ray start --head --dashboard-agent-listen-port=<free port>") from None
                 time.sleep(2.0)
     finally:
         shutil.rmtree(working_dir, ignore_errors=True)

@@ -6,6 +6,7 @@ are torn down (matched by its temp dir and port), never another Ray on the machi
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,12 @@ GCS_PORT, DASHBOARD_PORT = 46391, 48291
 ADDRESS = f"http://127.0.0.1:{DASHBOARD_PORT}"
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def ray_cli() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
@@ -37,13 +44,17 @@ def cluster():
         subprocess.run([ray_cli(), "get-auth-token", "--generate"], env=env, check=True,
                        capture_output=True)
     common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    # Each node's job agent listens on 52365 unless told otherwise; the test session's own
+    # local Ray already holds that port, and a head without its agent refuses every job.
     try:
         subprocess.run([ray_cli(), "start", "--head", f"--port={GCS_PORT}",
                         "--dashboard-host=127.0.0.1", f"--dashboard-port={DASHBOARD_PORT}",
+                        f"--dashboard-agent-listen-port={free_port()}",
                         "--num-cpus=2", f"--temp-dir={temp}", *common],
                        env=env, check=True, capture_output=True, timeout=180)
         subprocess.run([ray_cli(), "start", f"--address=127.0.0.1:{GCS_PORT}", "--num-cpus=1",
-                        *common], env=env, check=True, capture_output=True, timeout=180)
+                        f"--dashboard-agent-listen-port={free_port()}", *common],
+                       env=env, check=True, capture_output=True, timeout=180)
         yield ADDRESS
     finally:
         for pattern in (temp, f":{GCS_PORT}"):
