@@ -65,10 +65,23 @@ class Infer:
         for micro in plan_microbatches([task.window_cost(len(w[2]), options) for w in windows],
                                        self.plan.spec.batching.max_tokens):
             self._run_isolating([windows[k] for k in micro], results, errors, table)
+        by_row = {row: [results[(row, w)] for w in range(len(row_windows[row]))]
+                  for row, e in enumerate(errors) if e is None}
+        if by_row:
+            import torch
+
+            with torch.inference_mode():
+                by_row = task.combine_windows(self.model, self.tokenizer, self.state, options,
+                                              self.plan.max_length, by_row, self.device)
         raw: list = [None] * table.num_rows
-        for row, e in enumerate(errors):
-            if e is None:
-                outputs = [results[(row, w)] for w in range(len(row_windows[row]))]
+        for row, outputs in by_row.items():
+            if isinstance(outputs, str):
+                errors[row] = outputs
+                if self.plan.spec.on_error == "raise":
+                    raise RowError(f"row {self.plan.id_column}="
+                                   f"{table.column(self.plan.id_column)[row].as_py()!r}: "
+                                   f"{outputs} (on_error: raise)")
+            else:
                 raw[row] = pickle.dumps(outputs, protocol=pickle.HIGHEST_PROTOCOL)
         table = table.drop_columns([INPUT_IDS, TOKEN_TYPE_IDS, ERROR])
         return (table.append_column(RAW, pa.array(raw, pa.binary()))

@@ -139,6 +139,16 @@ class Task:
         `uses_row_keys` also get `row_keys=` (list[str], one per window)."""
         raise NotImplementedError
 
+    def combine_windows(self, model: Any, tokenizer: Any, state: Any, options: TaskOptions,
+                        max_length: int, outputs: dict[int, list[dict[str, np.ndarray]]],
+                        device: str) -> dict[int, list[dict[str, np.ndarray]] | str]:
+        """A second model pass on the inference actor, once every window of a block has run:
+        `outputs` maps each row (index in the block) to its windows' raw outputs; return, per
+        row, the raw outputs `decode` will see, or a string: why that row failed (it becomes
+        the row's `error`). Default: unchanged. Summarization's `long_input: chunk` uses it to
+        summarise the joined summaries of a long text's windows."""
+        return outputs
+
     def decode(self, rows: Rows, options: TaskOptions, config: Any,
                tokenizer: Any) -> dict[str, list]:
         """Output column values (one list per output field, one entry per row)."""

@@ -22,10 +22,9 @@ the task entry's `prefix`, else `config.prefix`, else none.
 Inputs longer than the encoder window (`batching.max_length`, default the tokenizer's
 `model_max_length`) are cut to it, never silently: the row's `Encoded.truncated` is set. With
 summarization's `long_input: chunk`, a long text is instead split at token boundaries into
-windows that each fit (prefix included); each window is summarised and the summaries are joined
-in order with single spaces. There is no second pass that summarises the joined summaries:
-`forward` sees a micro-batch of windows from several rows, not a row's windows together, and
-`decode` has no model.
+windows that each fit (prefix included); each window is summarised, and then the window
+summaries, joined in order with single spaces, are summarised once more on the same actor
+(`combine_windows`; joins still longer than the window are chunked and summarised again).
 """
 from __future__ import annotations
 
@@ -163,6 +162,41 @@ def strip_padding(ids: np.ndarray, pad_id: int | None) -> np.ndarray:
     return ids[:end]
 
 
+def decode_sequence(tokenizer: Any, sequence: np.ndarray) -> str:
+    """Generated ids -> text, as transformers 4.x's pipelines decoded them."""
+    return tokenizer.decode(strip_padding(sequence, tokenizer.pad_token_id).tolist(),
+                            skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+MAX_SUMMARY_ROUNDS = 8
+
+
+def summarise_summaries(model: Any, tokenizer: Any, state: dict, max_length: int,
+                        summaries: list[str], device: str) -> dict[str, np.ndarray]:
+    """The raw output (`sequences`) of summarising a long text's window summaries: joined, and
+    while the join is longer than the encoder window, cut into windows and summarised again
+    (at most MAX_SUMMARY_ROUNDS rounds; then the join is truncated to the window)."""
+    prefix = state["prefix"]
+    text = join_summaries(summaries)
+    for _ in range(MAX_SUMMARY_ROUNDS):
+        if len(tokenizer(prefix + text)["input_ids"]) <= max_length or not tokenizer.is_fast:
+            break
+        pieces = chunk_texts(tokenizer, text, prefix, max_length)
+        text = join_summaries([decode_sequence(tokenizer, s) for s in
+                               _generate(model, tokenizer, state, max_length,
+                                         [prefix + p for p in pieces], device)])
+    return {"sequences": _generate(model, tokenizer, state, max_length, [prefix + text],
+                                   device)[0]}
+
+
+def _generate(model: Any, tokenizer: Any, state: dict, max_length: int, inputs: list[str],
+              device: str) -> np.ndarray:
+    enc = tokenizer(inputs, truncation=True, max_length=max_length, padding=True,
+                    return_tensors="pt")
+    enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+    return model.generate(**enc, **state["generate"]).cpu().numpy().astype(np.int32)
+
+
 def join_summaries(summaries: list[str]) -> str:
     """One row's window summaries, in order; a single window's summary unchanged."""
     if len(summaries) == 1:
@@ -235,8 +269,9 @@ class Seq2SeqTask(Task):
         return AutoModelForSeq2SeqLM
 
     def prepare(self, model, tokenizer, options, model_ref, revision):
-        return {"generate": generation_kwargs(model.config, options,
-                                              self.task_key(model.config, options))}
+        key = self.task_key(model.config, options)
+        return {"generate": generation_kwargs(model.config, options, key),
+                "prefix": resolve_prefix(model.config, options, key)}
 
     def encode(self, tokenizer, texts, options, max_length):
         config = _config_of(tokenizer.name_or_path)
@@ -276,13 +311,29 @@ class Seq2SeqTask(Task):
                                    **state["generate"])  # (batch, generated)
         return {"sequences": sequences.cpu().numpy().astype(np.int32)}
 
+    def combine_windows(self, model, tokenizer, state, options, max_length, outputs, device):
+        """`long_input: chunk`: a row of several windows gets one more pass, the summary of its
+        windows' joined summaries (chunked again while that is still longer than the window)."""
+        if not self._chunks(options):
+            return outputs
+        combined = {}
+        for row, windows in outputs.items():
+            if len(windows) == 1:
+                combined[row] = windows
+                continue
+            try:
+                summaries = [decode_sequence(tokenizer, w["sequences"]) for w in windows]
+                combined[row] = [summarise_summaries(model, tokenizer, state, max_length,
+                                                     summaries, device)]
+            except Exception as e:  # noqa: BLE001 - the row fails, not its block
+                combined[row] = (f"summarising the {len(windows)} window summaries of a long "
+                                 f"text failed: {type(e).__name__}: {e}")
+        return combined
+
     def decode(self, rows, options, config, tokenizer):
-        pad_id = tokenizer.pad_token_id
         texts = []
         for windows in rows.outputs:
-            outputs = [tokenizer.decode(strip_padding(w["sequences"], pad_id).tolist(),
-                                        skip_special_tokens=True,
-                                        clean_up_tokenization_spaces=False) for w in windows]
+            outputs = [decode_sequence(tokenizer, w["sequences"]) for w in windows]
             texts.append(join_summaries(outputs))
         return {self.output_column: texts}
 
