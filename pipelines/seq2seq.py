@@ -169,32 +169,49 @@ def decode_sequence(tokenizer: Any, sequence: np.ndarray) -> str:
 
 
 MAX_SUMMARY_ROUNDS = 8
+SECOND_PASS_BATCH = 32  # texts per generate call in the second pass
 
 
 def summarise_summaries(model: Any, tokenizer: Any, state: dict, max_length: int,
-                        summaries: list[str], device: str) -> dict[str, np.ndarray]:
-    """The raw output (`sequences`) of summarising a long text's window summaries: joined, and
-    while the join is longer than the encoder window, cut into windows and summarised again
-    (at most MAX_SUMMARY_ROUNDS rounds; then the join is truncated to the window)."""
+                        summaries: dict[int, list[str]], device: str) -> dict[int, np.ndarray]:
+    """Per row, the generated ids (`sequences`) summarising its window summaries: joined, and
+    while a join is longer than the encoder window, cut into windows and summarised again (at
+    most MAX_SUMMARY_ROUNDS rounds; then it is truncated to the window). Every row's texts of
+    a round go through `generate` together, in length-sorted batches."""
     prefix = state["prefix"]
-    text = join_summaries(summaries)
+    texts = {row: join_summaries(parts) for row, parts in summaries.items()}
     for _ in range(MAX_SUMMARY_ROUNDS):
-        if len(tokenizer(prefix + text)["input_ids"]) <= max_length or not tokenizer.is_fast:
+        long_rows = [row for row, text in texts.items() if tokenizer.is_fast
+                     and len(tokenizer(prefix + text)["input_ids"]) > max_length]
+        if not long_rows:
             break
-        pieces = chunk_texts(tokenizer, text, prefix, max_length)
-        text = join_summaries([decode_sequence(tokenizer, s) for s in
-                               _generate(model, tokenizer, state, max_length,
-                                         [prefix + p for p in pieces], device)])
-    return {"sequences": _generate(model, tokenizer, state, max_length, [prefix + text],
-                                   device)[0]}
+        pieces = {row: chunk_texts(tokenizer, texts[row], prefix, max_length)
+                  for row in long_rows}
+        flat = [prefix + p for row in long_rows for p in pieces[row]]
+        generated = iter(_generate_many(model, tokenizer, state, max_length, flat, device))
+        for row in long_rows:
+            texts[row] = join_summaries([decode_sequence(tokenizer, next(generated))
+                                         for _ in pieces[row]])
+    rows = list(texts)
+    final = _generate_many(model, tokenizer, state, max_length,
+                           [prefix + texts[row] for row in rows], device)
+    return dict(zip(rows, final))
 
 
-def _generate(model: Any, tokenizer: Any, state: dict, max_length: int, inputs: list[str],
-              device: str) -> np.ndarray:
-    enc = tokenizer(inputs, truncation=True, max_length=max_length, padding=True,
-                    return_tensors="pt")
-    enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-    return model.generate(**enc, **state["generate"]).cpu().numpy().astype(np.int32)
+def _generate_many(model: Any, tokenizer: Any, state: dict, max_length: int,
+                   inputs: list[str], device: str) -> list[np.ndarray]:
+    """Generated ids for each input, in input order, batched by similar length."""
+    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+    out: list = [None] * len(inputs)
+    for start in range(0, len(order), SECOND_PASS_BATCH):
+        group = order[start:start + SECOND_PASS_BATCH]
+        enc = tokenizer([inputs[i] for i in group], truncation=True, max_length=max_length,
+                        padding=True, return_tensors="pt")
+        enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        sequences = model.generate(**enc, **state["generate"]).cpu().numpy().astype(np.int32)
+        for i, sequence in zip(group, sequences):
+            out[i] = sequence
+    return out
 
 
 def join_summaries(summaries: list[str]) -> str:
@@ -316,18 +333,24 @@ class Seq2SeqTask(Task):
         windows' joined summaries (chunked again while that is still longer than the window)."""
         if not self._chunks(options):
             return outputs
-        combined = {}
-        for row, windows in outputs.items():
-            if len(windows) == 1:
-                combined[row] = windows
-                continue
-            try:
-                summaries = [decode_sequence(tokenizer, w["sequences"]) for w in windows]
-                combined[row] = [summarise_summaries(model, tokenizer, state, max_length,
-                                                     summaries, device)]
-            except Exception as e:  # noqa: BLE001 - the row fails, not its block
-                combined[row] = (f"summarising the {len(windows)} window summaries of a long "
-                                 f"text failed: {type(e).__name__}: {e}")
+        combined = {row: windows for row, windows in outputs.items() if len(windows) == 1}
+        long_rows = {row: [decode_sequence(tokenizer, w["sequences"]) for w in windows]
+                     for row, windows in outputs.items() if len(windows) > 1}
+        if not long_rows:
+            return combined
+        try:
+            together = summarise_summaries(model, tokenizer, state, max_length, long_rows, device)
+        except Exception:  # noqa: BLE001 - narrowed to the failing rows below
+            together = {}
+            for row, summaries in long_rows.items():
+                try:
+                    together.update(summarise_summaries(model, tokenizer, state, max_length,
+                                                        {row: summaries}, device))
+                except Exception as e:  # noqa: BLE001 - the row fails, not its block
+                    combined[row] = (f"summarising the {len(summaries)} window summaries of "
+                                     f"a long text failed: {type(e).__name__}: {e}")
+        for row, sequence in together.items():
+            combined[row] = [{"sequences": sequence}]
         return combined
 
     def decode(self, rows, options, config, tokenizer):
