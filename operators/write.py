@@ -155,9 +155,10 @@ def output_counts(output: str, id_column: str | None = None,
     for entry in _data_files(fs, root):
         columns = [ERROR] if id_column is None else [id_column, ERROR]
         with fs.open_input_file(entry.path) as f:
-            if INPUT_TRUNCATED in pq.read_schema(f).names:
+            parquet = pq.ParquetFile(f)  # one footer read for both the schema and the rows
+            if INPUT_TRUNCATED in parquet.schema_arrow.names:
                 columns.append(INPUT_TRUNCATED)
-            table = pq.read_table(f, columns=columns)
+            table = parquet.read(columns=columns)
         files += 1
         if id_column is not None:
             ids.extend(table.column(id_column).chunks)

@@ -63,11 +63,11 @@ class TextGenerationOptions(TaskOptions):
         "error", description="A prompt longer than the model's window minus max_new_tokens: a "
                              "row error, or keep its last tokens (transformers' 'hole').")
 
-    @field_validator("temperature")
+    @field_validator("temperature", "repetition_penalty")
     @classmethod
-    def _temperature(cls, value):
+    def _positive(cls, value, info):
         if not value > 0:
-            raise ValueError(f"`temperature` must be > 0, got {value}")
+            raise ValueError(f"`{info.field_name}` must be > 0, got {value}")
         return value
 
     @field_validator("top_p")
@@ -75,13 +75,6 @@ class TextGenerationOptions(TaskOptions):
     def _top_p(cls, value):
         if not 0 < value <= 1:
             raise ValueError(f"`top_p` must be in (0, 1], got {value}")
-        return value
-
-    @field_validator("repetition_penalty")
-    @classmethod
-    def _penalty(cls, value):
-        if not value > 0:
-            raise ValueError(f"`repetition_penalty` must be > 0, got {value}")
         return value
 
     @field_validator("stop")
