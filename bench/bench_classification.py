@@ -64,7 +64,7 @@ def main() -> None:
         labels = work / f"{mode}.json"
         if mode.startswith("corpusmill"):  # time the CLI process alone
             job = corpusmill_job(args, work / mode, int8=mode.endswith("int8"))
-            cmd = [sys.executable, "-m", "jobs.cli", "run", str(job)]
+            cmd = [sys.executable, "-m", "corpusmill.jobs.cli", "run", str(job)]
             cmd += [f"--set={item}" for item in args.overrides]
         else:
             cmd = [sys.executable, __file__, "--child", mode, "--corpus", args.corpus,
@@ -241,8 +241,8 @@ def run_forward_sorted(model_dir: str, ids_texts):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from jobs.spec import Batching
-    from operators.batching import pad, plan_microbatches
+    from corpusmill.spec import Batching
+    from corpusmill.operators.batching import pad, plan_microbatches
 
     max_tokens = Batching().max_tokens  # the same token budget as corpusmill's default
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -279,7 +279,7 @@ def corpusmill_after(args, job: Path, labels_out: Path) -> dict:
     window_rows rows, token budget), replayed outside the timed run."""
     import pyarrow.parquet as pq
 
-    from jobs.spec import load_spec
+    from corpusmill.spec import load_spec
 
     spec = load_spec(job, args.overrides)
     table = pq.read_table(spec.output, columns=["id", "label"])
@@ -295,7 +295,7 @@ def corpusmill_after(args, job: Path, labels_out: Path) -> dict:
 
 
 def _plan(lengths, max_tokens):
-    from operators.batching import plan_microbatches
+    from corpusmill.operators.batching import plan_microbatches
     return plan_microbatches(lengths, max_tokens)
 
 

@@ -59,7 +59,7 @@ def per_row(model, tokenizer, texts, options) -> tuple[list[str], int]:
     """transformers, one prompt at a time: (replies, tokens generated)."""
     import torch
 
-    from pipelines.text_generation import chat_prompt_ids
+    from corpusmill.pipelines.text_generation import chat_prompt_ids
 
     replies, generated = [], 0
     for text in texts:
@@ -90,8 +90,8 @@ def main(args) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from jobs.preflight import preflight
-    from jobs.spec import parse_spec
+    from corpusmill.jobs.preflight import preflight
+    from corpusmill.spec import parse_spec
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)

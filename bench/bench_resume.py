@@ -53,7 +53,7 @@ def run_cli(job: Path, kill_at_rows: int | None, output: Path) -> tuple[int, str
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     log = Path(ray_tmp) / "cli.log"
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "run", str(job)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "corpusmill.jobs.cli", "run", str(job)], cwd=REPO,
                             env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     at_kill = {}

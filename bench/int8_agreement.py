@@ -82,7 +82,7 @@ def micro_batches(corpus: str, model: str, rows: int, max_tokens: int):
     import torch
     from transformers import AutoTokenizer
 
-    from operators.batching import pad, plan_microbatches
+    from corpusmill.operators.batching import pad, plan_microbatches
 
     texts = pq.read_table(corpus, columns=["text"]).column("text").to_pylist()[:rows]
     tokenizer = AutoTokenizer.from_pretrained(model)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.errors import JobError, RowError
+from corpusmill.errors import JobError, RowError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PARTIAL, EXIT_NOTHING_NEW = 0, 1, 2, 3, 4
 
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
             return EXIT_OK
         if args.command in ("status", "logs", "stop"):
             return follow(args.command, args.submission_id, args.address)
-        from jobs.spec import load_spec
+        from corpusmill.spec import load_spec
 
         overrides = list(args.overrides)
         if getattr(args, "incremental", False):
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
 
 
 def validate(spec) -> int:
-    from jobs.preflight import preflight
+    from corpusmill.jobs.preflight import preflight
 
     plan, corpus = preflight(spec, load_weights=True)
     print(f"ok: {spec.task} with {spec.model} over {corpus.num_rows} rows in "
@@ -83,7 +83,7 @@ def validate(spec) -> int:
 
 
 def run(spec) -> int:
-    from jobs.run import run_job
+    from corpusmill.jobs.run import run_job
 
     try:
         summary = run_job(spec)
@@ -101,7 +101,7 @@ def run(spec) -> int:
 
 
 def submit(spec, address: str | None, wait: bool) -> int:
-    from jobs import submit as jobs_api
+    from corpusmill.jobs import submit as jobs_api
 
     submission_id = jobs_api.submit(spec, address)
     print(f"submitted {submission_id} (job {spec.job_id}: {spec.task} with {spec.model})")
@@ -121,7 +121,7 @@ def submit(spec, address: str | None, wait: bool) -> int:
 
 
 def follow(command: str, submission_id: str, address: str | None) -> int:
-    from jobs import submit as jobs_api
+    from corpusmill.jobs import submit as jobs_api
 
     jobs = jobs_api.client(address)
     try:
@@ -150,7 +150,7 @@ def _root_cause(error: BaseException) -> BaseException:
 
 
 def print_tasks() -> None:
-    from pipelines.registry import all_tasks
+    from corpusmill.pipelines.registry import all_tasks
 
     for task in all_tasks():
         print(f"{task.name}: {task.summary}")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 
-from jobs.errors import JobError
-from operators.read import CorpusFile
-from operators.write import output_filesystem
+from corpusmill.errors import JobError
+from corpusmill.operators.read import CorpusFile
+from corpusmill.operators.write import output_filesystem
 
 LEDGER = "_corpusmill_files.json"
 

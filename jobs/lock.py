@@ -18,8 +18,8 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from jobs.errors import JobError
-from operators.write import LOCK
+from corpusmill.errors import JobError
+from corpusmill.operators.write import LOCK
 HEARTBEAT_S = 5.0
 STALE_AFTER_S = 60.0
 

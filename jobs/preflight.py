@@ -11,15 +11,15 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from jobs.errors import JobError
-from jobs.spec import JobSpec
-from operators.loading import load_tokenizer, resolve_model_ref
-from operators.plan import ERROR, JobPlan
-from operators.read import (
+from corpusmill.errors import JobError
+from corpusmill.spec import JobSpec
+from corpusmill.operators.loading import load_tokenizer, resolve_model_ref
+from corpusmill.operators.plan import ERROR, JobPlan
+from corpusmill.operators.read import (
     GENERATED_ID, CorpusFile, find_files, inspect_files, is_bytes, is_text,
 )
-from pipelines.base import ModelMismatch
-from pipelines.registry import get_task
+from corpusmill.pipelines.base import ModelMismatch
+from corpusmill.pipelines.registry import get_task
 
 PROVENANCE_KEY = b"corpusmill"
 _REMOTE_CODE = ("model {model!r} needs code shipped with the checkpoint (config.json has "
@@ -321,7 +321,7 @@ def _check_weights(spec, model_ref) -> None:
 
 
 def _load_weights(spec, task, model_ref) -> None:
-    from operators.loading import load_model
+    from corpusmill.operators.loading import load_model
 
     try:
         load_model(task.model_class(), model_ref, spec.revision, dtype=None, device="cpu",

@@ -11,15 +11,15 @@ import uuid
 import warnings
 from dataclasses import dataclass
 
-from jobs.errors import JobError
-from jobs.ledger import new_files, read_ledger, record_files
-from jobs.lock import OutputLock
-from jobs.preflight import Corpus, preflight, provenance
-from jobs.spec import JobSpec, Resources
-from jobs.storage import check_shared_paths
-from operators.plan import ERROR, JobPlan
-from operators.read import GENERATED_ID, corpus_ids
-from operators.write import (
+from corpusmill.errors import JobError
+from corpusmill.jobs.ledger import new_files, read_ledger, record_files
+from corpusmill.jobs.lock import OutputLock
+from corpusmill.jobs.preflight import Corpus, preflight, provenance
+from corpusmill.spec import JobSpec, Resources
+from corpusmill.jobs.storage import check_shared_paths
+from corpusmill.operators.plan import ERROR, JobPlan
+from corpusmill.operators.read import GENERATED_ID, corpus_ids
+from corpusmill.operators.write import (
     check_output, checkpoint_path, committed_rows, output_counts, output_preview,
     replace_output, write_empty, write_manifest,
 )
@@ -193,10 +193,10 @@ def build_dataset(plan: JobPlan, corpus: Corpus):
     """The lazy Ray Dataset of output rows (nothing runs until it is consumed)."""
     import ray.data
 
-    from operators.infer import Infer
-    from operators.postprocess import postprocess_batch
-    from operators.read import CorpusDatasource
-    from operators.tokenize import tokenize_batch
+    from corpusmill.operators.infer import Infer
+    from corpusmill.operators.postprocess import postprocess_batch
+    from corpusmill.operators.read import CorpusDatasource
+    from corpusmill.operators.tokenize import tokenize_batch
 
     spec = plan.spec
     window = spec.batching.window_rows

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from jobs.errors import JobError
+from corpusmill.errors import JobError
 
 PROBE = "_corpusmill_probe_"
 

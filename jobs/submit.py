@@ -1,9 +1,10 @@
 """Submitting a job to a Ray cluster through the Ray Jobs API, and following it.
 
 `corpusmill submit JOB.yaml --address http://HEAD:8265` validates the spec here, then ships
-corpusmill's code (the `jobs`, `operators` and `pipelines` packages) and the spec, with
+corpusmill's code (the `corpusmill` package with its `jobs`, `operators` and `pipelines`
+rooms, laid out as installed) and the spec, with
 `--set` overrides applied and relative paths made absolute, as the job's `working_dir`; the
-entrypoint is `python -m jobs.cli run job.yaml` on the head node. The cluster must have
+entrypoint is `python -m corpusmill.jobs.cli run job.yaml` on the head node. The cluster must have
 corpusmill's dependencies installed (cluster.yaml's setup commands do that). Paths in the spec
 must be storage every node can reach; the run refuses node-local paths on a multi-node cluster
 (jobs/storage.py)."""
@@ -17,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from jobs.errors import JobError
+from corpusmill.errors import JobError
 
-CODE_PACKAGES = ("jobs", "operators", "pipelines")
+CODE_ROOMS = ("jobs", "operators", "pipelines")  # installed as corpusmill.<room>
 SPEC_NAME = "job.yaml"
 FINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
 
@@ -38,11 +39,18 @@ def client(address: str | None):
 
 def stage(spec) -> str:
     """A folder holding corpusmill's code and the resolved spec: the job's working_dir."""
+    import importlib
+
+    import corpusmill
+
     folder = Path(tempfile.mkdtemp(prefix="corpusmill-submit-"))
-    root = Path(__file__).resolve().parents[1]
-    for package in CODE_PACKAGES:
-        shutil.copytree(root / package, folder / package,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "examples"))
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "examples")
+    # the namespace package's own modules, then each room inside it, wherever they live here
+    # (the repository's top-level folders, or site-packages)
+    shutil.copytree(Path(corpusmill.__file__).parent, folder / "corpusmill", ignore=skip)
+    for room in CODE_ROOMS:
+        source = Path(importlib.import_module(f"corpusmill.{room}").__file__).parent
+        shutil.copytree(source, folder / "corpusmill" / room, ignore=skip, dirs_exist_ok=True)
     data = spec.model_dump(mode="json")
     (folder / SPEC_NAME).write_text(yaml.safe_dump(data, sort_keys=False))
     return str(folder)
@@ -66,7 +74,7 @@ def submit(spec, address: str | None, agent_wait_s: float = AGENT_WAIT_S) -> str
         while True:
             try:
                 return jobs.submit_job(
-                    entrypoint=f"python -m jobs.cli run {SPEC_NAME}",
+                    entrypoint=f"python -m corpusmill.jobs.cli run {SPEC_NAME}",
                     submission_id=submission_id,
                     runtime_env={"working_dir": working_dir},
                     metadata={"corpusmill_job_id": spec.job_id, "task": spec.task,

@@ -23,10 +23,10 @@ import pickle
 import numpy as np
 import pyarrow as pa
 
-from jobs.errors import RowError
-from operators.batching import pad, plan_microbatches
-from operators.loading import load_model, load_tokenizer, torch_dtype
-from operators.plan import ERROR, INPUT_IDS, RAW, TOKEN_TYPE_IDS, JobPlan
+from corpusmill.errors import RowError
+from corpusmill.operators.batching import pad, plan_microbatches
+from corpusmill.operators.loading import load_model, load_tokenizer, torch_dtype
+from corpusmill.operators.plan import ERROR, INPUT_IDS, RAW, TOKEN_TYPE_IDS, JobPlan
 
 log = logging.getLogger(__name__)
 

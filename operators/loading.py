@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 
-from jobs.errors import JobError
+from corpusmill.errors import JobError
 
 log = logging.getLogger(__name__)
 

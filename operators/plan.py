@@ -7,9 +7,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from jobs.spec import JobSpec
-from pipelines.base import Task, TaskOptions
-from pipelines.registry import get_task
+from corpusmill.spec import JobSpec
+from corpusmill.pipelines.base import Task, TaskOptions
+from corpusmill.pipelines.registry import get_task
 
 # Columns that live only between operators; never written.
 INPUT_IDS = "_cm_input_ids"            # list<list<int32>>: a row's windows of token ids

@@ -14,10 +14,10 @@ import pickle
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from operators.loading import load_tokenizer
-from operators.plan import ERROR, EXTRAS, RAW, TRUNCATED, JobPlan
-from operators.tokenize import input_texts
-from pipelines.base import INPUT_TRUNCATED, Rows
+from corpusmill.operators.loading import load_tokenizer
+from corpusmill.operators.plan import ERROR, EXTRAS, RAW, TRUNCATED, JobPlan
+from corpusmill.operators.tokenize import input_texts
+from corpusmill.pipelines.base import INPUT_TRUNCATED, Rows
 
 
 def postprocess_batch(table: pa.Table, plan: JobPlan) -> pa.Table:

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from jobs.errors import JobError
+from corpusmill.errors import JobError
 
 GENERATED_ID = "row_id"
 _GLOB_CHARS = "*?["

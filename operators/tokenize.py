@@ -15,9 +15,9 @@ import pickle
 
 import pyarrow as pa
 
-from jobs.errors import RowError
-from operators.loading import load_tokenizer
-from operators.plan import ERROR, EXTRAS, INPUT_IDS, TOKEN_TYPE_IDS, TRUNCATED, JobPlan
+from corpusmill.errors import RowError
+from corpusmill.operators.loading import load_tokenizer
+from corpusmill.operators.plan import ERROR, EXTRAS, INPUT_IDS, TOKEN_TYPE_IDS, TRUNCATED, JobPlan
 
 WINDOWS_TYPE = pa.list_(pa.list_(pa.int32()))
 

@@ -16,9 +16,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from jobs.errors import JobError
-from pipelines.base import INPUT_TRUNCATED
-from operators.plan import ERROR
+from corpusmill.errors import JobError
+from corpusmill.pipelines.base import INPUT_TRUNCATED
+from corpusmill.operators.plan import ERROR
 
 MANIFEST = "_corpusmill.json"
 CHECKPOINT_DIR = "_checkpoint"

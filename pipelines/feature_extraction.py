@@ -18,9 +18,9 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field
 
-from pipelines.base import Encoded, ModelMismatch, Task, TaskOptions
-from pipelines.pooling import SUPPORTED_MODES, pool, read_sentence_transformers_folder
-from pipelines.registry import register
+from corpusmill.pipelines.base import Encoded, ModelMismatch, Task, TaskOptions
+from corpusmill.pipelines.pooling import SUPPORTED_MODES, pool, read_sentence_transformers_folder
+from corpusmill.pipelines.registry import register
 
 
 class FeatureExtractionOptions(TaskOptions):

@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from pipelines.base import Encoded, ModelMismatch, Task, TaskOptions
-from pipelines.registry import register
+from corpusmill.pipelines.base import Encoded, ModelMismatch, Task, TaskOptions
+from corpusmill.pipelines.registry import register
 
 PREDICTION = pa.struct([
     pa.field("score", pa.float32()), pa.field("token", pa.int32()),

@@ -25,9 +25,9 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from pipelines.base import Encoded, ModelMismatch, Task, TaskOptions
-from pipelines.registry import register
-from pipelines.spans import NO_WORD, Window, best_answers
+from corpusmill.pipelines.base import Encoded, ModelMismatch, Task, TaskOptions
+from corpusmill.pipelines.registry import register
+from corpusmill.pipelines.spans import NO_WORD, Window, best_answers
 
 ANSWER = pa.struct([pa.field("answer", pa.string()), pa.field("score", pa.float32()),
                     pa.field("start", pa.int32()), pa.field("end", pa.int32())])

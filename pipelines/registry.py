@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from pipelines.base import Task
+from corpusmill.pipelines.base import Task
 
 _TASKS: dict[str, Task] = {}
 
@@ -41,7 +41,7 @@ def all_tasks() -> list[Task]:
 
 def _load_builtin_tasks() -> None:
     # Imported lazily so `pipelines.base` stays light; importing twice is a no-op.
-    import pipelines
+    from corpusmill import pipelines
 
     for module in pkgutil.iter_modules(pipelines.__path__):
-        importlib.import_module(f"pipelines.{module.name}")
+        importlib.import_module(f"corpusmill.pipelines.{module.name}")

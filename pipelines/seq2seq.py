@@ -35,8 +35,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.base import TRUNCATED_FIELD, Encoded, ModelMismatch, Task, TaskOptions
-from pipelines.registry import register
+from corpusmill.pipelines.base import TRUNCATED_FIELD, Encoded, ModelMismatch, Task, TaskOptions
+from corpusmill.pipelines.registry import register
 
 # generation settings these tasks take, from task_specific_params and from options
 GENERATION_KEYS = ("num_beams", "max_new_tokens", "max_length", "min_length", "length_penalty",

@@ -18,10 +18,10 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from pipelines.base import (
+from corpusmill.pipelines.base import (
     ModelMismatch, Task, TaskOptions, sigmoid, softmax, top_k_indices,
 )
-from pipelines.registry import register
+from corpusmill.pipelines.registry import register
 
 LABEL_SCORE = pa.struct([pa.field("label", pa.string()), pa.field("score", pa.float32())])
 

@@ -26,12 +26,12 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.base import TRUNCATED_FIELD, Encoded, ModelMismatch, Task, TaskOptions
-from pipelines.generation import (
+from corpusmill.pipelines.base import TRUNCATED_FIELD, Encoded, ModelMismatch, Task, TaskOptions
+from corpusmill.pipelines.generation import (
     GumbelSampler, PaddingAwareRepetitionPenalty, StopOnStrings, cut_at_stop,
     generated_lengths, pad_ragged,
 )
-from pipelines.registry import register
+from corpusmill.pipelines.registry import register
 
 
 class TextGenerationOptions(TaskOptions):

@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from pipelines.base import Encoded, ModelMismatch, Task, TaskOptions, softmax
-from pipelines.registry import register
+from corpusmill.pipelines.base import Encoded, ModelMismatch, Task, TaskOptions, softmax
+from corpusmill.pipelines.registry import register
 
 ENTITY = pa.struct([pa.field("entity", pa.string()), pa.field("score", pa.float32()),
                     pa.field("word", pa.string()), pa.field("start", pa.int32()),

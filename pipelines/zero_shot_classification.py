@@ -36,9 +36,9 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.base import Encoded, ModelMismatch, Task, TaskOptions, top_k_indices
-from pipelines.pooling import folder_pooling, pool
-from pipelines.registry import register
+from corpusmill.pipelines.base import Encoded, ModelMismatch, Task, TaskOptions, top_k_indices
+from corpusmill.pipelines.pooling import folder_pooling, pool
+from corpusmill.pipelines.registry import register
 
 NLI = "nli"
 EMBEDDING = "embedding-similarity"

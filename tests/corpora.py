@@ -30,10 +30,10 @@ def varied_texts(n: int = 300, seed: int = 0) -> list[str]:
 
 def run_operators(plan, corpus) -> pa.Table:
     """read -> tokenize -> infer -> postprocess in this process, as Ray would run them."""
-    from operators.infer import Infer
-    from operators.postprocess import postprocess_batch
-    from operators.read import CorpusDatasource
-    from operators.tokenize import tokenize_batch
+    from corpusmill.operators.infer import Infer
+    from corpusmill.operators.postprocess import postprocess_batch
+    from corpusmill.operators.read import CorpusDatasource
+    from corpusmill.operators.tokenize import tokenize_batch
 
     source = CorpusDatasource(corpus.fs, corpus.files, plan.read_schema, plan.spec.id_column,
                               rows_per_block=plan.spec.batching.window_rows)

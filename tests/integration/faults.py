@@ -38,7 +38,7 @@ class CliRun:
         env.pop("RAY_ADDRESS", None)
         self.log = Path(self.ray_tmp) / "cli.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobs.cli", "run", str(job), *args], cwd=REPO, env=env,
+            [sys.executable, "-m", "corpusmill.jobs.cli", "run", str(job), *args], cwd=REPO, env=env,
             stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
         self.started = time.monotonic()
 

@@ -16,8 +16,8 @@ def main(job: str) -> int:
     import ray
     from ray.cluster_utils import Cluster
 
-    from jobs.run import run_job
-    from jobs.spec import load_spec
+    from corpusmill.jobs.run import run_job
+    from corpusmill.spec import load_spec
 
     spec = load_spec(job)
     # The head keeps room for tasks after the worker goes: if restarted inference actors held

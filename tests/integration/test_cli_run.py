@@ -7,7 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import EXIT_OK, EXIT_PARTIAL, main
+from corpusmill.jobs.cli import EXIT_OK, EXIT_PARTIAL, main
 from tests.conftest import write_job, write_parquet
 from tests.corpora import varied_texts
 

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.cli import EXIT_OK, main
+from corpusmill.jobs.cli import EXIT_OK, main
 
 EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
 

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from transformers import AutoTokenizer
 
-from jobs.cli import EXIT_OK, main
-from pipelines.token_classification import ENTITY
+from corpusmill.jobs.cli import EXIT_OK, main
+from corpusmill.pipelines.token_classification import ENTITY
 
 EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
 CORPUS = EXAMPLES / "data" / "articles.parquet"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.cli import EXIT_OK, main
+from corpusmill.jobs.cli import EXIT_OK, main
 
 EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
 QUESTIONS = pq.read_table(EXAMPLES / "data" / "questions.parquet")

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import EXIT_OK, main
+from corpusmill.jobs.cli import EXIT_OK, main
 
 EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
 CORPUS_IDS = pq.read_table(EXAMPLES / "data" / "articles.parquet",

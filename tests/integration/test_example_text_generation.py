@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import EXIT_OK, main
+from corpusmill.jobs.cli import EXIT_OK, main
 from tests import tiny_generation
 from tests.conftest import write_job, write_parquet
 from tests.corpora import varied_texts

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from jobs.cli import EXIT_INVALID, EXIT_OK, main
+from corpusmill.jobs.cli import EXIT_INVALID, EXIT_OK, main
 from tests import tiny_nli
 from tests.tiny_models import build_bert_encoder
 

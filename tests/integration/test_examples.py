@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from jobs.cli import EXIT_OK, main
+from corpusmill.jobs.cli import EXIT_OK, main
 
 EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
 CORPUS_ROWS = pq.read_metadata(EXAMPLES / "data" / "articles.parquet").num_rows

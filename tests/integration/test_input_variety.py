@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.cli import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, main
+from corpusmill.jobs.cli import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, main
 from tests.conftest import write_job, write_parquet
 
 

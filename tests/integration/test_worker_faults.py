@@ -15,7 +15,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import EXIT_OK, main
+from corpusmill.jobs.cli import EXIT_OK, main
 from tests.conftest import write_job, write_parquet
 from tests.corpora import varied_texts
 from tests.integration.faults import REPO, data_files

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-import jobs.run
-from jobs.cli import EXIT_INVALID, main
+import corpusmill.jobs.run
+from corpusmill.jobs.cli import EXIT_INVALID, main
 from tests.conftest import write_job, write_parquet
 
 
@@ -15,7 +15,7 @@ from tests.conftest import write_job, write_parquet
 def no_ray(monkeypatch):
     def tripwire():
         raise AssertionError("Ray was started for an invalid job")
-    monkeypatch.setattr(jobs.run, "_ensure_ray", tripwire)
+    monkeypatch.setattr(corpusmill.jobs.run, "_ensure_ray", tripwire)
 
 
 @pytest.fixture

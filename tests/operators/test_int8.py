@@ -7,7 +7,7 @@ import torch
 from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from operators.loading import INT8, load_model
+from corpusmill.operators.loading import INT8, load_model
 
 
 def _load(folder, dtype, device="cpu"):

@@ -10,8 +10,8 @@ import random
 
 import pytest
 
-from jobs.preflight import preflight
-from jobs.spec import parse_spec
+from corpusmill.jobs.preflight import preflight
+from corpusmill.spec import parse_spec
 from tests.conftest import write_parquet
 from tests.corpora import WORDS, run_operators
 from tests.qa_reference import ReferenceRun

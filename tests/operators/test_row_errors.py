@@ -8,10 +8,10 @@ import pyarrow as pa
 import pytest
 from transformers import pipeline
 
-from jobs.errors import RowError
-from jobs.preflight import preflight
-from jobs.spec import parse_spec
-from pipelines.text_classification import TextClassification
+from corpusmill.errors import RowError
+from corpusmill.jobs.preflight import preflight
+from corpusmill.spec import parse_spec
+from corpusmill.pipelines.text_classification import TextClassification
 from tests.conftest import write_parquet
 from tests.corpora import WORDS, run_operators
 

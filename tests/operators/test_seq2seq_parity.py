@@ -14,11 +14,11 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from jobs.errors import JobError
-from jobs.preflight import preflight
-from jobs.spec import parse_spec
-from pipelines.registry import get_task
-from pipelines.seq2seq import (
+from corpusmill.errors import JobError
+from corpusmill.jobs.preflight import preflight
+from corpusmill.spec import parse_spec
+from corpusmill.pipelines.registry import get_task
+from corpusmill.pipelines.seq2seq import (
     chunk_texts, generation_kwargs, join_summaries, strip_padding,
 )
 from tests import tiny_seq2seq

@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 from transformers import pipeline
 
-from jobs.preflight import preflight
-from jobs.spec import parse_spec
+from corpusmill.jobs.preflight import preflight
+from corpusmill.spec import parse_spec
 from tests.conftest import write_parquet
 from tests.corpora import run_operators, varied_texts
 

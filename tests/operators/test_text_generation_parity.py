@@ -13,13 +13,13 @@ import pyarrow as pa
 import pytest
 from transformers import pipeline
 
-from jobs.preflight import preflight
-from jobs.spec import parse_spec
-from operators.infer import Infer
-from operators.postprocess import postprocess_batch
-from operators.read import CorpusDatasource
-from operators.tokenize import tokenize_batch
-from pipelines.generation import cut_at_stop
+from corpusmill.jobs.preflight import preflight
+from corpusmill.spec import parse_spec
+from corpusmill.operators.infer import Infer
+from corpusmill.operators.postprocess import postprocess_batch
+from corpusmill.operators.read import CorpusDatasource
+from corpusmill.operators.tokenize import tokenize_batch
+from corpusmill.pipelines.generation import cut_at_stop
 from tests import tiny_generation
 from tests.conftest import write_parquet
 from tests.corpora import run_operators, varied_texts

@@ -14,13 +14,13 @@ import torch
 from transformers import pipeline
 from transformers.pipelines.token_classification import AggregationStrategy
 
-from jobs.preflight import preflight
-from jobs.spec import parse_spec
-from operators.infer import Infer
-from operators.postprocess import postprocess_batch
-from operators.read import CorpusDatasource
-from operators.tokenize import tokenize_batch
-from pipelines.token_classification import default_stride
+from corpusmill.jobs.preflight import preflight
+from corpusmill.spec import parse_spec
+from corpusmill.operators.infer import Infer
+from corpusmill.operators.postprocess import postprocess_batch
+from corpusmill.operators.read import CorpusDatasource
+from corpusmill.operators.tokenize import tokenize_batch
+from corpusmill.pipelines.token_classification import default_stride
 from tests import tiny_token_classification as tiny_ner
 from tests.conftest import write_parquet
 from tests.corpora import WORDS, run_operators, varied_texts

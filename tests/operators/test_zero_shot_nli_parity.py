@@ -12,9 +12,9 @@ import pytest
 import torch
 from transformers import pipeline
 
-from jobs.errors import JobError
-from jobs.preflight import preflight
-from jobs.spec import parse_spec
+from corpusmill.errors import JobError
+from corpusmill.jobs.preflight import preflight
+from corpusmill.spec import parse_spec
 from tests import tiny_nli
 from tests.conftest import write_parquet
 from tests.corpora import run_operators, varied_texts

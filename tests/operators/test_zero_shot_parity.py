@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from jobs.preflight import preflight
-from jobs.spec import parse_spec
-from operators.loading import resolve_model_ref
+from corpusmill.jobs.preflight import preflight
+from corpusmill.spec import parse_spec
+from corpusmill.operators.loading import resolve_model_ref
 from tests.conftest import write_parquet
 from tests.corpora import run_operators, varied_texts
 

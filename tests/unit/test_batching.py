@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from operators.batching import pad, plan_microbatches
+from corpusmill.operators.batching import pad, plan_microbatches
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -1,5 +1,5 @@
 """`corpusmill tasks` tells a user what each task reads, accepts and writes."""
-from jobs.cli import main
+from corpusmill.jobs.cli import main
 
 
 def test_tasks_lists_inputs_options_and_outputs(capsys):

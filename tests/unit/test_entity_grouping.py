@@ -14,7 +14,7 @@ from transformers.pipelines.token_classification import (
     AggregationStrategy, TokenClassificationPipeline,
 )
 
-from pipelines.token_classification import (
+from corpusmill.pipelines.token_classification import (
     Entity, PreEntity, TokenClassificationOptions, default_stride, gather_pre_entities,
     group_entities, merge_overlapping, window_entities, window_stride, word_entities,
 )

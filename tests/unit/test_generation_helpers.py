@@ -9,12 +9,12 @@ import torch
 from pydantic import ValidationError
 from transformers import RepetitionPenaltyLogitsProcessor
 
-from operators.batching import pad
-from pipelines.generation import (
+from corpusmill.operators.batching import pad
+from corpusmill.pipelines.generation import (
     GumbelSampler, PaddingAwareRepetitionPenalty, StopOnStrings, cut_at_stop,
     generated_lengths, gumbel_noise, pad_ragged, row_seed,
 )
-from pipelines.text_generation import TextGenerationOptions, fit_prompt
+from corpusmill.pipelines.text_generation import TextGenerationOptions, fit_prompt
 
 
 def test_row_seed_depends_on_seed_row_and_step_only():
@@ -140,7 +140,7 @@ def test_fit_prompt_errors_or_keeps_the_end():
 
 
 def test_token_outputs_of_left_padded_windows_are_their_last_positions():
-    from operators.infer import _own_tokens
+    from corpusmill.operators.infer import _own_tokens
 
     array = np.arange(10).reshape(5, 2)  # (seq, features)
     assert _own_tokens(array, 3, left_padded=True).tolist() == [[4, 5], [6, 7], [8, 9]]
@@ -148,7 +148,7 @@ def test_token_outputs_of_left_padded_windows_are_their_last_positions():
 
 
 def test_a_generation_window_costs_its_prompt_and_new_tokens_for_every_beam():
-    from pipelines.registry import get_task
+    from corpusmill.pipelines.registry import get_task
 
     task = get_task("text-generation")
     assert task.window_cost(10, TextGenerationOptions(max_new_tokens=6, num_beams=3)) == 48

@@ -10,12 +10,12 @@ import sys
 import pyarrow as pa
 import pytest
 
-from jobs.errors import JobError
-from jobs.ledger import new_files, read_ledger, record_files
-from jobs.lock import OutputLock
-from jobs.storage import local_paths, unreachable
-from operators.read import CorpusFile, hive_partitions
-from operators.write import LOCK
+from corpusmill.errors import JobError
+from corpusmill.jobs.ledger import new_files, read_ledger, record_files
+from corpusmill.jobs.lock import OutputLock
+from corpusmill.jobs.storage import local_paths, unreachable
+from corpusmill.operators.read import CorpusFile, hive_partitions
+from corpusmill.operators.write import LOCK
 
 
 def corpus_file(name: str, size: int = 100, mtime_ns: int = 1) -> CorpusFile:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.errors import JobError
-from jobs.run import MAX_AUTO_CPU_ACTORS, resolve_placement
-from jobs.spec import Resources
+from corpusmill.errors import JobError
+from corpusmill.jobs.run import MAX_AUTO_CPU_ACTORS, resolve_placement
+from corpusmill.spec import Resources
 
 
 def test_cpu_machine_gets_one_single_threaded_actor_per_core():

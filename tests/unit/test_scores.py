@@ -2,8 +2,8 @@
 import numpy as np
 from transformers import BertConfig
 
-from pipelines.base import softmax, top_k_indices
-from pipelines.text_classification import score_function, scores_from_logits
+from corpusmill.pipelines.base import softmax, top_k_indices
+from corpusmill.pipelines.text_classification import score_function, scores_from_logits
 
 
 def test_default_function_follows_problem_type():

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pipelines.base import ModelMismatch, softmax
-from pipelines.question_answering import (
+from corpusmill.pipelines.base import ModelMismatch, softmax
+from corpusmill.pipelines.question_answering import (
     QuestionAnswering, QuestionAnsweringOptions, question_global_attention, window_limits,
 )
-from pipelines.spans import (
+from corpusmill.pipelines.spans import (
     NO_WORD, Window, best_answers, char_span, decode_spans, select_starts_ends, word_char_span,
 )
 

@@ -2,8 +2,8 @@
 import pytest
 import yaml
 
-from jobs.errors import JobError
-from jobs.spec import load_spec, parse_spec
+from corpusmill.errors import JobError
+from corpusmill.spec import load_spec, parse_spec
 
 BASE = {"task": "text-classification", "model": "org/model", "input": "in", "output": "out"}
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pipelines.zero_shot_classification import (
+from corpusmill.pipelines.zero_shot_classification import (
     EMBEDDING, NLI, ZeroShotOptions, contradiction_index, entailment_index, nli_scores,
     pipeline_order, resolve_mode,
 )

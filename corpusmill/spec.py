@@ -17,9 +17,9 @@ from pydantic import (
     BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator,
 )
 
-from jobs.errors import JobError
-from pipelines.base import TaskOptions
-from pipelines.registry import UnknownTask, get_task
+from corpusmill.errors import JobError
+from corpusmill.pipelines.base import TaskOptions
+from corpusmill.pipelines.registry import UnknownTask, get_task
 
 
 class _Strict(BaseModel):
