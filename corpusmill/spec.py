@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -145,9 +146,17 @@ def parse_spec(data: Any, *, base_dir: str | os.PathLike = ".", source: str = "j
 
 def load_spec(path: str | os.PathLike, overrides: list[str] = ()) -> JobSpec:
     """Read a YAML job file, apply `--set key.sub=value` overrides, validate."""
+    data = read_spec_file(path, overrides)
+    return parse_spec(data, base_dir=Path(path).parent, source=str(path))
+
+
+def read_spec_file(path: str | os.PathLike, overrides: list[str] = (), *,
+                   kind: str = "job") -> Any:
+    """The YAML of a spec file (job or train) with `--set key.sub=value` overrides applied;
+    not yet validated."""
     path = Path(path)
     if not path.is_file():
-        raise JobError(f"job file {str(path)!r} does not exist")
+        raise JobError(f"{kind} file {str(path)!r} does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -155,7 +164,7 @@ def load_spec(path: str | os.PathLike, overrides: list[str] = ()) -> JobSpec:
     if isinstance(data, dict):
         for item in overrides:
             apply_override(data, item)
-    return parse_spec(data, base_dir=path.parent, source=str(path))
+    return data
 
 
 def apply_override(data: dict, item: str) -> None:
@@ -174,13 +183,18 @@ def apply_override(data: dict, item: str) -> None:
 
 
 def _resolve_paths(spec: JobSpec, base: Path) -> JobSpec:
-    updates = {"input": _resolve(spec.input, base), "output": _resolve(spec.output, base)}
-    model = spec.model
-    if _looks_local(model) or (base / model).exists():
-        updates["model"] = _resolve(model, base)
+    updates = {"input": _resolve(spec.input, base), "output": _resolve(spec.output, base),
+               "model": resolve_model_path(spec.model, base)}
     resolved = spec.model_copy(update=updates)
     resolved._options = spec.task_options
     return resolved
+
+
+def resolve_model_path(model: str, base: Path) -> str:
+    """A local model folder made absolute against `base`; hub ids and `package:` unchanged."""
+    if _looks_local(model) or (base / model).exists():
+        return _resolve(model, base)
+    return model
 
 
 def _looks_local(model: str) -> bool:
@@ -218,7 +232,16 @@ def _describe(error: ValidationError, model: type[BaseModel], *, prefix: str = "
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     for part in loc:
         annotation = model.model_fields[part].annotation
+        # an optional section (`Section | None`) lists the section's keys
+        annotation = next((a for a in typing.get_args(annotation)
+                           if isinstance(a, type) and issubclass(a, BaseModel)), annotation)
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation
     return list(model.model_fields)
+
+
+# Shared with the other spec of the same style (jobs/train_spec.py: `corpusmill train`).
+StrictModel = _Strict
+describe_validation_error = _describe
+resolve_path = _resolve

@@ -1,4 +1,4 @@
-"""The `corpusmill` command: run | validate | tasks | submit | status | logs | stop.
+"""The `corpusmill` command: run | validate | train | tasks | submit | status | logs | stop.
 
 Exit status of `run` (and of `submit --wait`): 0 success; 1 the job failed while running;
 2 the job spec, input, model or output is wrong (nothing was run); 3 the job completed, but
@@ -33,6 +33,13 @@ def parse_args(argv=None) -> argparse.Namespace:
             _address_argument(cmd)
             cmd.add_argument("--wait", action="store_true", help="follow the job until it "
                              "ends; exit with the job's own status (see `run`)")
+    text = ("fine-tune a base model for a task on a labelled corpus; the output folder is a "
+            "model `corpusmill run` takes (rerun the same command to resume)")
+    cmd = sub.add_parser("train", help=text, description=text)
+    cmd.add_argument("spec", help="train spec (YAML)")
+    cmd.add_argument("--set", dest="overrides", action="append", default=[],
+                     metavar="KEY=VALUE", help="override a spec key, e.g. training.epochs=5 "
+                     "(repeatable; values parse as YAML)")
     sub.add_parser("tasks", help="list the tasks, their inputs, options and output columns")
     for name, text in (("status", "show a submitted job's status"),
                        ("logs", "print a submitted job's logs"),
@@ -56,6 +63,8 @@ def main(argv=None) -> int:
             return EXIT_OK
         if args.command in ("status", "logs", "stop"):
             return follow(args.command, args.submission_id, args.address)
+        if args.command == "train":
+            return train(args.spec, args.overrides)
         from corpusmill.spec import load_spec
 
         overrides = list(args.overrides)
@@ -98,6 +107,26 @@ def run(spec) -> int:
     if summary.nothing_new:
         return EXIT_NOTHING_NEW
     return EXIT_PARTIAL if summary.partial else EXIT_OK
+
+
+def train(path: str, overrides: list[str]) -> int:
+    """`corpusmill train`: exit 0 when the model folder is complete (also when an earlier run
+    had finished it), 2 for a spec, input or model error, 1 when training failed."""
+    from corpusmill.jobs.train import run_training
+    from corpusmill.jobs.train_spec import load_train_spec
+
+    spec = load_train_spec(path, overrides)
+    try:
+        summary = run_training(spec)
+    except JobError:
+        raise
+    except Exception as e:  # noqa: BLE001 - show the cause, not Ray's wrapper, then fail
+        cause = _root_cause(e)
+        print(f"corpusmill: training failed: {type(cause).__name__}: {cause}", file=sys.stderr)
+        return EXIT_FAILED
+    for line in summary.lines():
+        print(line)
+    return EXIT_OK
 
 
 def submit(spec, address: str | None, wait: bool) -> int:
