@@ -105,11 +105,7 @@ class JobSpec(_Strict):
             task = get_task(self.task)
         except UnknownTask as e:
             raise ValueError(str(e)) from None
-        try:
-            self._options = task.Options(**self.options)
-        except ValidationError as e:
-            raise ValueError(_describe(e, task.Options, prefix="options.",
-                                      what=f"{task.name} option")) from None
+        self._options = validate_options(task.Options, self.options, f"{task.name} option")
         return self
 
     @property
@@ -128,20 +124,39 @@ class JobSpec(_Strict):
         }
         if self.partition_by:  # only when set, so earlier outputs keep their job id
             identity["partition_by"] = self.partition_by
-        blob = json.dumps(identity, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return stable_id(identity)
 
 
 def parse_spec(data: Any, *, base_dir: str | os.PathLike = ".", source: str = "job spec") -> JobSpec:
     """Validate a spec mapping; relative paths resolve against `base_dir`."""
+    spec = validate_spec(JobSpec, data, source, "task, model, input, ...")
+    return _resolve_paths(spec, Path(base_dir))
+
+
+def validate_spec(model: type[BaseModel], data: Any, source: str, keys: str) -> Any:
+    """`data` as a spec `model`, or a JobError naming what is wrong (unknown keys with the
+    accepted ones)."""
     if not isinstance(data, dict):
-        raise JobError(f"{source}: expected a mapping of keys (task, model, input, ...), "
+        raise JobError(f"{source}: expected a mapping of keys ({keys}), "
                        f"got {type(data).__name__}")
     try:
-        spec = JobSpec(**data)
+        return model(**data)
     except ValidationError as e:
-        raise JobError(f"{source}: {_describe(e, JobSpec, what='key')}") from None
-    return _resolve_paths(spec, Path(base_dir))
+        raise JobError(f"{source}: {_describe(e, model, what='key')}") from None
+
+
+def validate_options(options: type[TaskOptions], values: dict, what: str) -> TaskOptions:
+    """A task's `values` as its `options` model, or a ValueError naming what is wrong (unknown
+    options with the accepted ones), for a spec validator to raise."""
+    try:
+        return options(**values)
+    except ValidationError as e:
+        raise ValueError(_describe(e, options, prefix="options.", what=what)) from None
+
+
+def stable_id(identity: dict) -> str:
+    """A short hash of what a spec computes (its JSON, keys sorted)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_spec(path: str | os.PathLike, overrides: list[str] = ()) -> JobSpec:
@@ -243,5 +258,4 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
 
 # Shared with the other spec of the same style (jobs/train_spec.py: `corpusmill train`).
 StrictModel = _Strict
-describe_validation_error = _describe
 resolve_path = _resolve

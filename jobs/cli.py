@@ -94,13 +94,8 @@ def validate(spec) -> int:
 def run(spec) -> int:
     from corpusmill.jobs.run import run_job
 
-    try:
-        summary = run_job(spec)
-    except JobError:
-        raise
-    except Exception as e:  # noqa: BLE001 - show the cause, not Ray's wrapper, then fail
-        cause = _root_cause(e)
-        print(f"corpusmill: job failed: {type(cause).__name__}: {cause}", file=sys.stderr)
+    summary = _or_failure(lambda: run_job(spec), "job")
+    if summary is None:
         return EXIT_FAILED
     for line in summary.lines():
         print(line)
@@ -116,17 +111,25 @@ def train(path: str, overrides: list[str]) -> int:
     from corpusmill.jobs.train_spec import load_train_spec
 
     spec = load_train_spec(path, overrides)
-    try:
-        summary = run_training(spec)
-    except JobError:
-        raise
-    except Exception as e:  # noqa: BLE001 - show the cause, not Ray's wrapper, then fail
-        cause = _root_cause(e)
-        print(f"corpusmill: training failed: {type(cause).__name__}: {cause}", file=sys.stderr)
+    summary = _or_failure(lambda: run_training(spec), "training")
+    if summary is None:
         return EXIT_FAILED
     for line in summary.lines():
         print(line)
     return EXIT_OK
+
+
+def _or_failure(action, what: str):
+    """`action()`, or None after printing the cause of a failure while running (a JobError
+    propagates: exit 2)."""
+    try:
+        return action()
+    except JobError:
+        raise
+    except Exception as e:  # noqa: BLE001 - show the cause, not Ray's wrapper, then fail
+        cause = _root_cause(e)
+        print(f"corpusmill: {what} failed: {type(cause).__name__}: {cause}", file=sys.stderr)
+        return None
 
 
 def submit(spec, address: str | None, wait: bool) -> int:

@@ -41,7 +41,7 @@ from corpusmill.operators.loading import resolve_model_ref
 from corpusmill.operators.read import GENERATED_ID, find_files, inspect_files
 from corpusmill.operators.train import RAY_RUN, RESULT, TrainPlan, train_worker
 from corpusmill.operators.train_data import Source, build_examples, data_paths, scan_labels
-from corpusmill.operators.write import LOCK, output_filesystem
+from corpusmill.operators.write import LOCK, output_filesystem, replace_output
 from corpusmill.pipelines.base import ModelMismatch
 from corpusmill.pipelines.training import get_training_task
 from corpusmill.pipelines.training.base import TrainingTask
@@ -77,7 +77,7 @@ def run_training(spec: TrainSpec) -> TrainSummary:
     with OutputLock(spec.output, uuid.uuid4().hex[:12]):
         fs, root = output_filesystem(spec.output)
         if state.replace:
-            clear_output(fs, root)
+            replace_output(spec.output)  # check_train_output made sure they are ours
         work = _join(spec.output, WORK)
         data_started = time.monotonic()
         data = build_examples(setup.task, setup.tokenizer, setup.labels, spec.task_options,
@@ -165,16 +165,6 @@ def check_train_output(spec: TrainSpec) -> OutputState:
                        f"overwrite to start this one there")
     raise JobError(f"output folder {spec.output!r} holds files corpusmill did not train "
                    f"({', '.join(sorted(names)[:5])}); choose an empty or new folder")
-
-
-def clear_output(fs: pafs.FileSystem, root: str) -> None:
-    for entry in fs.get_file_info(pafs.FileSelector(root)):
-        if entry.base_name == LOCK:
-            continue
-        if entry.type == pafs.FileType.Directory:
-            fs.delete_dir(entry.path)
-        else:
-            fs.delete_file(entry.path)
 
 
 # ---- preflight ---------------------------------------------------------------------------------

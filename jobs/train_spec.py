@@ -17,19 +17,17 @@ options validated by the training task, relative paths resolved against the spec
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
-from corpusmill.errors import JobError
 from corpusmill.pipelines.base import TaskOptions
 from corpusmill.pipelines.training import UnknownTrainingTask, get_training_task
 from corpusmill.spec import (
-    StrictModel, describe_validation_error, read_spec_file, resolve_model_path, resolve_path,
+    StrictModel, read_spec_file, resolve_model_path, resolve_path, stable_id, validate_options,
+    validate_spec,
 )
 
 
@@ -130,11 +128,8 @@ class TrainSpec(StrictModel):
             task = get_training_task(self.task)
         except UnknownTrainingTask as e:
             raise ValueError(str(e)) from None
-        try:
-            self._options = task.Options(**self.options)
-        except ValidationError as e:
-            raise ValueError(describe_validation_error(
-                e, task.Options, prefix="options.", what=f"{task.name} training option")) from None
+        self._options = validate_options(task.Options, self.options,
+                                         f"{task.name} training option")
         if self.training.early_stopping_patience and self.validation is None:
             raise ValueError("training.early_stopping_patience needs validation data; set "
                              "validation: {split: 0.1} or validation: {input: PATH}")
@@ -154,20 +149,13 @@ class TrainSpec(StrictModel):
             "options": self._options.model_dump(mode="json"),
             "training": self.training.model_dump(mode="json"),
         }
-        blob = json.dumps(identity, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return stable_id(identity)
 
 
 def parse_train_spec(data: Any, *, base_dir: str | os.PathLike = ".",
                      source: str = "train spec") -> TrainSpec:
     """Validate a train spec mapping; relative paths resolve against `base_dir`."""
-    if not isinstance(data, dict):
-        raise JobError(f"{source}: expected a mapping of keys (task, model, input, output, ...), "
-                       f"got {type(data).__name__}")
-    try:
-        spec = TrainSpec(**data)
-    except ValidationError as e:
-        raise JobError(f"{source}: {describe_validation_error(e, TrainSpec, what='key')}") from None
+    spec = validate_spec(TrainSpec, data, source, "task, model, input, output, ...")
     base = Path(base_dir)
     updates: dict[str, Any] = {"input": resolve_path(spec.input, base),
                                "output": resolve_path(spec.output, base),

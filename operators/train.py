@@ -98,7 +98,7 @@ def train_worker(plan: TrainPlan, ray_train: bool = False) -> None:
     with tempfile.TemporaryDirectory(prefix="corpusmill-train-") as scratch:
         local_checkpoints = (os.path.join(plan.work, CHECKPOINTS) if not ray_train
                              else os.path.join(scratch, CHECKPOINTS))
-        args = training_arguments(plan, local_checkpoints, len(train_set))
+        args = training_arguments(plan, local_checkpoints)
         trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                           data_collator=BatchCollator(train_collator, eval_collator),
                           processing_class=tokenizer, compute_metrics=compute_metrics)
@@ -116,8 +116,7 @@ def train_worker(plan: TrainPlan, ray_train: bool = False) -> None:
         started = time.monotonic()
         with resume_point(local_checkpoints, ray_train) as checkpoint:
             if checkpoint and args.should_log:
-                print(f"resuming from {os.path.basename(checkpoint)} (step "
-                      f"{_checkpoint_step(checkpoint)})", flush=True)
+                print(f"resuming from {checkpoint_name(checkpoint, ray_train)}", flush=True)
             output = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.remove_callback(ProgressPrinter)
         final = trainer.evaluate() if eval_set is not None else {}
@@ -146,11 +145,12 @@ def load_base(plan: TrainPlan):
 
 
 def model_inputs(model) -> list[str]:
-    """Example features the model's forward takes (a DistilBERT takes no token_type_ids)."""
-    return list(inspect.signature(model.forward).parameters)
+    """Example features the model's forward takes (a DistilBERT takes no token_type_ids), and
+    those the collators read (masked-LM masking skips special tokens)."""
+    return list(inspect.signature(model.forward).parameters) + ["special_tokens_mask"]
 
 
-def training_arguments(plan: TrainPlan, output_dir: str, batches_per_epoch: int):
+def training_arguments(plan: TrainPlan, output_dir: str):
     from transformers import TrainingArguments
 
     training = plan.spec.training
@@ -169,8 +169,11 @@ def training_arguments(plan: TrainPlan, output_dir: str, batches_per_epoch: int)
         save_steps=training.eval_steps, logging_steps=training.eval_steps,
         load_best_model_at_end=evaluate, metric_for_best_model=plan.task.metric if evaluate
         else None, greater_is_better=plan.task.greater_is_better if evaluate else None,
+        # without a metric of its own a task needs the loss alone: collecting the logits of
+        # a vocabulary-sized head over the validation set would take gigabytes
+        prediction_loss_only=not plan.task.has_metrics(),
         save_total_limit=2, report_to=[], disable_tqdm=True, use_cpu=not plan.use_gpu,
-        remove_unused_columns=False, dataloader_num_workers=0, log_level="warning",
+        remove_unused_columns=False, dataloader_num_workers=0, log_level="error",
         ddp_find_unused_parameters=False, save_on_each_node=False)
 
 
@@ -206,6 +209,14 @@ def last_complete_checkpoint(folder: str) -> str | None:
             return path
         shutil.rmtree(path, ignore_errors=True)
     return None
+
+
+def checkpoint_name(path: str, ray_train: bool) -> str:
+    """'checkpoint-N (step N)', or Ray Train's latest checkpoint and its step."""
+    with open(os.path.join(path, TRAINER_STATE), encoding="utf-8") as f:
+        step = json.load(f)["global_step"]
+    return (f"Ray Train's latest checkpoint (step {step})" if ray_train
+            else f"{os.path.basename(path)} (step {step})")
 
 
 def _checkpoint_step(name: str) -> int:

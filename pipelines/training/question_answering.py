@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, model_validator
-
-from corpusmill.pipelines.base import TaskOptions
-from corpusmill.pipelines.question_answering import QuestionAnsweringOptions, encode_windows
+from corpusmill.pipelines.question_answering import (
+    QuestionAnsweringOptions, QuestionWindowOptions, encode_windows,
+)
 from corpusmill.pipelines.spans import Window, best_answers
 from corpusmill.pipelines.training.base import (
     LENGTH, EvalData, Examples, TrainingDataError, TrainingTask,
@@ -28,30 +27,13 @@ from corpusmill.pipelines.training.scores import answer_scores
 EVAL_BATCH = 256  # validation rows re-windowed at a time for decoding
 
 
-class QuestionAnsweringTrainingOptions(TaskOptions):
-    max_seq_len: int = Field(384, ge=8, description="Tokens per window (question + context "
-                             "slice + special tokens), as inference; capped by max_length.")
-    doc_stride: int | None = Field(None, ge=0, description="Tokens of overlap between windows "
-                                   "of a long context; default min(max_seq_len // 2, 128).")
-    max_question_len: int = Field(64, ge=1, description="Questions are cut to this many tokens.")
-    max_answer_len: int = Field(15, ge=1, description="Longest answer, in tokens, that "
-                                "validation decoding considers (inference's default).")
-    handle_impossible_answer: bool = Field(False, description="Validation decoding lets the "
-                                           "empty answer compete (rows with answer_text '').")
-
-    @model_validator(mode="after")
-    def _stride_fits(self):
-        if self.doc_stride is not None and self.doc_stride >= self.max_seq_len:
-            raise ValueError(f"`doc_stride` must be smaller than `max_seq_len` "
-                             f"({self.max_seq_len}), got {self.doc_stride}")
-        return self
+class QuestionAnsweringTrainingOptions(QuestionWindowOptions):
+    """Windows as inference makes them; answers decoded for the validation metric as
+    inference decodes them."""
 
 
 def inference_options(options: QuestionAnsweringTrainingOptions) -> QuestionAnsweringOptions:
-    return QuestionAnsweringOptions(
-        max_seq_len=options.max_seq_len, doc_stride=options.doc_stride,
-        max_question_len=options.max_question_len, max_answer_len=options.max_answer_len,
-        handle_impossible_answer=options.handle_impossible_answer)
+    return QuestionAnsweringOptions(**options.model_dump())
 
 
 def answer_positions(window: Window, ids: list[int], context_sequence: int, start_char: int,

@@ -14,12 +14,12 @@ Inputs longer than `max_length` tokens and targets longer than `max_target_lengt
 from __future__ import annotations
 
 import pyarrow as pa
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from corpusmill.pipelines.base import ModelMismatch, TaskOptions
 from corpusmill.pipelines.registry import get_task
 from corpusmill.pipelines.seq2seq import (
-    GenerationOptions, TranslationOptions, _multilingual, resolve_prefix,
+    GenerationOptions, LanguagePairOptions, TranslationOptions, _multilingual, resolve_prefix,
 )
 from corpusmill.pipelines.training.base import LENGTH, Examples, TrainingTask, first_windows
 
@@ -31,18 +31,8 @@ class Seq2SeqTrainingOptions(TaskOptions):
                                    "are cut).")
 
 
-class TranslationTrainingOptions(Seq2SeqTrainingOptions):
-    src_lang: str | None = Field(None, description="Source language: the xx of a T5 "
-                                 "`translation_xx_to_yy` entry, or a multilingual tokenizer's "
-                                 "code (en_XX).")
-    tgt_lang: str | None = Field(None, description="Target language, as src_lang.")
-
-    @model_validator(mode="after")
-    def _both_or_neither(self):
-        if (self.src_lang is None) != (self.tgt_lang is None):
-            raise ValueError(f"set both `src_lang` and `tgt_lang` or neither, got "
-                             f"src_lang={self.src_lang!r}, tgt_lang={self.tgt_lang!r}")
-        return self
+class TranslationTrainingOptions(LanguagePairOptions, Seq2SeqTrainingOptions):
+    pass
 
 
 class Seq2SeqTraining(TrainingTask):

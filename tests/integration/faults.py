@@ -30,15 +30,17 @@ def committed_rows(output: Path) -> int:
 
 
 class CliRun:
-    """`corpusmill run JOB` in its own process group with its own Ray temp dir."""
+    """`corpusmill run JOB` (or another `command`, e.g. train) in its own process group with
+    its own Ray temp dir."""
 
-    def __init__(self, job: Path, *args: str):
+    def __init__(self, job: Path, *args: str, command: str = "run"):
         self.ray_tmp = tempfile.mkdtemp(prefix="cmray")  # short: Ray's socket paths are limited
         env = {**os.environ, "RAY_TMPDIR": self.ray_tmp, "PYTHONUNBUFFERED": "1"}
         env.pop("RAY_ADDRESS", None)
         self.log = Path(self.ray_tmp) / "cli.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "corpusmill.jobs.cli", "run", str(job), *args], cwd=REPO, env=env,
+            [sys.executable, "-m", "corpusmill.jobs.cli", command, str(job), *args], cwd=REPO,
+            env=env,
             stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
         self.started = time.monotonic()
 
