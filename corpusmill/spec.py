@@ -35,20 +35,58 @@ class Batching(_Strict):
                              "batches are cut (a bounded window of the stream).")
 
 
-class Resources(_Strict):
-    concurrency: int | Literal["auto"] = Field(
-        "auto", description="Inference actors, each loading the model once; `auto`: one per "
-                            "GPU when the cluster has GPUs, else one single-threaded actor per "
-                            "CPU core (at most 8).")
+class ActorRange(_Strict):
+    """An elastic inference pool: Ray Data starts `min` actors and adds more, up to `max`, while
+    work queues; on an autoscaling cluster the cluster autoscaler adds nodes to hold them."""
+    min: int = Field(1, ge=1, description="Actors the pool keeps (and starts with).")
+    max: int = Field(..., ge=1, description="Actors the pool may grow to.")
 
-    @field_validator("concurrency")
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.min > self.max:
+            raise ValueError(f"concurrency.min ({self.min}) must be <= concurrency.max "
+                             f"({self.max})")
+        return self
+
+
+class Resources(_Strict):
+    concurrency: int | Literal["auto"] | ActorRange = Field(
+        "auto", description="Inference actors, each loading the model once: a number (a fixed "
+                            "pool), a range {min: 1, max: 8} (an elastic pool), or `auto`: on "
+                            "an autoscaling cluster from 1 to as many as its node types allow "
+                            "(one per GPU, or one single-threaded actor per CPU core, at most 8 "
+                            "per node); on a fixed cluster as many as it holds now.")
+
+    @field_validator("concurrency", mode="before")
     @classmethod
-    def _positive(cls, value):
-        if value != "auto" and value < 1:
-            raise ValueError(f"concurrency must be >= 1 or 'auto', got {value}")
-        return value
+    def _one_of_three(cls, value):
+        """One message for any wrong value, not one per kind the union accepts."""
+        usage = "a number >= 1, 'auto' or a range {min: 1, max: 8}"
+        if value == "auto" or isinstance(value, ActorRange):
+            return value
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - {"min", "max"})
+            if unknown:
+                raise ValueError(f"concurrency range accepts min and max, not "
+                                 f"{', '.join(unknown)}")
+            if "max" not in value:
+                raise ValueError("a concurrency range needs max, e.g. {min: 1, max: 8}")
+            try:
+                low, high = int(value.get("min", 1)), int(value["max"])
+            except (TypeError, ValueError):
+                raise ValueError(f"concurrency must be {usage}") from None
+            if low < 1 or high < low:
+                raise ValueError(f"concurrency range needs 1 <= min <= max, got min {low}, "
+                                 f"max {high}")
+            return ActorRange(min=low, max=high)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        raise ValueError(f"concurrency must be {usage}")
+
     num_gpus: float | Literal["auto"] = Field("auto", description="GPUs per inference actor; "
-                                              "`auto`: 1 when the cluster has GPUs, else 0.")
+                                              "`auto`: 1 when the cluster has GPUs now or has "
+                                              "a node type the autoscaler can add with GPUs, "
+                                              "else 0.")
     dtype: Literal["auto", "float32", "float16", "bfloat16", "int8"] = Field(
         "auto", description="Weights dtype; `auto`: float16 on GPU, float32 on CPU; `int8`: "
                             "dynamic int8 quantisation of Linear layers, CPU only (faster, "

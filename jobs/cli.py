@@ -29,6 +29,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         if name in ("run", "submit"):
             cmd.add_argument("--incremental", action="store_true", help="process only input "
                              "files no earlier run of this job finished (spec key incremental)")
+        if name == "run":
+            cmd.add_argument("--address", default=None, help="Ray cluster to run on, e.g. "
+                             "HEAD:6379 (default: $RAY_ADDRESS; unset: a local Ray; `local` "
+                             "forces one)")
+            cmd.add_argument("--connect-timeout", type=float, default=None, metavar="SECONDS",
+                             help="how long a cluster address may take to answer (default 30, "
+                             "or $CORPUSMILL_CONNECT_TIMEOUT_S)")
+            cmd.add_argument("--verbose", action="store_true", help="show Ray's own logs, "
+                             "warnings and progress on the terminal (by default they go to "
+                             "<output>/_logs/<run>.log)")
         if name == "submit":
             _address_argument(cmd)
             cmd.add_argument("--wait", action="store_true", help="follow the job until it "
@@ -66,7 +76,7 @@ def main(argv=None) -> int:
             return validate(spec)
         if args.command == "submit":
             return submit(spec, args.address, args.wait)
-        return run(spec)
+        return run(spec, args.address, args.verbose, args.connect_timeout)
     except JobError as e:
         print(f"corpusmill: error: {e}", file=sys.stderr)
         return EXIT_INVALID
@@ -82,13 +92,19 @@ def validate(spec) -> int:
     return EXIT_OK
 
 
-def run(spec) -> int:
+def run(spec, address: str | None = None, verbose: bool = False,
+        connect_timeout: float | None = None) -> int:
+    from corpusmill.jobs.ray_session import ClusterUnreachable
     from corpusmill.jobs.run import run_job
 
     try:
-        summary = run_job(spec)
+        summary = run_job(spec, address=address, verbose=verbose,
+                          connect_timeout_s=connect_timeout)
     except JobError:
         raise
+    except ClusterUnreachable as e:
+        print(f"corpusmill: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except Exception as e:  # noqa: BLE001 - show the cause, not Ray's wrapper, then fail
         cause = _root_cause(e)
         print(f"corpusmill: job failed: {type(cause).__name__}: {cause}", file=sys.stderr)

@@ -13,8 +13,9 @@ import pyarrow.fs as pafs
 
 from corpusmill.errors import JobError
 from corpusmill.spec import JobSpec
-from corpusmill.operators.loading import load_tokenizer, resolve_model_ref
+from corpusmill.operators.loading import load_tokenizer, local_model, resolve_model_ref
 from corpusmill.operators.plan import ERROR, JobPlan
+from corpusmill.operators.write import check_writable
 from corpusmill.operators.read import (
     GENERATED_ID, CorpusFile, find_files, inspect_files, is_bytes, is_text,
 )
@@ -56,15 +57,16 @@ def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Co
     _check_output_location(spec)
 
     model_ref = resolve_model_ref(spec.model)
-    config = _load_config(spec, model_ref)
+    folder = local_model(model_ref)  # a remote folder's local copy; the plan keeps the URI
+    config = _load_config(spec, folder)
     try:
         task.check_model(config, spec.task_options)
     except ModelMismatch as e:
         raise JobError(f"model {spec.model!r}: {e}") from None
-    tokenizer = _load_tokenizer(spec, model_ref)
-    _check_weights(spec, model_ref)
+    tokenizer = _load_tokenizer(spec, folder)
+    _check_weights(spec, folder)
     if load_weights:
-        _load_weights(spec, task, model_ref)
+        _load_weights(spec, task, folder)
 
     read_schema = _read_schema(corpus.files, id_column, input_columns, kept)
     output_fields = ([read_schema.field(id_column)] + [read_schema.field(c) for c in kept]
@@ -74,7 +76,8 @@ def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Co
     plan = JobPlan(
         spec=spec, model_ref=model_ref, max_length=_max_length(spec, tokenizer, config),
         id_column=id_column, input_columns=input_columns, kept_columns=kept,
-        read_schema=read_schema, output_schema=output_schema, num_gpus=0.0, concurrency=1,
+        read_schema=read_schema, output_schema=output_schema, num_gpus=0.0, min_actors=1,
+        max_actors=1,
         torch_threads=spec.resources.torch_threads or 0, model_config=config)
     return plan, corpus
 
@@ -246,9 +249,13 @@ def _plain(arrow_type: pa.DataType) -> pa.DataType:
 
 
 def _check_output_location(spec) -> None:
-    if "://" in spec.output or "://" in spec.input:
+    check_writable(spec.output)  # object storage: a probe object, written then deleted
+    if ("://" in spec.output) != ("://" in spec.input):
         return
-    out, inp = os.path.realpath(spec.output), os.path.realpath(spec.input.split("*")[0])
+    if "://" in spec.output:
+        out, inp = spec.output.rstrip("/"), spec.input.split("*")[0].rstrip("/")
+    else:
+        out, inp = os.path.realpath(spec.output), os.path.realpath(spec.input.split("*")[0])
     if out == inp or out.startswith(inp.rstrip(os.sep) + os.sep):
         raise JobError(f"output {spec.output!r} is inside the input {spec.input!r}; a rerun would "
                        f"read its own output. Choose an output folder outside the input.")

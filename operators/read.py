@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from corpusmill.errors import JobError
+from corpusmill.errors import JobError, storage_error
+from corpusmill.operators.stats import Timer, report
 
 GENERATED_ID = "row_id"
 _GLOB_CHARS = "*?["
@@ -59,11 +60,38 @@ def hive_partitions(name: str) -> tuple[tuple[str, str], ...]:
 def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
     """(filesystem, [(path, name)]) for a Parquet file, folder (recursive) or glob.
 
-    Raises JobError when nothing exists at the path or no Parquet file is found."""
-    if "://" in input_path:
-        fs, root = pafs.FileSystem.from_uri(input_path)
-    else:
-        fs, root = pafs.LocalFileSystem(), os.path.abspath(input_path)
+    Raises JobError when nothing exists at the path, no Parquet file is found, or the store
+    refuses (missing bucket, credentials, permissions), naming the path and the fix."""
+    try:
+        if "://" in input_path:
+            fs, root = pafs.FileSystem.from_uri(input_path)
+        else:
+            fs, root = pafs.LocalFileSystem(), os.path.abspath(input_path)
+    except (OSError, ValueError) as e:
+        raise storage_error(input_path, e, "read") or JobError(
+            f"input {input_path!r} cannot be opened: {e}") from None
+    try:
+        return _find_files(fs, root, input_path)
+    except OSError as e:
+        e = _precise(fs, root, e) if "://" in input_path else e
+        raise storage_error(input_path, e, "read") or JobError(
+            f"input {input_path!r} cannot be listed: {e}") from None
+
+
+def _precise(fs: pafs.FileSystem, root: str, error: OSError) -> OSError:
+    """S3 answers a HEAD request it refuses with a bare 403, whatever the reason (bad keys, no
+    grant); a listing's answer names the reason. Ask for one."""
+    if "HeadObject" not in str(error):
+        return error
+    try:
+        fs.get_file_info(pafs.FileSelector(root.split("/", 1)[0], allow_not_found=True))
+    except OSError as listing:
+        return listing
+    return error
+
+
+def _find_files(fs: pafs.FileSystem, root: str,
+                input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
     if any(c in root for c in _GLOB_CHARS):
         base = _glob_base(root)
         infos = [i for i in _list(fs, base, input_path) if fnmatch.fnmatch(i.path, root)]
@@ -71,6 +99,7 @@ def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]
     else:
         info = fs.get_file_info(root)
         if info.type == pafs.FileType.NotFound:
+            _refuse_missing_bucket(fs, root, input_path)
             raise JobError(f"input {input_path!r} does not exist; give a Parquet file, a folder "
                            f"of Parquet files, or a glob such as 'data/*.parquet'")
         if info.type == pafs.FileType.File:
@@ -97,6 +126,9 @@ def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]], *,
                 size = f.size()
             mtime = fs.get_file_info(path).mtime_ns or 0
         except (OSError, pa.ArrowInvalid) as e:
+            refused = storage_error(path, e, "read")
+            if refused is not None:  # the store said no: not a corrupt file
+                raise refused from None
             if skip_corrupt:
                 corrupt.append(name)
                 continue
@@ -153,8 +185,9 @@ class CorpusDatasource(Datasource):
     One read fragment per row group; a read task takes one or more fragments."""
 
     def __init__(self, fs: pafs.FileSystem, files: list[CorpusFile], schema: pa.Schema,
-                 id_column: str | None, rows_per_block: int = 1024):
+                 id_column: str | None, rows_per_block: int = 1024, stats_name: str = ""):
         self._fs = fs
+        self._stats_name = stats_name      # the run's statistics actor (operators/stats.py)
         self._files = files
         self._schema = schema              # target schema of blocks, id column first
         self._id_column = id_column        # None: generate `row_id`
@@ -175,6 +208,7 @@ class CorpusDatasource(Datasource):
 
     def _read_task(self, fragments) -> ReadTask:
         fs, schema, id_column, rows = self._fs, self._schema, self._id_column, self._rows_per_block
+        stats_name = self._stats_name
         num_rows = sum(f.row_groups[g] for f, g, _ in fragments)
         size = sum(f.size_bytes * f.row_groups[g] // max(1, f.num_rows) for f, g, _ in fragments)
         metadata = BlockMetadata(num_rows=num_rows, size_bytes=size, exec_stats=None,
@@ -182,8 +216,14 @@ class CorpusDatasource(Datasource):
 
         def read_fn():
             for corpus_file, group, first_row in fragments:
-                yield from read_row_group(fs, corpus_file, group, first_row, schema, id_column,
-                                          rows)
+                blocks = read_row_group(fs, corpus_file, group, first_row, schema, id_column, rows)
+                while True:
+                    with Timer() as timer:
+                        block = next(blocks, None)
+                    if block is None:
+                        break
+                    report(stats_name, "read", rows=block.num_rows, seconds=timer.seconds)
+                    yield block
 
         return ReadTask(read_fn, metadata, schema=schema)
 
@@ -237,6 +277,16 @@ def _split_evenly(items: list, parts: int) -> list[list]:
         out.append(items[start:end])
         start = end
     return out
+
+
+def _refuse_missing_bucket(fs: pafs.FileSystem, root: str, input_path: str) -> None:
+    """On object storage a missing key may be a missing bucket: say which."""
+    if "://" not in input_path:
+        return
+    bucket = root.split("/", 1)[0]
+    if bucket and fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+        raise JobError(f"cannot read {input_path!r}: the bucket {bucket!r} does not exist: "
+                       f"create it, or correct the path")
 
 
 def _glob_base(pattern: str) -> str:

@@ -16,13 +16,18 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from corpusmill.errors import JobError
+from corpusmill.errors import JobError, storage_error
 from corpusmill.pipelines.base import INPUT_TRUNCATED
 from corpusmill.operators.plan import ERROR
 
 MANIFEST = "_corpusmill.json"
 CHECKPOINT_DIR = "_checkpoint"
 LOCK = "_corpusmill.lock"  # held by a running run (jobs/lock.py)
+LOG_DIR = "_logs"         # Ray's output of each run (jobs/console.py)
+REPORT_DIR = "_report"    # the run report
+OWN_DIRS = (CHECKPOINT_DIR, LOG_DIR, REPORT_DIR)
+# entries that do not make a folder "hold output": another run's lock, logs of refused runs
+NOT_OUTPUT = (LOCK, LOG_DIR)
 
 
 def output_filesystem(output: str) -> tuple[pafs.FileSystem, str]:
@@ -47,13 +52,19 @@ def check_output(output: str, mode: str, job_id: str) -> OutputState:
     overwrite: corpusmill's own files are to be deleted (a folder holding others is refused).
     error:     any existing file is refused."""
     fs, root = output_filesystem(output)
-    info = fs.get_file_info(root)
+    try:
+        info = fs.get_file_info(root)
+    except OSError as e:
+        raise storage_error(output, e, "list") or JobError(
+            f"output {output!r} cannot be read: {e}") from None
     if info.type == pafs.FileType.NotFound:
         return OutputState(False, 0)
     if info.type != pafs.FileType.Directory:
         raise JobError(f"output {output!r} exists and is not a folder")
-    # a lock alone is another run starting: the lock itself refuses this run, with its holder
-    entries = [e for e in fs.get_file_info(pafs.FileSelector(root)) if e.base_name != LOCK]
+    # a lock alone is another run starting: the lock itself refuses this run, with its holder;
+    # logs alone are what a refused run left
+    entries = [e for e in fs.get_file_info(pafs.FileSelector(root))
+               if e.base_name not in NOT_OUTPUT]
     if not entries:
         return OutputState(False, 0)
     if mode == "error":
@@ -80,12 +91,33 @@ def check_output(output: str, mode: str, job_id: str) -> OutputState:
     return OutputState(True, committed_rows(output))
 
 
+PROBE = "_corpusmill_probe_"
+
+
+def check_writable(output: str) -> None:
+    """On object storage, write and delete a small object in the output folder, so a missing
+    bucket, refused credentials or a read-only grant stop the job before any work (a local
+    folder is checked by the lock's exclusive create)."""
+    if "://" not in output:
+        return
+    fs, root = output_filesystem(output)
+    probe = f"{root}/{PROBE}{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open_output_stream(probe) as f:
+            f.write(b"corpusmill write check")
+        fs.delete_file(probe)
+    except OSError as e:
+        raise storage_error(output, e, "write") or JobError(
+            f"output {output!r} is not writable: {e}") from None
+
+
 def replace_output(output: str) -> None:
     """Delete corpusmill's files from the output folder (`check_output` has made sure they are
-    all corpusmill's), except the lock this run holds."""
+    all corpusmill's), except the lock this run holds and the runs' logs (this run's is being
+    written)."""
     fs, root = output_filesystem(output)
     for entry in fs.get_file_info(pafs.FileSelector(root)):
-        if entry.base_name == LOCK:
+        if entry.base_name in NOT_OUTPUT:
             continue
         if entry.type == pafs.FileType.Directory:
             fs.delete_dir(entry.path)
@@ -95,9 +127,9 @@ def replace_output(output: str) -> None:
 
 def _ours(entry: pafs.FileInfo) -> bool:
     """Files and folders corpusmill writes: data files, partition folders (`key=value`), the
-    checkpoint folder, and `_corpusmill*` files (manifest, ledger, lock)."""
+    checkpoint, log and report folders, and `_corpusmill*` files (manifest, ledger, lock)."""
     if entry.type == pafs.FileType.Directory:
-        return entry.base_name == CHECKPOINT_DIR or "=" in entry.base_name
+        return entry.base_name in OWN_DIRS or "=" in entry.base_name
     return entry.type == pafs.FileType.File and (
         entry.base_name.endswith(".parquet") or entry.base_name.startswith("_corpusmill"))
 
@@ -185,6 +217,12 @@ def _data_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
                    and not any(part.startswith("_")
                                for part in e.path[len(root):].strip("/").split("/")[:-1])),
                   key=lambda e: e.path)
+
+
+def data_file_names(output: str) -> list[str]:
+    """The output's data files, relative to the output folder."""
+    fs, root = output_filesystem(output)
+    return [entry.path[len(root):].lstrip("/") for entry in _data_files(fs, root)]
 
 
 def output_preview(output: str, columns: list[str], rows: int = 5) -> list[dict]:

@@ -118,5 +118,5 @@ def test_actors_that_would_hold_every_cpu_are_refused(tmp_path, tiny, ray_sessio
                     columns={"text": "body"}, resources={"concurrency": 4, "cpus_per_actor": 1})
     assert main(["run", str(job)]) != EXIT_OK
     err = capsys.readouterr().err
-    assert "would reserve 4 of the cluster's" in err and "resources.concurrency" in err
+    assert "would reserve 4 of the 2 CPUs this cluster offers" in err and "resources.concurrency" in err
     assert not (tmp_path / "out").exists()
