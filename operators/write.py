@@ -23,6 +23,7 @@ from corpusmill.operators.plan import ERROR
 MANIFEST = "_corpusmill.json"
 CHECKPOINT_DIR = "_checkpoint"
 LOCK = "_corpusmill.lock"  # held by a running run (jobs/lock.py)
+REPORT_DIR = "_report"     # the run report (jobs/report.py)
 
 
 def output_filesystem(output: str) -> tuple[pafs.FileSystem, str]:
@@ -95,9 +96,9 @@ def replace_output(output: str) -> None:
 
 def _ours(entry: pafs.FileInfo) -> bool:
     """Files and folders corpusmill writes: data files, partition folders (`key=value`), the
-    checkpoint folder, and `_corpusmill*` files (manifest, ledger, lock)."""
+    checkpoint and report folders, and `_corpusmill*` files (manifest, ledger, lock)."""
     if entry.type == pafs.FileType.Directory:
-        return entry.base_name == CHECKPOINT_DIR or "=" in entry.base_name
+        return entry.base_name in (CHECKPOINT_DIR, REPORT_DIR) or "=" in entry.base_name
     return entry.type == pafs.FileType.File and (
         entry.base_name.endswith(".parquet") or entry.base_name.startswith("_corpusmill"))
 
@@ -185,6 +186,12 @@ def _data_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
                    and not any(part.startswith("_")
                                for part in e.path[len(root):].strip("/").split("/")[:-1])),
                   key=lambda e: e.path)
+
+
+def data_files(output: str) -> tuple[pafs.FileSystem, str, list[str]]:
+    """The output's filesystem, root, and data files as paths relative to the root."""
+    fs, root = output_filesystem(output)
+    return fs, root, [e.path[len(root):].lstrip("/") for e in _data_files(fs, root)]
 
 
 def output_preview(output: str, columns: list[str], rows: int = 5) -> list[dict]:

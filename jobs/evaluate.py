@@ -1,0 +1,95 @@
+"""Quality against a gold column: the job spec's `evaluate` block checked before any Ray work,
+and a table of output rows scored by the task's own metric (`Task.evaluate`, which computes it
+with the field's standard library).
+
+Rows whose gold value is null (or an empty list) are left out and counted; so are rows with an
+error (they have no output to score). `corpusmill evaluate` (jobs/cli.py) scores a finished
+job's output, or with `--sample N` a sample run before the full corpus (jobs/sample.py)."""
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from corpusmill.errors import JobError
+from corpusmill.operators.plan import ERROR
+from corpusmill.pipelines.base import GoldRows, Task
+from corpusmill.spec import JobSpec
+
+
+def check_gold(spec: JobSpec, task: Task, corpus_columns: list[str], schema: pa.Schema,
+               kept: list[str], input_columns: dict[str, str]) -> None:
+    """Refuse an `evaluate` block the output could not be scored with: the gold column (and any
+    input the metric reads, such as NER's text) must be kept in the output, and of a type the
+    task scores. `corpus_columns`: the input's columns; `schema`: the read schema (the kept
+    columns' unified types)."""
+    evaluate = spec.evaluate_options
+    if evaluate is None:
+        return
+    gold = evaluate.gold
+    if gold not in corpus_columns:
+        raise JobError(f"evaluate.gold {gold!r} is not a column of the input; columns: "
+                       f"{', '.join(corpus_columns)}")
+    if gold not in kept:
+        raise JobError(f"evaluate.gold {gold!r} must be kept in the output to be scored: add it "
+                       f"to keep_columns (or leave keep_columns out to keep every column)")
+    for name in task.evaluate_inputs:
+        column = input_columns[name]
+        if column not in kept:
+            raise JobError(f"evaluate: {task.name} reads the input {name!r} (column "
+                           f"{column!r}) to score its outputs; add {column!r} to keep_columns")
+    try:
+        task.check_gold(schema.field(gold).type, evaluate, spec.task_options)
+    except ValueError as e:
+        raise JobError(f"evaluate.gold {gold!r}: {e}") from None
+
+
+def gold_columns(spec: JobSpec, task: Task) -> list[str]:
+    """The output columns scoring reads besides the task's outputs and `error`."""
+    columns = [spec.evaluate_options.gold]
+    mapping = {name: spec.columns.get(name, name) for name in task.input_columns}
+    return columns + [mapping[name] for name in task.evaluate_inputs]
+
+
+def score_table(spec: JobSpec, task: Task, table: pa.Table, id_column: str) -> dict:
+    """Metrics of the output rows in `table` (task outputs, `error`, the id, gold and the
+    inputs `gold_columns` names) against the gold column, with the rows left out counted."""
+    evaluate = spec.evaluate_options
+    gold = table.column(evaluate.gold)
+    has_gold = pc.is_valid(gold)
+    if pa.types.is_list(gold.type) or pa.types.is_large_list(gold.type):
+        has_gold = pc.and_(has_gold, pc.greater(pc.fill_null(pc.list_value_length(gold), 0), 0))
+    ok = pc.is_null(table.column(ERROR))
+    scored = table.filter(pc.and_(has_gold, ok))
+    mapping = {name: spec.columns.get(name, name) for name in task.input_columns}
+    rows = GoldRows(
+        outputs={f.name: scored.column(f.name).to_pylist() for f in task.output_fields()},
+        gold=scored.column(evaluate.gold).to_pylist(),
+        texts={name: scored.column(mapping[name]).to_pylist() for name in task.evaluate_inputs},
+        ids=scored.column(id_column).to_pylist() if id_column in scored.column_names else [])
+    counts = {"rows": table.num_rows, "scored": scored.num_rows,
+              "gold_missing": _count_false(has_gold),
+              "errored": _count_false(pc.or_(pc.invert(has_gold), ok))}
+    metrics = task.evaluate(rows, evaluate, spec.task_options) if len(rows) else {}
+    return {"task": task.name, "gold": evaluate.gold,
+            "options": evaluate.model_dump(mode="json"), "rows": counts, "metrics": metrics}
+
+
+def _count_false(mask) -> int:
+    return int(pc.sum(pc.invert(mask).cast(pa.int64())).as_py() or 0)
+
+
+def headline(result: dict) -> list[str]:
+    """The metrics as a few printable lines: the scalars first, then what was left out."""
+    rows = result["rows"]
+    scalars = {k: v for k, v in result["metrics"].items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    shown = "  ".join(f"{k} {_number(v)}" for k, v in scalars.items())
+    lines = [f"{result['task']} against {result['gold']!r}: {shown or 'no row to score'}",
+             f"{rows['scored']} row(s) scored"
+             + (f"; {rows['gold_missing']} without gold left out" if rows["gold_missing"] else "")
+             + (f"; {rows['errored']} with errors left out" if rows["errored"] else "")]
+    return lines
+
+
+def _number(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
