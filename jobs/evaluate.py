@@ -81,15 +81,92 @@ def _count_false(mask) -> int:
 def headline(result: dict) -> list[str]:
     """The metrics as a few printable lines: the scalars first, then what was left out."""
     rows = result["rows"]
-    scalars = {k: v for k, v in result["metrics"].items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    scalars = {k: v for k, v in result["metrics"].items() if isinstance(v, float)}
     shown = "  ".join(f"{k} {_number(v)}" for k, v in scalars.items())
     lines = [f"{result['task']} against {result['gold']!r}: {shown or 'no row to score'}",
              f"{rows['scored']} row(s) scored"
              + (f"; {rows['gold_missing']} without gold left out" if rows["gold_missing"] else "")
-             + (f"; {rows['errored']} with errors left out" if rows["errored"] else "")]
+             + (f"; {rows['errored']} with errors left out" if rows["errored"] else "")
+             + "".join(f"; {result['metrics'][key]} {what}" for key, what in _NOTES.items()
+                       if result["metrics"].get(key))]
     return lines
+
+
+_NOTES = {"rows_gold_mismatched": "whose gold does not fit the row, left out",
+          "gold_not_a_candidate": "with a gold label that is not a candidate label"}
+
+
+def detail_lines(result: dict) -> list[str]:
+    """Per-class (or per entity type) precision, recall and F1, worst F1 first."""
+    metrics = result["metrics"]
+    per = metrics.get("per_class") or metrics.get("per_type") or {}
+    if not per:
+        return []
+    width = max(len(k) for k in per)
+    return [f"  {k:<{width}}  precision {v['precision']:.2f}  recall {v['recall']:.2f}  "
+            f"F1 {v['f1']:.2f}  (gold {v['support']})"
+            for k, v in sorted(per.items(), key=lambda kv: kv[1]["f1"])]
 
 
 def _number(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def evaluate_command(spec: JobSpec, sample: int | None, seed: int) -> int:
+    """`corpusmill evaluate`: score the finished output of this job, or with `sample` run and
+    score a sample first. Prints the metrics; scoring the output also writes them to
+    `_report/metrics.json` and into the report."""
+    from corpusmill.jobs.preflight import preflight
+
+    if spec.evaluate_options is None:
+        raise JobError("the job has no evaluate block: add `evaluate: {gold: <column>}` to the "
+                       "job spec, or pass --set evaluate.gold=<column>")
+    plan, corpus = preflight(spec)
+    if sample is not None:
+        return _evaluate_sample(plan, corpus, sample, seed)
+    return _evaluate_output(plan)
+
+
+def _evaluate_sample(plan, corpus, n: int, seed: int) -> int:
+    from transformers.utils import logging as transformers_logging
+
+    from corpusmill.jobs.sample import run_sample
+
+    transformers_logging.disable_progress_bar()
+
+    if n < 1:
+        raise JobError(f"--sample must be at least 1, got {n}")
+    spec = plan.spec
+    run = run_sample(plan, corpus, n, seed, gold=spec.evaluate_options.gold)
+    result = score_table(spec, plan.task, run.table, plan.id_column)
+    if not run.rows:
+        raise JobError(f"no row of the input has a gold value in column "
+                       f"{spec.evaluate_options.gold!r} to sample")
+    print(f"sample of {run.rows} rows with gold (of {run.corpus_rows:,}), seed {seed}")
+    for line in headline(result) + detail_lines(result) + run.estimate_lines(corpus.num_rows):
+        print(line)
+    return 0
+
+
+def _evaluate_output(plan) -> int:
+    from corpusmill.jobs.report import write_report
+    from corpusmill.operators.write import read_manifest
+
+    spec = plan.spec
+    manifest = read_manifest(spec.output)
+    if manifest is None or manifest.get("job_id") != spec.job_id:
+        raise JobError(f"output {spec.output!r} holds no output of this job yet: run it first "
+                       f"(corpusmill run), or evaluate a sample with --sample N")
+    if manifest.get("status") != "complete":
+        raise JobError(f"the last run of this job in {spec.output!r} did not complete (status "
+                       f"{manifest.get('status')!r}): rerun it to finish, then evaluate")
+    from corpusmill.jobs.report import scan_output
+
+    scan = scan_output(spec.output, plan.task, plan.id_column, set(),
+                       gold_columns(spec, plan.task))
+    result = score_table(spec, plan.task, scan.gold_table(), plan.id_column)
+    written = write_report(spec.output, manifest, metrics=result)
+    for line in headline(result) + detail_lines(result):
+        print(line)
+    print(f"metrics: {written['metrics.json']}; report: {written['report.html']}")
+    return 0

@@ -138,6 +138,9 @@ class Scan:
     gold_tables: list[pa.Table] = field(default_factory=list)
 
     def gold_table(self) -> pa.Table:
+        if not self.gold_tables:
+            raise JobError("no output file holds the gold column (and the inputs the metric "
+                           "reads): was the job run with it kept?")
         return pa.concat_tables(self.gold_tables, promote_options="permissive")
 
 
