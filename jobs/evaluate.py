@@ -109,7 +109,7 @@ def detail_lines(result: dict) -> list[str]:
 
 
 def _number(value) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def evaluate_command(spec: JobSpec, sample: int | None, seed: int) -> int:

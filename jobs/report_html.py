@@ -25,9 +25,9 @@ main{padding:8px 32px 32px;max-width:1240px}
 h2{font-size:16px;margin:26px 0 10px;color:#1d2433;border-bottom:2px solid #e1e6ef;
  padding-bottom:4px}
 .tiles{display:flex;flex-wrap:wrap;gap:10px}
-.tile{background:#fff;border-radius:8px;padding:10px 16px;min-width:118px;
+.tile{background:#fff;border-radius:8px;padding:9px 14px;min-width:96px;
  box-shadow:0 1px 2px rgba(0,0,0,.07)}
-.tile .v{font-size:24px;font-weight:650;font-variant-numeric:tabular-nums}
+.tile .v{font-size:22px;font-weight:650;font-variant-numeric:tabular-nums}
 .tile .k{color:#5d6779;font-size:12px;text-transform:uppercase;letter-spacing:.04em}
 .tile .s{color:#5d6779;font-size:12px}
 .tile.bad .v{color:#d64545}.tile.good .v{color:#1f9d55}.tile.big .v{font-size:32px}
@@ -124,8 +124,8 @@ def _tiles(report: dict) -> str:
         _tile("with errors", _n(errored), _pct(errored, rows.get("out")),
               "bad" if errored else "good"),
         _tile("skipped", _n(rows.get("skipped")), cls="bad" if rows.get("skipped") else ""),
-        _tile("truncated", _n(rows.get("truncated")), "input cut to the window"),
-        _tile("resumed", _n(rows.get("resumed")), "done by an earlier run"),
+        _tile("truncated", _n(rows.get("truncated")), "cut to the window"),
+        _tile("resumed", _n(rows.get("resumed")), "done before"),
         _tile("wall time", _duration(time.get("wall_seconds"))),
         _tile("rows / s", _n(time.get("rows_per_second"), 1)),
         _tile("padding efficiency", _pct_value(tokens.get("padding_efficiency")),
@@ -153,6 +153,9 @@ def _pct_value(share) -> str:
 _PERCENT_METRICS = {"accuracy", "macro_f1", "micro_f1", "precision", "recall", "f1",
                     "top1_accuracy", "top_k_accuracy", "rouge1", "rouge2", "rougeL"}
 _SCALE_100 = {"exact_match", "bleu", "chrf"}
+_SCALE_NOTES = {("question-answering", "exact_match"): "SQuAD v1.1, of 100",
+                ("question-answering", "f1"): "SQuAD v1.1, of 100",
+                ("translation", "bleu"): "sacreBLEU, of 100", ("translation", "chrf"): "of 100"}
 _LABELS = {"accuracy": "accuracy", "macro_f1": "macro F1", "micro_f1": "micro F1",
            "precision": "precision", "recall": "recall", "f1": "F1", "exact_match": "exact match",
            "top1_accuracy": "top-1 accuracy", "top_k_accuracy": "top-k accuracy",
@@ -175,7 +178,9 @@ def _metrics_section(result: dict | None) -> str:
         if result["task"] == "question-answering" and key == "f1":
             shown = f"{value:.1f}"
         label = _LABELS.get(key, key) + (f" (k={metrics['k']})" if key == "top_k_accuracy" else "")
-        tiles.append(_tile(label, shown, cls="big"))
+        sub = (f"{round(value * rows['scored']):,} of {rows['scored']:,} right"
+               if key == "accuracy" else _SCALE_NOTES.get((result["task"], key), ""))
+        tiles.append(_tile(label, shown, sub, cls="big"))
     left = [f'{_n(rows["scored"])} row(s) scored']
     if rows.get("gold_missing"):
         left.append(f'{_n(rows["gold_missing"])} without gold left out')
@@ -207,7 +212,7 @@ def _metrics_section(result: dict | None) -> str:
 
 def _per_class_table(per_class: dict) -> str:
     body = []
-    for label, v in sorted(per_class.items(), key=lambda kv: -kv[1]["support"]):
+    for label, v in per_class.items():  # in the confusion matrix's order
         f1 = v["f1"]
         body.append(f'<tr><td>{_e(label)}</td><td class="n">{v["precision"]:.2f}</td>'
                     f'<td class="n">{v["recall"]:.2f}</td><td><span class="bar" '
@@ -307,7 +312,7 @@ def _resources_section(report: dict) -> str:
                  _tile("dtype", _e(placement.get("dtype"))),
                  _tile("actors", _n(actors.get("peak", actors.get("max"))),
                        f'min {_n(actors.get("min"))} · max {_n(actors.get("max"))}'),
-                 _tile("GPUs / actor", _n(placement.get("num_gpus_per_actor"), 2)),
+                 _tile("GPUs / actor", f'{placement.get("num_gpus_per_actor") or 0:g}'),
                  _tile("torch threads", _n(placement.get("torch_threads")))]
         parts.append(f'<div class="tiles">{"".join(tiles)}</div><br>')
     else:

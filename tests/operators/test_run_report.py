@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from corpusmill.errors import JobError
 from corpusmill.jobs import cli
 from corpusmill.jobs.report import build_report, write_report
 from corpusmill.operators.write import read_manifest
@@ -223,3 +224,46 @@ def test_cli_evaluate_scores_the_output_and_a_sample(tmp_path, models, capsys):
     job.write_text(json.dumps(spec))
     assert cli.main(["evaluate", str(job)]) == cli.EXIT_INVALID
     assert "evaluate.gold=" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"evaluate": {"gold": "topic"}}, "evaluate.gold 'topic' is not a column of the input"),
+    ({"evaluate": {"gold": "gold"}, "keep_columns": ["q"]}, "must be kept in the output"),
+    ({"evaluate": {"gold": "q"}, "task": "token-classification", "keep_columns": ["q"]},
+     "add 'text' to keep_columns"),
+    ({"evaluate": {"gold": "n"}}, "evaluate.gold 'n': text-classification scores a gold column "
+                                  "of a string"),
+])
+def test_preflight_refuses_a_gold_column_it_could_not_score(tmp_path, models, change, message):
+    from corpusmill.jobs.preflight import preflight
+    from corpusmill.spec import parse_spec
+
+    path = write_parquet(tmp_path / "in.parquet", {"text": TEXTS, "q": TEXTS, "gold": TEXTS,
+                                                   "n": list(range(ROWS))})
+    task = change.pop("task", "text-classification")
+    model = models.ner if task == "token-classification" else models.classifier
+    spec = parse_spec({"task": task, "model": model, "input": str(path),
+                       "output": str(tmp_path / "out"), **change})
+    with pytest.raises(JobError, match=message):
+        preflight(spec)
+
+
+def test_squad_sample_example_is_scored_with_exact_match_and_f1(tmp_path, models):
+    """The shipped QA evaluation example (hand-written SQuAD-format questions), run with a tiny
+    model: every question scored against its list of gold answers."""
+    from pathlib import Path
+
+    import yaml
+
+    from corpusmill.pipelines.metrics import squad_metrics
+
+    examples = Path(__file__).parents[2] / "jobs" / "examples"
+    spec = yaml.safe_load((examples / "qa_squad_sample.yaml").read_text())
+    spec.update(model=models.qa, output=str(tmp_path / "out"))
+    plan, table = run_in_process(spec, base_dir=examples)
+    write_output(plan, table, stats=False)
+    result = json.loads(open(write_report(plan.spec.output)["metrics.json"]).read())
+    assert result["rows"] == {"rows": 34, "scored": 34, "gold_missing": 0, "errored": 0}
+    answers = ["" if a is None else a for a in table.column("answer").to_pylist()]
+    expected = squad_metrics(answers, table.column("gold_answers").to_pylist())
+    assert result["metrics"] == pytest.approx(expected)

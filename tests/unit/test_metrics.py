@@ -262,3 +262,32 @@ def test_fill_mask_task_counts_masks_and_mismatched_gold():
     with pytest.raises(ValueError, match="at most 2"):
         import pyarrow as pa
         task.check_gold(pa.string(), task.Evaluate(gold="answer", k=3), task.Options(top_k=2))
+
+
+def test_squad_sample_file_scores_equal_torchmetrics():
+    """The shipped SQuAD-format file (hand-written questions, several answers each), scored for
+    answers of every kind: a gold answer, one with an article and punctuation, a part of one,
+    a wrong one, none."""
+    import json
+    from pathlib import Path
+
+    from torchmetrics.functional.text import squad
+
+    source = Path(__file__).parents[2] / "jobs/examples/data/source/squad_sample.json"
+    qas = [qa for article in json.loads(source.read_text())["data"]
+           for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+    golds = [[a["text"] for a in qa["answers"]] for qa in qas]
+    predictions = []
+    for i, gold in enumerate(golds):
+        words = gold[-1].split()
+        predictions.append([gold[0], f"the {gold[-1]}.", " ".join(words[: max(1, len(words) // 2)]),
+                            "a completely different answer", ""][i % 5])
+    got = metrics.squad_metrics(predictions, golds)
+    ref = squad([{"prediction_text": p, "id": qa["id"]} for p, qa in zip(predictions, qas)],
+                [{"answers": {"answer_start": [a["answer_start"] for a in qa["answers"]],
+                              "text": [a["text"] for a in qa["answers"]]}, "id": qa["id"]}
+                 for qa in qas])
+    assert len(qas) == 34
+    assert got["exact_match"] == pytest.approx(float(ref["exact_match"]), abs=1e-4)
+    assert got["f1"] == pytest.approx(float(ref["f1"]), abs=1e-4)
+    assert 0 < got["exact_match"] < got["f1"] < 100
