@@ -84,7 +84,7 @@ def headline(result: dict) -> list[str]:
     scalars = {k: v for k, v in result["metrics"].items() if isinstance(v, float)}
     shown = "  ".join(f"{k} {_number(v)}" for k, v in scalars.items())
     lines = [f"{result['task']} against {result['gold']!r}: {shown or 'no row to score'}",
-             f"{rows['scored']} row(s) scored"
+             f"{scored_rows(result)} row(s) scored"
              + (f"; {rows['gold_missing']} without gold left out" if rows["gold_missing"] else "")
              + (f"; {rows['errored']} with errors left out" if rows["errored"] else "")
              + "".join(f"; {result['metrics'][key]} {what}" for key, what in _NOTES.items()
@@ -94,6 +94,11 @@ def headline(result: dict) -> list[str]:
 
 _NOTES = {"rows_gold_mismatched": "whose gold does not fit the row, left out",
           "gold_not_a_candidate": "with a gold label that is not a candidate label"}
+
+
+def scored_rows(result: dict) -> int:
+    """Rows the metric counts: with gold and no error, less those whose gold does not fit."""
+    return result["rows"]["scored"] - (result["metrics"].get("rows_gold_mismatched") or 0)
 
 
 def detail_lines(result: dict) -> list[str]:

@@ -45,13 +45,17 @@ def write_report(output: str, manifest: dict | None = None,
     the paths written, by name. `manifest`: the run's manifest (default: read from the
     output). `metrics`: scores computed elsewhere (`corpusmill evaluate`); by default the
     job's own `evaluate` block, if it has one, is scored over the whole output."""
-    from corpusmill.jobs.report_html import render_html
-
     manifest = manifest if manifest is not None else read_manifest(output)
     if manifest is None:
         raise JobError(f"{output!r} holds no corpusmill manifest ({MANIFEST}); is it a job's "
                        f"output folder?")
-    report = build_report(output, manifest, metrics)
+    return save_report(output, build_report(output, manifest, metrics))
+
+
+def save_report(output: str, report: dict) -> dict[str, str]:
+    """Write a built report's files to `<output>/_report/`; returns their paths, by name."""
+    from corpusmill.jobs.report_html import render_html
+
     fs, root, _ = data_files(output)
     folder = f"{root}/{REPORT_DIR}"
     fs.create_dir(folder, recursive=True)
@@ -60,11 +64,29 @@ def write_report(output: str, manifest: dict | None = None,
              REPORT_HTML: render_html(report)}
     if report["metrics"] is not None:
         files[METRICS_JSON] = json.dumps(report["metrics"], indent=2, default=_json_default)
+    elif fs.get_file_info(f"{folder}/{METRICS_JSON}").is_file:
+        fs.delete_file(f"{folder}/{METRICS_JSON}")  # an earlier build's: no longer the job's
     for name, text in files.items():
         with fs.open_output_stream(f"{folder}/{name}") as f:
             f.write(text.encode())
         written[name] = f"{folder}/{name}"
     return written
+
+
+def report_after_run(output: str, manifest: dict) -> tuple[str, ...]:
+    """Write the report at the end of `corpusmill run` (jobs/run.py); returns the lines to print
+    after the summary: the metrics against gold (a job with `evaluate`) and the report's path.
+    The run itself has completed: a report that cannot be built is said, not raised."""
+    from corpusmill.jobs.evaluate import headline
+
+    try:
+        report = build_report(output, manifest)
+        written = save_report(output, report)
+    except Exception as e:  # noqa: BLE001 - the output is complete whatever the report does
+        return (f"the run report could not be written ({type(e).__name__}: {e}); rebuild it "
+                f"with: corpusmill report {output}",)
+    lines = headline(report["metrics"]) if report["metrics"] else []
+    return tuple(lines + [f"report: {written[REPORT_HTML]}"])
 
 
 def build_report(output: str, manifest: dict, metrics: dict | None = None) -> dict:
@@ -270,6 +292,10 @@ def summarize_panel(panel: Panel, facts: pd.DataFrame, rows: int) -> dict:
     if not len(numbers):
         return {**base, "n": 0, "edges": [], "counts": []}
     low, high = panel.range or (float(numbers.min()), float(numbers.max()))
+    q1, q3 = np.percentile(numbers, [25, 75])
+    fence = q3 + 3 * (q3 - q1)  # far outliers would squeeze the rest into one bar: not drawn
+    if panel.range is None and high > fence > low:
+        high = float(numbers[numbers <= fence].max())
     if high <= low:
         low, high = low - 0.5, high + 0.5
     integral = bool(np.all(numbers == np.round(numbers))) and panel.range is None
@@ -278,6 +304,7 @@ def summarize_panel(panel: Panel, facts: pd.DataFrame, rows: int) -> dict:
     counts, edges = np.histogram(numbers, bins=bins,
                                  range=None if not isinstance(bins, int) else (low, high))
     return {**base, "n": int(len(numbers)), "edges": edges.tolist(), "counts": counts.tolist(),
+            "above": int((numbers > edges[-1]).sum()), "below": int((numbers < edges[0]).sum()),
             "mean": float(numbers.mean()), "median": float(np.median(numbers)),
             "min": float(numbers.min()), "max": float(numbers.max()),
             "p5": float(np.percentile(numbers, 5)), "p95": float(np.percentile(numbers, 95))}

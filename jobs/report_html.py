@@ -24,7 +24,7 @@ header .sub{color:#c3cad8;margin-top:4px}
 main{padding:8px 32px 32px;max-width:1240px}
 h2{font-size:16px;margin:26px 0 10px;color:#1d2433;border-bottom:2px solid #e1e6ef;
  padding-bottom:4px}
-.tiles{display:flex;flex-wrap:wrap;gap:10px}
+.tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(118px,1fr));gap:10px}
 .tile{background:#fff;border-radius:8px;padding:9px 14px;min-width:96px;
  box-shadow:0 1px 2px rgba(0,0,0,.07)}
 .tile .v{font-size:22px;font-weight:650;font-variant-numeric:tabular-nums}
@@ -181,7 +181,9 @@ def _metrics_section(result: dict | None) -> str:
         sub = (f"{round(value * rows['scored']):,} of {rows['scored']:,} right"
                if key == "accuracy" else _SCALE_NOTES.get((result["task"], key), ""))
         tiles.append(_tile(label, shown, sub, cls="big"))
-    left = [f'{_n(rows["scored"])} row(s) scored']
+    from corpusmill.jobs.evaluate import scored_rows
+
+    left = [f'{_n(scored_rows(result))} row(s) scored']
     if rows.get("gold_missing"):
         left.append(f'{_n(rows["gold_missing"])} without gold left out')
     if rows.get("errored"):
@@ -238,7 +240,9 @@ def _outputs_section(outputs: list[dict]) -> str:
             cards.append(_card(panel["title"], _img(counts_png(panel)), note))
         elif panel["kind"] == "histogram" and panel.get("n"):
             note = (f'n = {_n(panel["n"])} · median {panel["median"]:.3g} · mean '
-                    f'{panel["mean"]:.3g} · 5–95%: {panel["p5"]:.3g}–{panel["p95"]:.3g}')
+                    f'{panel["mean"]:.3g} · 5–95%: {panel["p5"]:.3g}–{panel["p95"]:.3g}'
+                    + (f' · {_n(panel["above"])} above {panel["edges"][-1]:.3g} (up to '
+                       f'{panel["max"]:.3g}) not drawn' if panel.get("above") else ""))
             cards.append(_card(panel["title"], _img(histogram_png(panel)), note))
     tiles = "".join(_tile(s["title"], _pct_value(s["share"]),
                           f'{_n(s["true"])} of {_n(s["total"])} rows') for s in shares)

@@ -148,6 +148,6 @@ def drift_png(panel: dict) -> bytes:
     ax.barh(y - 0.2, after, height=0.38, color=ACCENT, label="this run")
     ax.set_yticks(y, [_short(k) for k in labels])
     ax.set_xlabel("% of rows")
-    ax.legend(frameon=False, fontsize=8.5, loc="lower right")
+    ax.legend(frameon=False, fontsize=8.5, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2)
     ax.tick_params(axis="y", length=0)
     return _png(fig)

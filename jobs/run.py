@@ -15,6 +15,7 @@ from corpusmill.errors import JobError
 from corpusmill.jobs.ledger import new_files, read_ledger, record_files
 from corpusmill.jobs.lock import OutputLock
 from corpusmill.jobs.preflight import Corpus, preflight, provenance
+from corpusmill.jobs.report import report_after_run
 from corpusmill.spec import JobSpec, Resources
 from corpusmill.jobs.storage import check_shared_paths
 from corpusmill.operators.plan import ERROR, JobPlan
@@ -49,6 +50,7 @@ class RunSummary:
     incremental: bool = False
     files_done_before: int = 0       # incremental: input files earlier runs had finished
     rows_truncated: int = 0          # rows whose input was cut to the model's window
+    report: tuple[str, ...] = ()     # the run report's lines: metrics against gold, its path
 
     @property
     def nothing_new(self) -> bool:
@@ -75,7 +77,7 @@ class RunSummary:
               f"{self.rows_out - self.rows_before} written now"] if self.rows_before else []) + ([
             f"{self.rows_truncated} row(s) had inputs longer than the model's window and were cut "
             f"to it (input_truncated = true)"] if self.rows_truncated else []) + ([f"skipped {len(self.corrupt_files_skipped)} corrupt file(s): "
-              f"{', '.join(self.corrupt_files_skipped)}"] if self.corrupt_files_skipped else []) + [_preview_line(row) for row in self.preview]
+              f"{', '.join(self.corrupt_files_skipped)}"] if self.corrupt_files_skipped else []) + [_preview_line(row) for row in self.preview] + list(self.report)
 
 
 def _preview_line(row: dict, width: int = 160) -> str:
@@ -158,8 +160,10 @@ def run_job(spec: JobSpec) -> RunSummary:
             preview=tuple(output_preview(spec.output, _preview_columns(plan))),
             incremental=spec.incremental, files_done_before=len(ledger))
         record = dataclasses.asdict(summary)
-        del record["preview"]
-        write_manifest(spec.output, {**base_manifest, "status": "complete", "summary": record})
+        del record["preview"], record["report"]
+        manifest = {**base_manifest, "status": "complete", "summary": record}
+        write_manifest(spec.output, manifest)
+        summary = dataclasses.replace(summary, report=report_after_run(spec.output, manifest))
     return summary
 
 

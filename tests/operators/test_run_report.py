@@ -126,7 +126,7 @@ def test_report_for_every_task(tmp_path, models, task):
     assert outputs and all(p["rows"] == ok.num_rows for p in outputs.values())
     for panel in outputs.values():
         if panel["kind"] == "histogram":
-            assert sum(panel["counts"]) == panel["n"] > 0
+            assert sum(panel["counts"]) + panel["above"] + panel["below"] == panel["n"] > 0
     if "label" in outputs:
         assert outputs["label"]["total"] == ok.num_rows
         assert sum(outputs["label"]["counts"].values()) + outputs["label"]["other"] == ok.num_rows
