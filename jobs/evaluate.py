@@ -7,6 +7,8 @@ error (they have no output to score). `corpusmill evaluate` (jobs/cli.py) scores
 job's output, or with `--sample N` a sample run before the full corpus (jobs/sample.py)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -62,7 +64,7 @@ def score_table(spec: JobSpec, task: Task, table: pa.Table, id_column: str) -> d
     scored = table.filter(pc.and_(has_gold, ok))
     mapping = {name: spec.columns.get(name, name) for name in task.input_columns}
     rows = GoldRows(
-        outputs={f.name: scored.column(f.name).to_pylist() for f in task.output_fields()},
+        outputs=_Columns(scored, [f.name for f in task.output_fields()]),
         gold=scored.column(evaluate.gold).to_pylist(),
         texts={name: scored.column(mapping[name]).to_pylist() for name in task.evaluate_inputs},
         ids=scored.column(id_column).to_pylist() if id_column in scored.column_names else [])
@@ -72,6 +74,27 @@ def score_table(spec: JobSpec, task: Task, table: pa.Table, id_column: str) -> d
     metrics = task.evaluate(rows, evaluate, spec.task_options) if len(rows) else {}
     return {"task": task.name, "gold": evaluate.gold,
             "options": evaluate.model_dump(mode="json"), "rows": counts, "metrics": metrics}
+
+
+class _Columns(Mapping):
+    """Output columns as Python lists, each converted when a metric first reads it (a task
+    reads one or two of its columns; converting the others would cost time on large outputs)."""
+
+    def __init__(self, table: pa.Table, names: list[str]):
+        self._table, self._names, self._lists = table, names, {}
+
+    def __getitem__(self, name: str) -> list:
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._lists:
+            self._lists[name] = self._table.column(name).to_pylist()
+        return self._lists[name]
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def _count_false(mask) -> int:

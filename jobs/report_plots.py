@@ -37,25 +37,31 @@ def _short(label: str, width: int = 28) -> str:
     return label if len(label) <= width else label[:width - 1] + "…"
 
 
-def counts_png(panel: dict) -> bytes:
-    """Horizontal bars, the most frequent value on top, each labelled with its count (or its
-    rate per `per_rows` rows) and share."""
-    values = panel["rates"] if panel.get("rates") else panel["counts"]
-    labels = list(values)[::-1]
-    heights = [values[k] for k in labels]
-    total = panel.get("total") or sum(panel["counts"].values()) or 1
+def _bars(labels: list[str], values: list[float], texts: list[str], xlabel: str,
+          colors: list[str] | None = None, room: float = 1.25) -> bytes:
+    """Horizontal bars, the first label on top, each with its text written after it."""
     fig, ax = _figure(0.3 * len(labels) + 0.7)
-    bars = ax.barh([_short(k) for k in labels], heights, color=ACCENT, height=0.7)
-    top = max(heights) if heights else 1
-    for bar, key in zip(bars, labels):
-        count = panel["counts"][key]
-        text = (f"{values[key]:,.1f}" if panel.get("rates") else f"{count:,}")
-        ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2,
-                f"{text}  ({100 * count / total:.0f}%)", va="center", fontsize=8.5, color=TEXT)
-    ax.set_xlim(0, top * 1.22)
-    ax.set_xlabel(f"per {panel['per_rows']:,} rows" if panel.get("rates") else "rows")
+    bars = ax.barh([_short(k) for k in labels][::-1], values[::-1], height=0.68,
+                   color=(colors or [ACCENT] * len(labels))[::-1])
+    top = max(values) if values else 1
+    for bar, text in zip(bars, texts[::-1]):
+        ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, text,
+                va="center", fontsize=8.5, color=TEXT)
+    ax.set_xlim(0, (top or 1) * room)
+    ax.set_xlabel(xlabel)
     ax.tick_params(axis="y", length=0)
     return _png(fig)
+
+
+def counts_png(panel: dict) -> bytes:
+    """The most frequent value on top, each labelled with its count (or its rate per
+    `per_rows` rows) and share."""
+    values = panel["rates"] if panel.get("rates") else panel["counts"]
+    total = panel.get("total") or sum(panel["counts"].values()) or 1
+    texts = [(f"{values[k]:,.1f}" if panel.get("rates") else f"{panel['counts'][k]:,}")
+             + f"  ({100 * panel['counts'][k] / total:.0f}%)" for k in values]
+    return _bars(list(values), list(values.values()), texts,
+                 f"per {panel['per_rows']:,} rows" if panel.get("rates") else "rows", room=1.22)
 
 
 def histogram_png(panel: dict) -> bytes:
@@ -64,7 +70,7 @@ def histogram_png(panel: dict) -> bytes:
     ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=ACCENT,
            edgecolor="white", linewidth=0.5)
     ax.axvline(panel["median"], color=SECOND, linewidth=1.5, label=f"median {panel['median']:.3g}")
-    ax.legend(frameon=False, loc="upper right", fontsize=8.5)
+    ax.legend(frameon=False, loc="best", fontsize=8.5)
     ax.set_ylabel("rows" if panel.get("n") == panel.get("rows") else "count")
     return _png(fig)
 
@@ -93,20 +99,11 @@ def confusion_png(matrix: dict) -> bytes:
 
 
 def stages_png(stages: list[dict]) -> bytes:
-    names = [s["stage"] for s in stages][::-1]
-    seconds = [s["seconds"] for s in stages][::-1]
-    shares = [s["share"] for s in stages][::-1]
-    fig, ax = _figure(0.34 * len(names) + 0.7)
-    bars = ax.barh(names, seconds, color=[SECOND if n == "inference" else ACCENT for n in names],
-                   height=0.65)
-    top = max(seconds) if seconds else 1
-    for bar, value, share in zip(bars, seconds, shares):
-        ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2,
-                f"{value:,.1f} s  ({100 * share:.0f}%)", va="center", fontsize=8.5)
-    ax.set_xlim(0, top * 1.25)
-    ax.set_xlabel("busy seconds")
-    ax.tick_params(axis="y", length=0)
-    return _png(fig)
+    """Busy seconds per stage, inference highlighted."""
+    return _bars([s["stage"] for s in stages], [s["seconds"] for s in stages],
+                 [f"{s['seconds']:,.1f} s  ({100 * s['share']:.0f}%)" for s in stages],
+                 "busy seconds",
+                 colors=[SECOND if s["stage"] == "inference" else ACCENT for s in stages])
 
 
 def throughput_png(points: list[list[float]]) -> bytes:
@@ -121,20 +118,11 @@ def throughput_png(points: list[list[float]]) -> bytes:
 
 
 def actors_png(actors: list[dict]) -> bytes:
-    names = [str(a.get("actor")) for a in actors][::-1]
-    rows = [a.get("rows") or 0 for a in actors][::-1]
-    fig, ax = _figure(0.3 * len(names) + 0.7)
-    bars = ax.barh([_short(n, 22) for n in names], rows, color=ACCENT, height=0.65)
-    top = max(rows) if rows else 1
-    for bar, actor in zip(bars, actors[::-1]):
-        seconds = actor.get("seconds")
-        rate = f", {actor['rows'] / seconds:,.1f} rows/s" if seconds else ""
-        ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2,
-                f"{actor.get('rows', 0):,}{rate}", va="center", fontsize=8.5)
-    ax.set_xlim(0, top * 1.35)
-    ax.set_xlabel("rows")
-    ax.tick_params(axis="y", length=0)
-    return _png(fig)
+    """Rows per actor, with its rows/s when its busy time is known."""
+    rows = [a.get("rows") or 0 for a in actors]
+    texts = [f"{r:,}" + (f", {r / a['seconds']:,.1f} rows/s" if a.get("seconds") else "")
+             for r, a in zip(rows, actors)]
+    return _bars([str(a.get("actor")) for a in actors], rows, texts, "rows", room=1.35)
 
 
 def drift_png(panel: dict) -> bytes:

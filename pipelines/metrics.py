@@ -16,6 +16,8 @@ import string
 from collections import Counter
 from typing import Iterable, Sequence
 
+import numpy as np
+
 from corpusmill.errors import JobError
 
 EVAL_EXTRA = "pip install 'corpusmill[eval]'"
@@ -39,13 +41,20 @@ def classification_metrics(gold: Sequence[str], predicted: Sequence[str]) -> dic
     seen in either gold or predictions, sorted (scikit-learn's own default)."""
     metrics = _require("sklearn.metrics", "scikit-learn")
     labels = sorted(set(gold) | set(predicted))
+    # as integer codes (the same scores; scikit-learn re-encodes strings in every call)
+    code = {label: i for i, label in enumerate(labels)}
+    gold = np.fromiter((code[g] for g in gold), dtype=np.int64, count=len(gold))
+    predicted = np.fromiter((code[p] for p in predicted), dtype=np.int64, count=len(predicted))
+    codes = list(range(len(labels)))
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
-        gold, predicted, labels=labels, zero_division=0)
-    matrix = metrics.confusion_matrix(gold, predicted, labels=labels)
+        gold, predicted, labels=codes, zero_division=0)
+    matrix = metrics.confusion_matrix(gold, predicted, labels=codes)
     return {
         "accuracy": float(metrics.accuracy_score(gold, predicted)),
-        "macro_f1": float(metrics.f1_score(gold, predicted, average="macro", zero_division=0)),
-        "micro_f1": float(metrics.f1_score(gold, predicted, average="micro", zero_division=0)),
+        "macro_f1": float(metrics.f1_score(gold, predicted, labels=codes, average="macro",
+                                           zero_division=0)),
+        "micro_f1": float(metrics.f1_score(gold, predicted, labels=codes, average="micro",
+                                           zero_division=0)),
         "per_class": {label: {"precision": float(p), "recall": float(r), "f1": float(f),
                               "support": int(s)}
                       for label, p, r, f, s in zip(labels, precision, recall, f1, support)},
