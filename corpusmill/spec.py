@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from corpusmill.errors import JobError
-from corpusmill.pipelines.base import TaskOptions
+from corpusmill.pipelines.base import EvaluateOptions, TaskOptions
 from corpusmill.pipelines.registry import UnknownTask, get_task
 
 
@@ -133,8 +133,13 @@ class JobSpec(_Strict):
     trust_remote_code: bool = Field(False, description="Allow model code from the checkpoint.")
     allow_pickle: bool = Field(False, description="Allow pickle-based (.bin) weights; default "
                                "loads safetensors only.")
+    evaluate: dict[str, Any] | None = Field(
+        None, description="Score the output against a gold column after the run: {gold: "
+                          "<column>} plus the task's gold options; rows with null gold are "
+                          "left out and counted. Does not change what the job computes.")
 
     _options: TaskOptions = PrivateAttr()
+    _evaluate: EvaluateOptions | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _validate_task_options(self):
@@ -147,7 +152,14 @@ class JobSpec(_Strict):
         except ValidationError as e:
             raise ValueError(_describe(e, task.Options, prefix="options.",
                                       what=f"{task.name} option")) from None
+        if self.evaluate is not None:
+            self._evaluate = _evaluate_options(task, self.evaluate)
         return self
+
+    @property
+    def evaluate_options(self) -> EvaluateOptions | None:
+        """The validated `evaluate` block (the task's own gold options), or None."""
+        return self._evaluate
 
     @property
     def task_options(self) -> TaskOptions:
@@ -218,7 +230,22 @@ def _resolve_paths(spec: JobSpec, base: Path) -> JobSpec:
         updates["model"] = _resolve(model, base)
     resolved = spec.model_copy(update=updates)
     resolved._options = spec.task_options
+    resolved._evaluate = spec.evaluate_options
     return resolved
+
+
+def _evaluate_options(task, block: dict) -> EvaluateOptions:
+    if task.Evaluate is None:
+        from corpusmill.pipelines.registry import all_tasks
+
+        scored = ", ".join(t.name for t in all_tasks() if t.Evaluate is not None)
+        raise ValueError(f"evaluate: {task.name} has no metric against gold (its outputs have "
+                         f"no single right answer); tasks with one: {scored}")
+    try:
+        return task.Evaluate(**block)
+    except ValidationError as e:
+        raise ValueError(_describe(e, task.Evaluate, prefix="evaluate.",
+                                   what=f"{task.name} evaluate key")) from None
 
 
 def _looks_local(model: str) -> bool:

@@ -1,4 +1,5 @@
-"""The `corpusmill` command: run | validate | tasks | submit | status | logs | stop.
+"""The `corpusmill` command: run | validate | evaluate | report | tasks | submit | status | logs |
+stop.
 
 Exit status of `run` (and of `submit --wait`): 0 success; 1 the job failed while running;
 2 the job spec, input, model or output is wrong (nothing was run); 3 the job completed, but
@@ -20,7 +21,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "run a job"), ("validate", "check a job without running it: "
                        "spec, input schema, and that the model loads and fits the task"),
-                       ("submit", "submit a job to a Ray cluster through the Ray Jobs API")):
+                       ("submit", "submit a job to a Ray cluster through the Ray Jobs API"),
+                       ("evaluate", "score a job's output against its gold column (the spec's "
+                        "evaluate block, or --set evaluate.gold=COLUMN); with --sample N, "
+                        "run and score a sample first and estimate the full run's time")):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("job", help="job spec (YAML)")
         cmd.add_argument("--set", dest="overrides", action="append", default=[],
@@ -39,11 +43,22 @@ def parse_args(argv=None) -> argparse.Namespace:
             cmd.add_argument("--verbose", action="store_true", help="show Ray's own logs, "
                              "warnings and progress on the terminal (by default they go to "
                              "<output>/_logs/<run>.log)")
+        if name == "evaluate":
+            cmd.add_argument("--sample", type=int, default=None, metavar="N", help="run the "
+                             "model on a seeded, length-stratified sample of N rows (with gold) "
+                             "in this process, print its metrics and an estimate of the full "
+                             "run's time; writes nothing to the output")
+            cmd.add_argument("--seed", type=int, default=0, help="sample seed (default 0)")
         if name == "submit":
             _address_argument(cmd)
             cmd.add_argument("--wait", action="store_true", help="follow the job until it "
                              "ends; exit with the job's own status (see `run`)")
     sub.add_parser("tasks", help="list the tasks, their inputs, options and output columns")
+    cmd = sub.add_parser("report", help="rebuild a job's run report from its output folder",
+                         description="rebuild <output>/_report/ (report.json, report.html and, "
+                                     "for a job with an evaluate block, metrics.json) from the "
+                                     "output folder alone")
+    cmd.add_argument("output", help="the job's output folder")
     for name, text in (("status", "show a submitted job's status"),
                        ("logs", "print a submitted job's logs"),
                        ("stop", "stop a submitted job")):
@@ -66,6 +81,8 @@ def main(argv=None) -> int:
             return EXIT_OK
         if args.command in ("status", "logs", "stop"):
             return follow(args.command, args.submission_id, args.address)
+        if args.command == "report":
+            return report(args.output)
         from corpusmill.spec import load_spec
 
         overrides = list(args.overrides)
@@ -76,6 +93,10 @@ def main(argv=None) -> int:
             return validate(spec)
         if args.command == "submit":
             return submit(spec, args.address, args.wait)
+        if args.command == "evaluate":
+            from corpusmill.jobs.evaluate import evaluate_command
+
+            return evaluate_command(spec, args.sample, args.seed)
         return run(spec, args.address, args.verbose, args.connect_timeout)
     except JobError as e:
         print(f"corpusmill: error: {e}", file=sys.stderr)
@@ -114,6 +135,14 @@ def run(spec, address: str | None = None, verbose: bool = False,
     if summary.nothing_new:
         return EXIT_NOTHING_NEW
     return EXIT_PARTIAL if summary.partial else EXIT_OK
+
+
+def report(output: str) -> int:
+    from corpusmill.jobs.report import write_report
+
+    written = write_report(output)
+    print(f"report: {written['report.html']}")
+    return EXIT_OK
 
 
 def submit(spec, address: str | None, wait: bool) -> int:

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from corpusmill.errors import JobError
+from corpusmill.jobs.evaluate import check_gold
 from corpusmill.spec import JobSpec
 from corpusmill.operators.loading import load_tokenizer, local_model, resolve_model_ref
 from corpusmill.operators.plan import ERROR, JobPlan
@@ -69,6 +70,8 @@ def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Co
         _load_weights(spec, task, folder)
 
     read_schema = _read_schema(corpus.files, id_column, input_columns, kept)
+    check_gold(spec, task, list(dict.fromkeys(n for f in corpus.files for n in f.schema.names)),
+               read_schema, kept, input_columns)
     output_fields = ([read_schema.field(id_column)] + [read_schema.field(c) for c in kept]
                      + task.output_fields_for_model(config) + [pa.field(ERROR, pa.string())])
     output_schema = pa.schema(output_fields, metadata={PROVENANCE_KEY: json.dumps(

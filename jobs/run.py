@@ -22,13 +22,14 @@ from corpusmill.jobs.progress import ProgressDisplay, ProgressWatcher
 from corpusmill.jobs.cluster_view import HEAD_RESOURCE
 from corpusmill.jobs.ray_session import ensure_ray
 from corpusmill.jobs.record import placement_line, placement_record, stats_record
+from corpusmill.jobs.report import report_after_run
 from corpusmill.jobs.storage import check_shared_paths
 from corpusmill.spec import JobSpec
 from corpusmill.operators.plan import ERROR, JobPlan
 from corpusmill.operators.read import GENERATED_ID, corpus_ids
 from corpusmill.operators.stats import RunStats, stats_name
 from corpusmill.operators.write import (
-    check_output, checkpoint_path, committed_rows, data_file_names, output_counts,
+    check_output, checkpoint_path, committed_rows, data_files, output_counts,
     output_preview, replace_output, write_empty, write_manifest,
 )
 
@@ -57,6 +58,7 @@ class RunSummary:
     rows_truncated: int = 0          # rows whose input was cut to the model's window
     placement: dict = field(default_factory=dict)  # where it ran (jobs/record.py)
     log_path: str | None = None      # Ray's output during the run
+    report: tuple[str, ...] = ()     # the run report's lines: metrics against gold, its path
 
     @property
     def nothing_new(self) -> bool:
@@ -93,7 +95,7 @@ class RunSummary:
         if self.corrupt_files_skipped:
             lines.append(f"skipped {len(self.corrupt_files_skipped)} corrupt file(s): "
                          f"{', '.join(self.corrupt_files_skipped)}")
-        return lines + [_preview_line(row) for row in self.preview]
+        return lines + [_preview_line(row) for row in self.preview] + list(self.report)
 
 
 def _preview_line(row: dict, width: int = 160) -> str:
@@ -155,7 +157,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
             base_manifest = {"job_id": spec.job_id, "run_id": run_id,
                              "spec": spec.model_dump(mode="json"), "provenance": provenance(spec)}
             write_manifest(spec.output, {**base_manifest, "status": "running"})
-            files_before = set(data_file_names(spec.output))
+            files_before = set(data_files(spec.output)[2])
             started = _now()
             snapshot, timeline = _execute(plan, corpus, console,
                                           total=corpus.num_rows - rows_before)
@@ -164,34 +166,35 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
             if started_ray:
                 import ray
                 ray.shutdown()
-    counts = output_counts(spec.output, plan.id_column, scope)
-    if counts["ids_duplicated"]:
-        raise OutputIntegrityError(
-            f"output {spec.output!r} holds {counts['ids_duplicated']} id(s) more than once")
-    if counts["files"] == 0:
-        write_empty(spec.output, plan.output_schema)
-    if spec.incremental:
-        record_files(spec.output, ledger, corpus.files)
-    where = placement_record(placement, plan, snapshot, nodes)
-    summary = RunSummary(
-        job_id=spec.job_id, output=spec.output, rows_in=corpus.num_rows,
-        rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
-        rows_truncated=counts["rows_truncated"],
-        rows_skipped=corpus.num_rows - counts["rows_out"], files_in=len(corpus.files),
-        corrupt_files_skipped=corpus.skipped_files,
-        seconds=time.monotonic() - start, rows_before=rows_before,
-        preview=tuple(output_preview(spec.output, _preview_columns(plan))),
-        incremental=spec.incremental, files_done_before=len(ledger), placement=where,
-        log_path=console.log_path)
-    written = sorted(set(data_file_names(spec.output)) - files_before)
-    record = dataclasses.asdict(summary)
-    for key in ("preview", "placement", "log_path"):
-        del record[key]
-    write_manifest(spec.output, {
-        **base_manifest, "status": "complete", "summary": record, "placement": where,
-        "stats": stats_record(snapshot, timeline, started, _now(), written,
-                              rows_written=counts["rows_out"] - rows_before)})
-    return summary
+        counts = output_counts(spec.output, plan.id_column, scope)
+        if counts["ids_duplicated"]:
+            raise OutputIntegrityError(
+                f"output {spec.output!r} holds {counts['ids_duplicated']} id(s) more than once")
+        if counts["files"] == 0:
+            write_empty(spec.output, plan.output_schema)
+        if spec.incremental:
+            record_files(spec.output, ledger, corpus.files)
+        where = placement_record(placement, plan, snapshot, nodes)
+        summary = RunSummary(
+            job_id=spec.job_id, output=spec.output, rows_in=corpus.num_rows,
+            rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
+            rows_truncated=counts["rows_truncated"],
+            rows_skipped=corpus.num_rows - counts["rows_out"], files_in=len(corpus.files),
+            corrupt_files_skipped=corpus.skipped_files,
+            seconds=time.monotonic() - start, rows_before=rows_before,
+            preview=tuple(output_preview(spec.output, _preview_columns(plan))),
+            incremental=spec.incremental, files_done_before=len(ledger), placement=where,
+            log_path=console.log_path)
+        written = sorted(set(data_files(spec.output)[2]) - files_before)
+        record = dataclasses.asdict(summary)
+        for key in ("preview", "placement", "log_path", "report"):
+            del record[key]
+        manifest = {**base_manifest, "status": "complete", "summary": record, "placement": where,
+                    "stats": stats_record(snapshot, timeline, started, _now(), written,
+                                          rows_written=counts["rows_out"] - rows_before)}
+        write_manifest(spec.output, manifest)
+        summary = dataclasses.replace(summary, report=report_after_run(spec.output, manifest))
+    return dataclasses.replace(summary, log_path=console.log_path)  # where the log ended up
 
 
 def _execute(plan: JobPlan, corpus: Corpus, console: RunConsole,

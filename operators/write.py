@@ -219,10 +219,10 @@ def _data_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
                   key=lambda e: e.path)
 
 
-def data_file_names(output: str) -> list[str]:
-    """The output's data files, relative to the output folder."""
+def data_files(output: str) -> tuple[pafs.FileSystem, str, list[str]]:
+    """The output's filesystem, root, and data files as paths relative to the root."""
     fs, root = output_filesystem(output)
-    return [entry.path[len(root):].lstrip("/") for entry in _data_files(fs, root)]
+    return fs, root, [e.path[len(root):].lstrip("/") for e in _data_files(fs, root)]
 
 
 def output_preview(output: str, columns: list[str], rows: int = 5) -> list[dict]:
