@@ -80,13 +80,14 @@ class ProgressDisplay:
         self.interval_s = interval_s
         self._last_print = 0.0
         self._last_tenth = -1
-        self._last_line = ""
+        self._last_done = -1
         self._live = None
         if is_tty:
             from rich.console import Console
             from rich.live import Live
 
-            self._live = Live(console=Console(file=stream), auto_refresh=False, transient=False)
+            self._live = Live(console=Console(file=stream, force_terminal=True), auto_refresh=False,
+                              transient=False)
             self._live.start()
 
     def show(self, state: ProgressState, final: bool = False) -> None:
@@ -95,11 +96,10 @@ class ProgressDisplay:
             return
         tenth = int(10 * state.done / state.total) if state.total else 10
         now = time.monotonic()
-        line = f"{self.label}: {state.line()}"
         due = tenth > self._last_tenth or now - self._last_print >= self.interval_s
-        if (final or due) and line != self._last_line:
-            print(line, file=self.stream, flush=True)
-            self._last_print, self._last_tenth, self._last_line = now, tenth, line
+        if (final and state.done != self._last_done) or due:
+            print(f"{self.label}: {state.line()}", file=self.stream, flush=True)
+            self._last_print, self._last_tenth, self._last_done = now, tenth, state.done
 
     def close(self) -> None:
         if self._live is not None:

@@ -5,8 +5,9 @@
 placement: device, GPUs per actor, dtype, backend, the decision (`decided`), actors
     {min, max, start, peak}, nodes [{node_id, host, rows, actors, gpus}], torch_threads,
     actor_devices (what torch used inside the actors: `cuda`, or `cpu` when it saw no GPU).
-stats: started/finished, stages {read, tokenize, inference, postprocess, write: {rows,
-    seconds (busy time summed over workers), blocks}}, tokens {tokens, padded_tokens,
+stats: started/finished, stages {read, tokenize, inference, postprocess: {rows, seconds (busy
+    time summed over workers), blocks, and the stage's own counts (tokens; postprocess:
+    rows_out, errors, skipped)}, write: {rows, files}}, tokens {tokens, padded_tokens,
     windows}, actors [{actor, node_id, rows, seconds}], timeline [[seconds, rows done]],
     files_written (data files this run added, relative to the output folder).
 """
@@ -51,10 +52,9 @@ def stats_record(snapshot: dict, timeline: list, started: str, finished: str,
     stages = {}
     for stage in STAGES:
         values = snapshot.get("stages", {}).get(stage)
-        if values:
-            stages[stage] = {"rows": int(values.get("rows", 0)),
-                             "seconds": round(values.get("seconds", 0.0), 3),
-                             "blocks": int(values.get("blocks", 0))}
+        if values:  # rows, seconds, blocks, and what the stage counts besides (errors, ...)
+            stages[stage] = {key: round(value, 3) if key == "seconds" else int(value)
+                             for key, value in values.items()}
     stages["write"] = {"rows": rows_written, "files": len(files_written)}
     inference = snapshot.get("stages", {}).get("inference", {})
     return {
