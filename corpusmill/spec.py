@@ -168,6 +168,12 @@ class JobSpec(_Strict):
     @property
     def job_id(self) -> str:
         """Stable id of what this job computes (not of where or how fast): same spec, same id."""
+        blob = json.dumps(self.identity, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def identity(self) -> dict:
+        """What the job computes: the settings its id is made from."""
         identity = {
             "task": self.task, "model": self.model, "revision": self.revision,
             "input": self.input, "output": self.output, "columns": self.columns,
@@ -177,8 +183,20 @@ class JobSpec(_Strict):
         }
         if self.partition_by:  # only when set, so earlier outputs keep their job id
             identity["partition_by"] = self.partition_by
-        blob = json.dumps(identity, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return identity
+
+
+def identity_differences(before: dict, now: dict) -> list[str]:
+    """'key: X before, Y now' for each setting two job identities disagree on; options and
+    other mappings are compared key by key (`options.top_k`)."""
+    differences = []
+    for key in sorted(set(before) | set(now)):
+        old, new = before.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += [f"{key}.{item}" for item in identity_differences(old, new)]
+        elif old != new:
+            differences.append(f"{key}: {old!r} before, {new!r} now")
+    return differences
 
 
 def parse_spec(data: Any, *, base_dir: str | os.PathLike = ".", source: str = "job spec") -> JobSpec:
@@ -249,7 +267,14 @@ def _evaluate_options(task, block: dict) -> EvaluateOptions:
 
 
 def _looks_local(model: str) -> bool:
-    return model.startswith(("/", "./", "../", "~")) or os.path.isdir(model)
+    return looks_like_path(model) or os.path.isdir(model)
+
+
+def looks_like_path(model: str) -> bool:
+    """A model reference that is never a hub id: absolute, dot-relative or home paths, Windows
+    separators, and more than one '/' (hub ids are `name` or `org/name`); URIs too."""
+    return (model.startswith(("/", "./", "../", "~", ".\\")) or "\\" in model
+            or model.count("/") > 1)
 
 
 def _resolve(path: str, base: Path) -> str:

@@ -13,7 +13,7 @@ import pyarrow.fs as pafs
 
 from corpusmill.errors import JobError
 from corpusmill.jobs.evaluate import check_gold
-from corpusmill.spec import JobSpec
+from corpusmill.spec import JobSpec, looks_like_path
 from corpusmill.operators.loading import load_tokenizer, local_model, resolve_model_ref
 from corpusmill.operators.plan import ERROR, JobPlan
 from corpusmill.operators.write import check_writable
@@ -271,8 +271,17 @@ def _load_config(spec, model_ref):
     from transformers import AutoConfig
 
     local = os.path.isdir(model_ref)
-    if not local and model_ref.startswith(("/", "./", "../", "~")):
-        raise JobError(f"model folder {model_ref!r} does not exist")
+    if os.path.isfile(model_ref):
+        raise JobError(f"model {spec.model!r} is a file ({model_ref}), not a model folder: give "
+                       f"the folder that holds config.json, the weights and the tokenizer "
+                       f"(model.save_pretrained and tokenizer.save_pretrained write one); "
+                       f"text-generation also takes a .gguf file")
+    if not local and looks_like_path(model_ref):
+        raise JobError(f"model folder {model_ref!r} does not exist (relative paths resolve "
+                       f"against the job file's folder); check the path, or give a Hugging "
+                       f"Face hub id such as org/name")
+    if not local:
+        _hub_reachable_or_refuse(spec)
     if local and not os.path.isfile(os.path.join(model_ref, "config.json")):
         found = ", ".join(sorted(os.listdir(model_ref))[:10]) or "nothing"
         raise JobError(f"model folder {model_ref!r} is not a transformers model folder: it has "
@@ -293,6 +302,31 @@ def _load_config(spec, model_ref):
                                  "resolve against the job file's folder).")
         raise JobError(f"model {where} {spec.model!r} could not be loaded: "
                        f"{type(e).__name__}: {e}.{hint}") from None
+
+
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _hub_reachable_or_refuse(spec) -> None:
+    """A hub id when the hub cannot be reached fails in seconds, not after a minute of
+    retries. With HF_HUB_OFFLINE=1 transformers answers from its cache at once itself."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    endpoint = urlparse(constants.ENDPOINT)
+    host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S).close()
+    except OSError as e:
+        raise JobError(f"model {spec.model!r} is not a local folder, and the Hugging Face hub "
+                       f"({constants.ENDPOINT}) cannot be reached from here ({e}). Give a local "
+                       f"model folder (relative paths resolve against the job file's folder), "
+                       f"or run where the hub is reachable; HF_HUB_OFFLINE=1 uses models "
+                       f"already in the local Hugging Face cache") from None
 
 
 # A model folder needs one of these; without any, transformers 5 quietly builds an empty

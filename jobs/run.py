@@ -127,7 +127,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
     Ray); `verbose`: leave Ray's own output on the terminal instead of the run's log file."""
     start = time.monotonic()
     plan, corpus = preflight(spec)
-    state = check_output(spec.output, spec.output_mode, spec.job_id)
+    state = check_output(spec.output, spec.output_mode, spec.job_id, spec.identity)
     run_id = uuid.uuid4().hex[:12]
     ledger, scope, rows_before = {}, None, state.rows_before
     if spec.incremental:

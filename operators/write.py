@@ -43,7 +43,8 @@ class OutputState:
     replace: bool = False  # overwrite: corpusmill's earlier files are to be deleted
 
 
-def check_output(output: str, mode: str, job_id: str) -> OutputState:
+def check_output(output: str, mode: str, job_id: str,
+                 identity: dict | None = None) -> OutputState:
     """Decide what to do with an existing output folder, before any Ray work. Changes nothing:
     `replace_output` deletes, once the job is known to be runnable.
 
@@ -84,10 +85,13 @@ def check_output(output: str, mode: str, job_id: str) -> OutputState:
                        f"choose an empty folder")
     if manifest.get("job_id") != job_id:
         made = manifest.get("provenance", {})
+        differs = _differences(manifest, identity)
+        what = (f"this job ({job_id}) differs in {'; '.join(differs[:6])}" if differs else
+                f"this job ({job_id}) computes something else")
         raise JobError(f"output folder {output!r} holds the output of another job (job "
                        f"{manifest.get('job_id')}: {made.get('task')} with {made.get('model')}); "
-                       f"this job ({job_id}) computes something else. Choose another output "
-                       f"folder, or set output_mode: overwrite to replace it")
+                       f"{what}. Rerun with the settings the output was made with, choose "
+                       f"another output folder, or set output_mode: overwrite to replace it")
     return OutputState(True, committed_rows(output))
 
 
@@ -109,6 +113,19 @@ def check_writable(output: str) -> None:
     except OSError as e:
         raise storage_error(output, e, "write") or JobError(
             f"output {output!r} is not writable: {e}") from None
+
+
+def _differences(manifest: dict, identity: dict | None) -> list[str]:
+    """The settings this job changes against the job whose output the folder holds."""
+    if identity is None or not isinstance(manifest.get("spec"), dict):
+        return []
+    from corpusmill.spec import JobSpec, identity_differences
+
+    try:
+        before = JobSpec(**manifest["spec"]).identity
+    except Exception:  # noqa: BLE001 - an older or foreign spec: no itemised difference
+        return []
+    return identity_differences(before, identity)
 
 
 def replace_output(output: str) -> None:
