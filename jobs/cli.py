@@ -147,8 +147,8 @@ def run(spec, address: str | None = None, verbose: bool = False,
     try:
         summary = run_job(spec, address=address, verbose=verbose,
                           connect_timeout_s=connect_timeout)
-    except JobError:
-        raise
+    except JobError as e:  # from a Ray task too (a damaged row group): its message alone
+        raise (user_error(e) or e) from None
     except Interrupted as e:
         print(f"corpusmill: {e.signal_name}: the run stopped; {_committed(spec)}",
               file=sys.stderr)
@@ -225,7 +225,7 @@ def follow(command: str, submission_id: str, address: str | None) -> int:
 
 def _committed(spec) -> str:
     """What an interrupted run leaves: committed rows are kept, a rerun resumes."""
-    from corpusmill.operators.write import committed_rows
+    from corpusmill.jobs.output import committed_rows
 
     try:
         rows = committed_rows(spec.output)

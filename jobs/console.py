@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 
-from corpusmill.operators.write import LOG_DIR, output_filesystem, read_manifest
+from corpusmill.jobs.output import LOG_DIR, output_filesystem, read_manifest
 
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "py.warnings")
 

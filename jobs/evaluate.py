@@ -178,7 +178,7 @@ def _evaluate_sample(plan, corpus, n: int, seed: int) -> int:
 
 def _evaluate_output(plan) -> int:
     from corpusmill.jobs.report import write_report
-    from corpusmill.operators.write import read_manifest
+    from corpusmill.jobs.output import read_manifest
 
     spec = plan.spec
     manifest = read_manifest(spec.output)

@@ -46,7 +46,9 @@ def user_error(error: BaseException) -> JobError | RowError | None:
     carried back from a task, in the remote traceback's text."""
     seen, steps = error, 0
     while seen is not None and steps < 20:
-        if isinstance(seen, (JobError, RowError)):
+        # Ray's task errors subclass the remote error's class (RayTaskError(JobError)) but
+        # carry the whole remote traceback as their message: take only plain ones here
+        if isinstance(seen, (JobError, RowError)) and not _from_ray(seen):
             return seen
         seen, steps = seen.__cause__ or seen.__context__ or getattr(seen, "cause", None), steps + 1
     found = _OURS.findall(_ANSI.sub("", str(error)))
@@ -54,6 +56,10 @@ def user_error(error: BaseException) -> JobError | RowError | None:
         kind, message = found[-1]
         return (JobError if kind == "JobError" else RowError)(message.strip())
     return None
+
+
+def _from_ray(error: BaseException) -> bool:
+    return any(cls.__module__.startswith("ray.") for cls in type(error).__mro__)
 
 
 def describe(error: BaseException) -> str:

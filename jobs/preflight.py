@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 
 from corpusmill.errors import JobError
 from corpusmill.jobs.evaluate import check_gold
 from corpusmill.spec import JobSpec, looks_like_path
 from corpusmill.operators.loading import load_tokenizer, local_model, resolve_model_ref
 from corpusmill.operators.plan import ERROR, JobPlan
-from corpusmill.operators.write import check_writable
-from corpusmill.operators.read import (
-    GENERATED_ID, CorpusFile, find_files, inspect_files, is_bytes, is_text,
-)
+from corpusmill.jobs.corpus import Corpus, find_files, inspect_files, is_bytes, is_text
+from corpusmill.jobs.output import check_writable
+from corpusmill.operators.read import GENERATED_ID
 from corpusmill.pipelines.base import ModelMismatch
 from corpusmill.pipelines.registry import get_task
 
@@ -27,17 +24,6 @@ PROVENANCE_KEY = b"corpusmill"
 _REMOTE_CODE = ("model {model!r} needs code shipped with the checkpoint (config.json has "
                 "auto_map), which corpusmill does not run by default. Set trust_remote_code: true "
                 "in the job spec only if you trust the model's source.")
-
-
-@dataclass(frozen=True)
-class Corpus:
-    fs: pafs.FileSystem
-    files: list[CorpusFile]
-    skipped_files: tuple[str, ...] = ()   # corrupt files left out under skip_corrupt_files
-
-    @property
-    def num_rows(self) -> int:
-        return sum(f.num_rows for f in self.files)
 
 
 def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Corpus]:
@@ -50,7 +36,7 @@ def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Co
     input_columns = _input_columns(spec, task.input_columns, corpus.files)
     id_column = _id_column(spec, corpus.files)
     if spec.id_column is not None:
-        _check_ids_unique(corpus, id_column)
+        corpus = _check_ids_unique(corpus, id_column, skip_corrupt=spec.skip_corrupt_files)
     kept = _kept_columns(spec, corpus.files, id_column)
     task_fields = task.output_fields()
     _check_collisions(kept, [f.name for f in task_fields] + [ERROR])
@@ -145,16 +131,31 @@ def _id_column(spec, files) -> str:
     return spec.id_column
 
 
-def _check_ids_unique(corpus: Corpus, id_column: str) -> None:
+def _check_ids_unique(corpus: Corpus, id_column: str, skip_corrupt: bool = False) -> Corpus:
     """Resumes and joins match rows by id, so ids must be unique and present. Reads the id
-    column of every file once."""
+    column of every file once, as the one type all files' id columns widen to (string beside
+    large_string, int32 beside int64). A file whose id column cannot be decoded is refused,
+    or left out under `skip_corrupt` (the returned corpus no longer has it)."""
+    import dataclasses
+
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    arrays, owners = [], []
+    id_type = _unified_types(corpus.files, {id_column})[id_column]
+    arrays, owners, readable, corrupt = [], [], [], []
     for f in corpus.files:
-        with corpus.fs.open_input_file(f.path) as handle:
-            column = pq.read_table(handle, columns=[id_column]).column(id_column)
+        try:
+            with corpus.fs.open_input_file(f.path) as handle:
+                column = pq.read_table(handle, columns=[id_column]).column(id_column)
+        except (OSError, pa.ArrowInvalid) as e:
+            if skip_corrupt:
+                corrupt.append(f"{f.name} (id column unreadable)")
+                continue
+            raise JobError(f"cannot read the id column {id_column!r} of Parquet file "
+                           f"{f.name!r}: {e}. Its data is damaged (the footer reads fine); "
+                           f"repair or remove it, or set skip_corrupt_files: true to skip such "
+                           f"files (they are listed in the run summary)") from None
+        column = column.cast(id_type)
         if column.null_count:
             row = pc.index(pc.is_null(column), True).as_py()
             raise JobError(f"id_column {id_column!r} is null in {f.name!r} (first at row {row}); "
@@ -162,8 +163,11 @@ def _check_ids_unique(corpus: Corpus, id_column: str) -> None:
                            f"generated")
         arrays.append(column)
         owners.append(f.name)
-    ids = pa.chunked_array([chunk for column in arrays for chunk in column.chunks],
-                           type=arrays[0].type if arrays else pa.string())
+        readable.append(f)
+    if not readable:
+        raise JobError(f"none of the {len(corpus.files)} Parquet file(s) has a readable id "
+                       f"column {id_column!r}")
+    ids = pa.chunked_array([chunk for column in arrays for chunk in column.chunks], type=id_type)
     counts = pc.value_counts(ids)
     repeated = counts.filter(pc.greater(counts.field("counts"), 1))
     if len(repeated):
@@ -175,6 +179,8 @@ def _check_ids_unique(corpus: Corpus, id_column: str) -> None:
         raise JobError(f"id_column {id_column!r} has {len(repeated)} duplicated id(s), e.g. "
                        f"{'; '.join(shown)}. Ids must be unique so every row is written exactly "
                        f"once; deduplicate the corpus, or drop id_column to use '<file>:<row>' ids")
+    return dataclasses.replace(corpus, files=readable,
+                               skipped_files=corpus.skipped_files + tuple(corrupt))
 
 
 def _kept_columns(spec, files, id_column) -> list[str]:
@@ -300,11 +306,22 @@ def _load_config(spec, model_ref):
         where = "folder" if local else "hub id"
         hint = "" if local else (" If you meant a local folder, check the path (relative paths "
                                  "resolve against the job file's folder).")
+        if not local and _hub_offline():
+            raise JobError(f"model {spec.model!r} is not a local folder, and HF_HUB_OFFLINE=1 "
+                           f"allows only models already in the local Hugging Face cache, which "
+                           f"does not have it. Give a local model folder (relative paths "
+                           f"resolve against the job file's folder), or unset HF_HUB_OFFLINE "
+                           f"where the hub is reachable") from None
         raise JobError(f"model {where} {spec.model!r} could not be loaded: "
                        f"{type(e).__name__}: {e}.{hint}") from None
 
 
 HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE as the environment says now (huggingface_hub reads it once, at import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _hub_reachable_or_refuse(spec) -> None:
@@ -315,7 +332,7 @@ def _hub_reachable_or_refuse(spec) -> None:
 
     from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE:
+    if _hub_offline():
         return
     endpoint = urlparse(constants.ENDPOINT)
     host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)

@@ -12,26 +12,22 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from corpusmill.errors import JobError
-from corpusmill.jobs.console import RunConsole
-from corpusmill.jobs.ledger import new_files, read_ledger, record_files
-from corpusmill.jobs.lock import OutputLock
-from corpusmill.jobs.placement import TASK_CPUS, Placement, resolve_placement
-from corpusmill.jobs.preflight import Corpus, preflight, provenance
-from corpusmill.jobs.progress import ProgressDisplay, ProgressWatcher
 from corpusmill.jobs.cluster_view import HEAD_RESOURCE
+from corpusmill.jobs.console import RunConsole
+from corpusmill.jobs.corpus import Corpus, corpus_ids
+from corpusmill.jobs.ledger import new_files
+from corpusmill.jobs.output import OutputFolder, checkpoint_path
+from corpusmill.jobs.placement import TASK_CPUS, Placement, resolve_placement
+from corpusmill.jobs.preflight import preflight, provenance
+from corpusmill.jobs.progress import ProgressDisplay, ProgressWatcher
 from corpusmill.jobs.ray_session import ensure_ray
 from corpusmill.jobs.record import placement_line, placement_record, stats_record
 from corpusmill.jobs.report import report_after_run
 from corpusmill.jobs.storage import check_shared_paths
-from corpusmill.spec import JobSpec
 from corpusmill.operators.plan import ERROR, JobPlan
-from corpusmill.operators.read import GENERATED_ID, corpus_ids
-from corpusmill.operators.stats import RunStats, stats_name
-from corpusmill.operators.write import (
-    check_output, checkpoint_path, committed_rows, data_files, output_counts,
-    output_preview, replace_output, write_empty, write_manifest,
-)
+from corpusmill.operators.read import GENERATED_ID
+from corpusmill.operators.stats import RunStats, corrupt_parts, stats_name
+from corpusmill.spec import JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +52,7 @@ class RunSummary:
     incremental: bool = False
     files_done_before: int = 0       # incremental: input files earlier runs had finished
     rows_truncated: int = 0          # rows whose input was cut to the model's window
+    inputs_gone: tuple[str, ...] = ()  # input files earlier runs read that are gone now
     placement: dict = field(default_factory=dict)  # where it ran (jobs/record.py)
     log_path: str | None = None      # Ray's output during the run
     report: tuple[str, ...] = ()     # the run report's lines: metrics against gold, its path
@@ -93,8 +90,11 @@ class RunSummary:
             lines.append(f"{self.rows_truncated} row(s) had inputs longer than the model's "
                          f"window and were cut to it (input_truncated = true)")
         if self.corrupt_files_skipped:
-            lines.append(f"skipped {len(self.corrupt_files_skipped)} corrupt file(s): "
+            lines.append(f"skipped {len(self.corrupt_files_skipped)} corrupt file(s) or part(s): "
                          f"{', '.join(self.corrupt_files_skipped)}")
+        if self.inputs_gone:
+            lines.append(f"{len(self.inputs_gone)} input file(s) that earlier runs read are gone "
+                         f"({', '.join(self.inputs_gone[:5])}); their rows stay in the output")
         return lines + [_preview_line(row) for row in self.preview] + list(self.report)
 
 
@@ -126,22 +126,17 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
     """Run `spec` to completion. `address`: a Ray cluster (default RAY_ADDRESS; none: a local
     Ray); `verbose`: leave Ray's own output on the terminal instead of the run's log file."""
     start = time.monotonic()
-    plan, corpus = preflight(spec)
-    state = check_output(spec.output, spec.output_mode, spec.job_id, spec.identity)
+    plan, corpus = preflight(spec)                 # spec, input, model: JobError before Ray
+    output = OutputFolder(spec.output)
+    state = output.state(spec)                     # refuse, resume or replace what it holds
+    work = _work_to_do(spec, plan, corpus, output, state)
+    if work.nothing_new:
+        return RunSummary(job_id=spec.job_id, output=spec.output, rows_in=0, rows_out=0,
+                          rows_errored=0, rows_skipped=0, files_in=0, seconds=0.0,
+                          incremental=True, files_done_before=len(corpus.files))
+    corpus = work.corpus
     run_id = uuid.uuid4().hex[:12]
-    ledger, scope, rows_before = {}, None, state.rows_before
-    if spec.incremental:
-        ledger = {} if state.replace else read_ledger(spec.output)
-        todo = new_files(corpus.files, ledger)
-        if not todo:
-            return RunSummary(job_id=spec.job_id, output=spec.output, rows_in=0, rows_out=0,
-                              rows_errored=0, rows_skipped=0, files_in=0, seconds=0.0,
-                              incremental=True, files_done_before=len(corpus.files))
-        corpus = dataclasses.replace(corpus, files=todo)
-        id_column = None if plan.id_column == GENERATED_ID else plan.id_column
-        scope = corpus_ids(corpus.fs, todo, id_column, plan.read_schema.field(plan.id_column).type)
-        rows_before = 0 if state.replace else committed_rows(spec.output, plan.id_column, scope)
-    with OutputLock(spec.output, run_id), RunConsole(spec.output, run_id, verbose) as console:
+    with output.lock(run_id), RunConsole(spec.output, run_id, verbose) as console:
         started_ray = ensure_ray(address, connect_timeout_s)
         try:
             check_shared_paths(spec, plan.model_ref)
@@ -153,48 +148,83 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
                                        torch_threads=placement.torch_threads, run_id=run_id,
                                        stats_name=stats_name(run_id))
             if state.replace:
-                replace_output(spec.output)
+                output.replace()
             base_manifest = {"job_id": spec.job_id, "run_id": run_id,
-                             "spec": spec.model_dump(mode="json"), "provenance": provenance(spec)}
-            write_manifest(spec.output, {**base_manifest, "status": "running"})
-            files_before = set(data_files(spec.output)[2])
+                             "spec": spec.model_dump(mode="json"), "provenance": provenance(spec),
+                             "inputs": {**work.inputs_before, **corpus.stamps()}}
+            output.write_manifest({**base_manifest, "status": "running"})
+            files_before = set(output.data_files())
             started = _now()
             snapshot, timeline = _execute(plan, corpus, console,
-                                          total=corpus.num_rows - rows_before)
+                                          total=corpus.num_rows - work.rows_before)
             nodes = _node_table()
         finally:
             if started_ray:
                 import ray
                 ray.shutdown()
-        counts = output_counts(spec.output, plan.id_column, scope)
+        counts = output.counts(plan.id_column, work.scope)
         if counts["ids_duplicated"]:
             raise OutputIntegrityError(
                 f"output {spec.output!r} holds {counts['ids_duplicated']} id(s) more than once")
         if counts["files"] == 0:
-            write_empty(spec.output, plan.output_schema)
+            output.write_empty(plan.output_schema)
         if spec.incremental:
-            record_files(spec.output, ledger, corpus.files)
+            output.record_ledger(work.ledger, corpus.files)
         where = placement_record(placement, plan, snapshot, nodes)
         summary = RunSummary(
             job_id=spec.job_id, output=spec.output, rows_in=corpus.num_rows,
             rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
             rows_truncated=counts["rows_truncated"],
             rows_skipped=corpus.num_rows - counts["rows_out"], files_in=len(corpus.files),
-            corrupt_files_skipped=corpus.skipped_files,
-            seconds=time.monotonic() - start, rows_before=rows_before,
-            preview=tuple(output_preview(spec.output, _preview_columns(plan))),
-            incremental=spec.incremental, files_done_before=len(ledger), placement=where,
-            log_path=console.log_path)
-        written = sorted(set(data_files(spec.output)[2]) - files_before)
+            corrupt_files_skipped=corpus.skipped_files + corrupt_parts(snapshot),
+            inputs_gone=work.gone, seconds=time.monotonic() - start,
+            rows_before=work.rows_before,
+            preview=tuple(output.preview(_preview_columns(plan))),
+            incremental=spec.incremental, files_done_before=len(work.ledger), placement=where)
+        written = sorted(set(output.data_files()) - files_before)
         record = dataclasses.asdict(summary)
         for key in ("preview", "placement", "log_path", "report"):
             del record[key]
         manifest = {**base_manifest, "status": "complete", "summary": record, "placement": where,
                     "stats": stats_record(snapshot, timeline, started, _now(), written,
-                                          rows_written=counts["rows_out"] - rows_before)}
-        write_manifest(spec.output, manifest)
+                                          rows_written=counts["rows_out"] - work.rows_before)}
+        output.write_manifest(manifest)
         summary = dataclasses.replace(summary, report=report_after_run(spec.output, manifest))
     return dataclasses.replace(summary, log_path=console.log_path)  # where the log ended up
+
+
+@dataclass(frozen=True)
+class Work:
+    """What this run is to process: the corpus (an incremental run's new files only), and what
+    earlier runs did."""
+    corpus: Corpus
+    rows_before: int = 0             # rows of `corpus` earlier runs committed
+    scope: object = None             # incremental: ids of the new files (counts are theirs)
+    ledger: dict = field(default_factory=dict)
+    inputs_before: dict = field(default_factory=dict)  # input stamps earlier runs recorded
+    gone: tuple[str, ...] = ()       # input files earlier runs read that are gone now
+    nothing_new: bool = False
+
+
+def _work_to_do(spec: JobSpec, plan: JobPlan, corpus: Corpus, output: OutputFolder,
+                state) -> Work:
+    """Resume: every file, none of them changed since earlier runs read it (refused, naming
+    them). Incremental: only files no earlier run finished (a finished one that changed is
+    refused by the ledger)."""
+    inputs_before = {} if state.replace else output.recorded_inputs()
+    if not spec.incremental:
+        gone = output.refuse_changed_inputs(corpus) if state.resumed else ()
+        return Work(corpus=corpus, rows_before=state.rows_before, inputs_before=inputs_before,
+                    gone=gone)
+    ledger = {} if state.replace else output.ledger()
+    todo = new_files(corpus.files, ledger)
+    if not todo:
+        return Work(corpus=corpus, ledger=ledger, nothing_new=True)
+    id_column = None if plan.id_column == GENERATED_ID else plan.id_column
+    scope = corpus_ids(corpus.fs, todo, id_column, plan.read_schema.field(plan.id_column).type)
+    rows_before = 0 if state.replace else output.committed_rows(plan.id_column, scope)
+    return Work(corpus=dataclasses.replace(corpus, files=todo), rows_before=rows_before,
+                scope=scope, ledger=ledger, inputs_before=inputs_before)
 
 
 def _execute(plan: JobPlan, corpus: Corpus, console: RunConsole,
@@ -275,7 +305,8 @@ def _build_dataset(plan: JobPlan, corpus: Corpus):
     spec = plan.spec
     window = spec.batching.window_rows
     source = CorpusDatasource(corpus.fs, corpus.files, plan.read_schema,
-                              spec.id_column, rows_per_block=window, stats_name=plan.stats_name)
+                              spec.id_column, rows_per_block=window, stats_name=plan.stats_name,
+                              skip_corrupt=spec.skip_corrupt_files)
     retries = spec.resources.max_retries
     ds = ray.data.read_datasource(source, num_cpus=TASK_CPUS,
                                   ray_remote_args={"max_retries": retries})

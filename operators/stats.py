@@ -31,6 +31,7 @@ class RunStats:
         self.stages: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         self.actors: dict[str, dict] = {}
         self.first_block_at: float | None = None  # seconds: the first inference block done
+        self.corrupt: list[dict] = []  # row groups skipped as unreadable (skip_corrupt_files)
 
     def add(self, stage: str, actor: str | None = None, node: str | None = None,
             device: str | None = None, **counts: float) -> None:
@@ -55,10 +56,15 @@ class RunStats:
         self.actors.setdefault(actor, {"actor": actor, "node_id": node, "device": device,
                                        "rows": 0, "seconds": 0.0, "first": now, "last": now})
 
+    def skipped_corrupt(self, file: str, group: int, rows: int, error: str) -> None:
+        part = {"file": file, "row_group": group, "rows": rows, "error": error}
+        if part not in self.corrupt:  # a retried read task reports the same part again
+            self.corrupt.append(part)
+
     def snapshot(self) -> dict:
         return {"stages": {stage: dict(values) for stage, values in self.stages.items()},
                 "actors": [dict(a) for a in self.actors.values()],
-                "first_block_at": self.first_block_at}
+                "first_block_at": self.first_block_at, "corrupt": list(self.corrupt)}
 
 
 def peak_concurrent(actors: list[dict]) -> int:
@@ -97,6 +103,23 @@ def report(name: str, stage: str, **fields) -> None:
         handle.add.remote(stage, **fields)
     except Exception:  # noqa: BLE001 - statistics must never fail a block
         _handle.cache_clear()
+
+
+def report_corrupt(name: str, file: str, group: int, rows: int, error: str) -> None:
+    """A row group skipped as unreadable (its rows are counted as skipped in the summary)."""
+    handle = _handle(name) if name else None
+    if handle is not None:
+        try:
+            handle.skipped_corrupt.remote(file, group, rows, error)
+        except Exception:  # noqa: BLE001
+            _handle.cache_clear()
+
+
+def corrupt_parts(snapshot: dict) -> tuple[str, ...]:
+    """'part-3.parquet (row group 2: 100 rows)' for each row group a run skipped as corrupt."""
+    return tuple(f"{p['file']} (row group {p['row_group']}: {p['rows']} rows)"
+                 for p in sorted(snapshot.get("corrupt", []),
+                                 key=lambda p: (p["file"], p["row_group"])))
 
 
 def announce_actor(name: str, device: str) -> str:

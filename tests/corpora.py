@@ -33,3 +33,16 @@ def run_operators(plan, corpus) -> pa.Table:
     from corpusmill.jobs.sample import run_in_process
 
     return run_in_process(plan, corpus)
+
+
+def damage_pages(path, column: str, row_group: int) -> None:
+    """Overwrite the first page header of one column chunk: the file's footer still reads, but
+    that row group's data of `column` cannot be decoded ("Couldn't deserialize thrift")."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata.row_group(row_group)
+    chunk = next(meta.column(i) for i in range(meta.num_columns)
+                 if meta.column(i).path_in_schema == column)
+    with open(path, "r+b") as f:
+        f.seek(chunk.dictionary_page_offset or chunk.data_page_offset)
+        f.write(b"\xff" * 12)

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from corpusmill.jobs.preflight import preflight
 from corpusmill.operators.plan import ERROR
-from corpusmill.operators.write import write_manifest
+from corpusmill.jobs.output import write_manifest
 from corpusmill.spec import parse_spec
 from tests.corpora import run_operators
 

@@ -1,9 +1,14 @@
-"""The output folder: preparing it (refuse or replace earlier output), writing Parquet through
-Ray Data, and reading back what was written for the end-of-run summary.
+"""The output folder, as the driver sees it (Ray Data's sink writes the data files): deciding
+what to do with what it holds (refuse, resume, replace), and reading back what was written
+for the summary. `OutputFolder` is the one object run_job talks to.
 
-Output folder contents: `*.parquet` files, each with the job's provenance in its schema
-metadata; `_corpusmill.json`, the manifest (job id, status, spec, counts of the last run); and
-`_checkpoint/`, Ray Data's record of committed row ids, which a rerun uses to resume."""
+Output folder contents: `*.parquet` files (in `key=value/` folders when partitioned), each with
+the job's provenance in its schema metadata; `_corpusmill.json`, the manifest (job id, status,
+spec, the fingerprints of the input files runs read, the last run's counts, placement and
+statistics); `_corpusmill_files.json`, the incremental ledger (jobs/ledger.py);
+`_corpusmill.lock` while a run writes (jobs/lock.py); `_checkpoint/`, Ray Data's record of
+committed row ids, which a rerun uses to resume; `_logs/` (jobs/console.py) and `_report/`
+(jobs/report.py)."""
 from __future__ import annotations
 
 import json
@@ -269,3 +274,88 @@ def write_manifest(output: str, manifest: dict) -> None:
     fs.create_dir(root, recursive=True)
     with fs.open_output_stream(f"{root}/{MANIFEST}") as f:
         f.write(json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
+
+
+class OutputFolder:
+    """A job's output folder, one object for what it holds: data files, the manifest (with the
+    fingerprints of the input files runs read), Ray's checkpoint, the incremental ledger, the
+    lock, logs and the report. Local or on object storage alike."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    # --- before a run -------------------------------------------------------------------
+    def state(self, spec) -> OutputState:
+        """What to do with what the folder holds (see `check_output`); refuses another job's
+        output naming the settings that differ."""
+        return check_output(self.path, spec.output_mode, spec.job_id, spec.identity)
+
+    def refuse_changed_inputs(self, corpus) -> tuple[str, ...]:
+        """A resumed job whose input files changed since earlier runs read them would keep
+        their stale rows: refused, naming the files. Returns the files earlier runs read that
+        are gone now (their rows stay; the summary says so)."""
+        from corpusmill.jobs.corpus import changed_files
+
+        recorded = (self.manifest() or {}).get("inputs") or {}
+        changed = changed_files(corpus.files, recorded)
+        if changed:
+            raise JobError(
+                f"input file(s) {', '.join(map(repr, changed[:5]))}"
+                f"{f' and {len(changed) - 5} more' if len(changed) > 5 else ''} changed since "
+                f"an earlier run of this job read them into {self.path!r}: their rows there "
+                f"are stale. Rerun with output_mode: overwrite (or --set output_mode=overwrite) "
+                f"to recompute the whole output, or restore the files; put new rows in new "
+                f"files, which a rerun adds")
+        names = {f.name for f in corpus.files}
+        return tuple(sorted(name for name in recorded if name not in names))
+
+    def check_writable(self) -> None:
+        check_writable(self.path)
+
+    def replace(self) -> None:
+        replace_output(self.path)
+
+    def lock(self, run_id: str):
+        from corpusmill.jobs.lock import OutputLock
+
+        return OutputLock(self.path, run_id)
+
+    # --- the manifest and the ledger ---------------------------------------------------
+    def manifest(self) -> dict | None:
+        return read_manifest(self.path)
+
+    def write_manifest(self, manifest: dict) -> None:
+        write_manifest(self.path, manifest)
+
+    def recorded_inputs(self) -> dict[str, dict]:
+        return (self.manifest() or {}).get("inputs") or {}
+
+    def ledger(self) -> dict[str, dict]:
+        from corpusmill.jobs.ledger import read_ledger
+
+        return read_ledger(self.path)
+
+    def record_ledger(self, ledger: dict[str, dict], done) -> None:
+        from corpusmill.jobs.ledger import record_files
+
+        record_files(self.path, ledger, done)
+
+    # --- what was written ---------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> str:
+        return checkpoint_path(self.path)
+
+    def committed_rows(self, id_column: str | None = None, scope: pa.Array | None = None) -> int:
+        return committed_rows(self.path, id_column, scope)
+
+    def counts(self, id_column: str | None = None, scope: pa.Array | None = None) -> dict:
+        return output_counts(self.path, id_column, scope)
+
+    def data_files(self) -> list[str]:
+        return data_files(self.path)[2]
+
+    def preview(self, columns: list[str], rows: int = 5) -> list[dict]:
+        return output_preview(self.path, columns, rows)
+
+    def write_empty(self, schema: pa.Schema) -> None:
+        write_empty(self.path, schema)
