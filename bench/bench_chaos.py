@@ -96,12 +96,16 @@ class Run:
         self.proc.wait()
         subprocess.run(["pkill", "-9", "-f", self.tmp])
 
-    def kill_one_actor(self) -> bool:
+    def actors(self) -> list:
+        """The run's inference actors (processes of its own Ray, below the driver)."""
         try:
             tree = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.Error:
-            return False
-        actors = [p for p in tree if INFER_ACTOR in " ".join(_cmdline(p))]
+            return []
+        return [p for p in tree if INFER_ACTOR in " ".join(_cmdline(p))]
+
+    def kill_one_actor(self) -> bool:
+        actors = self.actors()
         if not actors:
             return False
         random.choice(actors).kill()
@@ -150,10 +154,11 @@ def main(args) -> int:
     run = Run(job)
     kind = "driver"
     while len(kills) < args.kills:
-        # a random moment within the time a whole run takes
-        delay = rng.uniform(2.0, max(4.0, clean_seconds * 0.8))
+        # a random moment within the time a whole run takes (start-up included)
+        delay = rng.uniform(0.3, 0.95) * clean_seconds
         deadline = time.monotonic() + delay
-        while time.monotonic() < deadline and run.alive():
+        while run.alive() and (time.monotonic() < deadline
+                               or (kind == "actor" and not run.actors())):
             time.sleep(0.1)
         if not run.alive():  # it finished first: start the job again for the next kill
             run.wait()
