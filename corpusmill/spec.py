@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from corpusmill.errors import JobError
-from corpusmill.pipelines.base import TaskOptions
+from corpusmill.pipelines.base import EvaluateOptions, TaskOptions
 from corpusmill.pipelines.registry import UnknownTask, get_task
 
 
@@ -36,20 +36,58 @@ class Batching(_Strict):
                              "batches are cut (a bounded window of the stream).")
 
 
-class Resources(_Strict):
-    concurrency: int | Literal["auto"] = Field(
-        "auto", description="Inference actors, each loading the model once; `auto`: one per "
-                            "GPU when the cluster has GPUs, else one single-threaded actor per "
-                            "CPU core (at most 8).")
+class ActorRange(_Strict):
+    """An elastic inference pool: Ray Data starts `min` actors and adds more, up to `max`, while
+    work queues; on an autoscaling cluster the cluster autoscaler adds nodes to hold them."""
+    min: int = Field(1, ge=1, description="Actors the pool keeps (and starts with).")
+    max: int = Field(..., ge=1, description="Actors the pool may grow to.")
 
-    @field_validator("concurrency")
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.min > self.max:
+            raise ValueError(f"concurrency.min ({self.min}) must be <= concurrency.max "
+                             f"({self.max})")
+        return self
+
+
+class Resources(_Strict):
+    concurrency: int | Literal["auto"] | ActorRange = Field(
+        "auto", description="Inference actors, each loading the model once: a number (a fixed "
+                            "pool), a range {min: 1, max: 8} (an elastic pool), or `auto`: on "
+                            "an autoscaling cluster from 1 to as many as its node types allow "
+                            "(one per GPU, or one single-threaded actor per CPU core, at most 8 "
+                            "per node); on a fixed cluster as many as it holds now.")
+
+    @field_validator("concurrency", mode="before")
     @classmethod
-    def _positive(cls, value):
-        if value != "auto" and value < 1:
-            raise ValueError(f"concurrency must be >= 1 or 'auto', got {value}")
-        return value
+    def _one_of_three(cls, value):
+        """One message for any wrong value, not one per kind the union accepts."""
+        usage = "a number >= 1, 'auto' or a range {min: 1, max: 8}"
+        if value == "auto" or isinstance(value, ActorRange):
+            return value
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - {"min", "max"})
+            if unknown:
+                raise ValueError(f"concurrency range accepts min and max, not "
+                                 f"{', '.join(unknown)}")
+            if "max" not in value:
+                raise ValueError("a concurrency range needs max, e.g. {min: 1, max: 8}")
+            try:
+                low, high = int(value.get("min", 1)), int(value["max"])
+            except (TypeError, ValueError):
+                raise ValueError(f"concurrency must be {usage}") from None
+            if low < 1 or high < low:
+                raise ValueError(f"concurrency range needs 1 <= min <= max, got min {low}, "
+                                 f"max {high}")
+            return ActorRange(min=low, max=high)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        raise ValueError(f"concurrency must be {usage}")
+
     num_gpus: float | Literal["auto"] = Field("auto", description="GPUs per inference actor; "
-                                              "`auto`: 1 when the cluster has GPUs, else 0.")
+                                              "`auto`: 1 when the cluster has GPUs now or has "
+                                              "a node type the autoscaler can add with GPUs, "
+                                              "else 0.")
     dtype: Literal["auto", "float32", "float16", "bfloat16", "int8"] = Field(
         "auto", description="Weights dtype; `auto`: float16 on GPU, float32 on CPU; `int8`: "
                             "dynamic int8 quantisation of Linear layers, CPU only (faster, "
@@ -96,8 +134,13 @@ class JobSpec(_Strict):
     trust_remote_code: bool = Field(False, description="Allow model code from the checkpoint.")
     allow_pickle: bool = Field(False, description="Allow pickle-based (.bin) weights; default "
                                "loads safetensors only.")
+    evaluate: dict[str, Any] | None = Field(
+        None, description="Score the output against a gold column after the run: {gold: "
+                          "<column>} plus the task's gold options; rows with null gold are "
+                          "left out and counted. Does not change what the job computes.")
 
     _options: TaskOptions = PrivateAttr()
+    _evaluate: EvaluateOptions | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _validate_task_options(self):
@@ -106,7 +149,14 @@ class JobSpec(_Strict):
         except UnknownTask as e:
             raise ValueError(str(e)) from None
         self._options = validate_options(task.Options, self.options, f"{task.name} option")
+        if self.evaluate is not None:
+            self._evaluate = _evaluate_options(task, self.evaluate)
         return self
+
+    @property
+    def evaluate_options(self) -> EvaluateOptions | None:
+        """The validated `evaluate` block (the task's own gold options), or None."""
+        return self._evaluate
 
     @property
     def task_options(self) -> TaskOptions:
@@ -115,6 +165,11 @@ class JobSpec(_Strict):
     @property
     def job_id(self) -> str:
         """Stable id of what this job computes (not of where or how fast): same spec, same id."""
+        return stable_id(self.identity)
+
+    @property
+    def identity(self) -> dict:
+        """What the job computes: the settings its id is made from."""
         identity = {
             "task": self.task, "model": self.model, "revision": self.revision,
             "input": self.input, "output": self.output, "columns": self.columns,
@@ -124,7 +179,20 @@ class JobSpec(_Strict):
         }
         if self.partition_by:  # only when set, so earlier outputs keep their job id
             identity["partition_by"] = self.partition_by
-        return stable_id(identity)
+        return identity
+
+
+def identity_differences(before: dict, now: dict) -> list[str]:
+    """'key: X before, Y now' for each setting two job identities disagree on; options and
+    other mappings are compared key by key (`options.top_k`)."""
+    differences = []
+    for key in sorted(set(before) | set(now)):
+        old, new = before.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += [f"{key}.{item}" for item in identity_differences(old, new)]
+        elif old != new:
+            differences.append(f"{key}: {old!r} before, {new!r} now")
+    return differences
 
 
 def parse_spec(data: Any, *, base_dir: str | os.PathLike = ".", source: str = "job spec") -> JobSpec:
@@ -202,7 +270,22 @@ def _resolve_paths(spec: JobSpec, base: Path) -> JobSpec:
                "model": resolve_model_path(spec.model, base)}
     resolved = spec.model_copy(update=updates)
     resolved._options = spec.task_options
+    resolved._evaluate = spec.evaluate_options
     return resolved
+
+
+def _evaluate_options(task, block: dict) -> EvaluateOptions:
+    if task.Evaluate is None:
+        from corpusmill.pipelines.registry import all_tasks
+
+        scored = ", ".join(t.name for t in all_tasks() if t.Evaluate is not None)
+        raise ValueError(f"evaluate: {task.name} has no metric against gold (its outputs have "
+                         f"no single right answer); tasks with one: {scored}")
+    try:
+        return task.Evaluate(**block)
+    except ValidationError as e:
+        raise ValueError(_describe(e, task.Evaluate, prefix="evaluate.",
+                                   what=f"{task.name} evaluate key")) from None
 
 
 def resolve_model_path(model: str, base: Path) -> str:
@@ -213,7 +296,14 @@ def resolve_model_path(model: str, base: Path) -> str:
 
 
 def _looks_local(model: str) -> bool:
-    return model.startswith(("/", "./", "../", "~")) or os.path.isdir(model)
+    return looks_like_path(model) or os.path.isdir(model)
+
+
+def looks_like_path(model: str) -> bool:
+    """A model reference that is never a hub id: absolute, dot-relative or home paths, Windows
+    separators, and more than one '/' (hub ids are `name` or `org/name`); URIs too."""
+    return (model.startswith(("/", "./", "../", "~", ".\\")) or "\\" in model
+            or model.count("/") > 1)
 
 
 def _resolve(path: str, base: Path) -> str:

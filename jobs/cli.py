@@ -1,15 +1,22 @@
-"""The `corpusmill` command: run | validate | train | tasks | submit | status | logs | stop.
+"""The `corpusmill` command: run | validate | evaluate | report | train | tasks | submit |
+status | logs | stop.
 
 Exit status of `run` (and of `submit --wait`): 0 success; 1 the job failed while running;
 2 the job spec, input, model or output is wrong (nothing was run); 3 the job completed, but
 some rows have errors or were left out (on_error) or corrupt files were skipped; 4 an
-incremental run found no new input file and did nothing."""
+incremental run found no new input file and did nothing; 130 / 143 stopped by Ctrl-C /
+SIGTERM (rerun to resume). Expected failures print one line; `--debug` (or CORPUSMILL_DEBUG=1)
+adds the traceback."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from corpusmill.errors import JobError, RowError
+from corpusmill.jobs.failures import (
+    Interrupted, StopSignals, debug_enabled, describe, print_traceback, user_error,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PARTIAL, EXIT_NOTHING_NEW = 0, 1, 2, 3, 4
 
@@ -17,11 +24,17 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PARTIAL, EXIT_NOTHING_NEW = 0, 1, 2, 3,
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="corpusmill", description="Batch NLP over Parquet "
                                      "corpora on Ray Data.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="print full tracebacks of "
+                        "failures (for bug reports; also CORPUSMILL_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "run a job"), ("validate", "check a job without running it: "
                        "spec, input schema, and that the model loads and fits the task"),
-                       ("submit", "submit a job to a Ray cluster through the Ray Jobs API")):
-        cmd = sub.add_parser(name, help=text, description=text)
+                       ("submit", "submit a job to a Ray cluster through the Ray Jobs API"),
+                       ("evaluate", "score a job's output against its gold column (the spec's "
+                        "evaluate block, or --set evaluate.gold=COLUMN); with --sample N, "
+                        "run and score a sample first and estimate the full run's time")):
+        cmd = sub.add_parser(name, help=text, description=text, parents=[common])
         cmd.add_argument("job", help="job spec (YAML)")
         cmd.add_argument("--set", dest="overrides", action="append", default=[],
                          metavar="KEY=VALUE", help="override a spec key, e.g. options.top_k=3 "
@@ -29,22 +42,45 @@ def parse_args(argv=None) -> argparse.Namespace:
         if name in ("run", "submit"):
             cmd.add_argument("--incremental", action="store_true", help="process only input "
                              "files no earlier run of this job finished (spec key incremental)")
+        if name == "run":
+            cmd.add_argument("--address", default=None, help="Ray cluster to run on, e.g. "
+                             "HEAD:6379 (default: $RAY_ADDRESS; unset: a local Ray; `local` "
+                             "forces one)")
+            cmd.add_argument("--connect-timeout", type=float, default=None, metavar="SECONDS",
+                             help="how long a cluster address may take to answer (default 30, "
+                             "or $CORPUSMILL_CONNECT_TIMEOUT_S)")
+            cmd.add_argument("--verbose", action="store_true", help="show Ray's own logs, "
+                             "warnings and progress on the terminal (by default they go to "
+                             "<output>/_logs/<run>.log)")
+        if name == "evaluate":
+            cmd.add_argument("--sample", type=int, default=None, metavar="N", help="run the "
+                             "model on a seeded, length-stratified sample of N rows (with gold) "
+                             "in this process, print its metrics and an estimate of the full "
+                             "run's time; writes nothing to the output")
+            cmd.add_argument("--seed", type=int, default=0, help="sample seed (default 0)")
         if name == "submit":
             _address_argument(cmd)
             cmd.add_argument("--wait", action="store_true", help="follow the job until it "
                              "ends; exit with the job's own status (see `run`)")
     text = ("fine-tune a base model for a task on a labelled corpus; the output folder is a "
-            "model `corpusmill run` takes (rerun the same command to resume)")
-    cmd = sub.add_parser("train", help=text, description=text)
+            "model `corpusmill run` takes (the same command again resumes)")
+    cmd = sub.add_parser("train", help=text, description=text, parents=[common])
     cmd.add_argument("spec", help="train spec (YAML)")
     cmd.add_argument("--set", dest="overrides", action="append", default=[],
                      metavar="KEY=VALUE", help="override a spec key, e.g. training.epochs=5 "
                      "(repeatable; values parse as YAML)")
-    sub.add_parser("tasks", help="list the tasks, their inputs, options and output columns")
+    sub.add_parser("tasks", help="list the tasks, their inputs, options and output columns",
+                   parents=[common])
+    cmd = sub.add_parser("report", help="rebuild a job's run report from its output folder",
+                         parents=[common],
+                         description="rebuild <output>/_report/ (report.json, report.html and, "
+                                     "for a job with an evaluate block, metrics.json) from the "
+                                     "output folder alone")
+    cmd.add_argument("output", help="the job's output folder")
     for name, text in (("status", "show a submitted job's status"),
                        ("logs", "print a submitted job's logs"),
                        ("stop", "stop a submitted job")):
-        cmd = sub.add_parser(name, help=text, description=text)
+        cmd = sub.add_parser(name, help=text, description=text, parents=[common])
         cmd.add_argument("submission_id", help="the id `corpusmill submit` printed")
         _address_argument(cmd)
     return parser.parse_args(argv)
@@ -57,28 +93,49 @@ def _address_argument(cmd) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    debug = debug_enabled(args.debug)
     try:
-        if args.command == "tasks":
-            print_tasks()
-            return EXIT_OK
-        if args.command in ("status", "logs", "stop"):
-            return follow(args.command, args.submission_id, args.address)
-        if args.command == "train":
-            return train(args.spec, args.overrides)
-        from corpusmill.spec import load_spec
-
-        overrides = list(args.overrides)
-        if getattr(args, "incremental", False):
-            overrides.append("incremental=true")
-        spec = load_spec(args.job, overrides)
-        if args.command == "validate":
-            return validate(spec)
-        if args.command == "submit":
-            return submit(spec, args.address, args.wait)
-        return run(spec)
+        with StopSignals():
+            return _dispatch(args, debug)
     except JobError as e:
         print(f"corpusmill: error: {e}", file=sys.stderr)
+        if debug:
+            print_traceback(e)
         return EXIT_INVALID
+    except Interrupted as e:
+        print(f"corpusmill: stopped ({e.signal_name})", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:  # `corpusmill tasks | head`: the reader went away; say nothing
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a closed pipe
+
+
+def _dispatch(args, debug: bool) -> int:
+    if args.command == "tasks":
+        print_tasks()
+        return EXIT_OK
+    if args.command in ("status", "logs", "stop"):
+        return follow(args.command, args.submission_id, args.address)
+    if args.command == "report":
+        return report(args.output)
+    if args.command == "train":
+        return train(args.spec, args.overrides, debug)
+    from corpusmill.spec import load_spec
+
+    overrides = list(args.overrides)
+    if getattr(args, "incremental", False):
+        overrides.append("incremental=true")
+    spec = load_spec(args.job, overrides)
+    if args.command == "validate":
+        return validate(spec)
+    if args.command == "submit":
+        return submit(spec, args.address, args.wait)
+    if args.command == "evaluate":
+        from corpusmill.jobs.evaluate import evaluate_command
+
+        return evaluate_command(spec, args.sample, args.seed)
+    return run(spec, args.address, args.verbose, args.connect_timeout, debug)
 
 
 def validate(spec) -> int:
@@ -91,11 +148,35 @@ def validate(spec) -> int:
     return EXIT_OK
 
 
-def run(spec) -> int:
+def run(spec, address: str | None = None, verbose: bool = False,
+        connect_timeout: float | None = None, debug: bool = False) -> int:
+    from corpusmill.jobs.ray_session import ClusterUnreachable
     from corpusmill.jobs.run import run_job
 
-    summary = _or_failure(lambda: run_job(spec), "job")
-    if summary is None:
+    try:
+        summary = run_job(spec, address=address, verbose=verbose,
+                          connect_timeout_s=connect_timeout)
+    except JobError as e:  # from a Ray task too (a damaged row group): its message alone
+        raise (user_error(e) or e) from None
+    except Interrupted as e:
+        print(f"corpusmill: {e.signal_name}: the run stopped; {_committed(spec)}",
+              file=sys.stderr)
+        return e.exit_code
+    except ClusterUnreachable as e:
+        print(f"corpusmill: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as e:  # noqa: BLE001 - one line: our error behind Ray's wrapper, or the cause
+        if debug:
+            print_traceback(e)
+        found = user_error(e)
+        if isinstance(found, JobError):
+            print(f"corpusmill: error: {found}", file=sys.stderr)
+            return EXIT_INVALID
+        if isinstance(found, RowError):
+            print(f"corpusmill: job stopped: {found}; {_committed(spec)}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"corpusmill: job failed: {describe(e)}" + ("" if debug else
+              " (--debug shows the traceback)"), file=sys.stderr)
         return EXIT_FAILED
     for line in summary.lines():
         print(line)
@@ -104,32 +185,42 @@ def run(spec) -> int:
     return EXIT_PARTIAL if summary.partial else EXIT_OK
 
 
-def train(path: str, overrides: list[str]) -> int:
-    """`corpusmill train`: exit 0 when the model folder is complete (also when an earlier run
-    had finished it), 2 for a spec, input or model error, 1 when training failed."""
+def train(path: str, overrides: list[str], debug: bool = False) -> int:
+    """`corpusmill train`: 0 when the model folder is complete (also when an earlier run had
+    finished it), 2 for a spec, input, label or base model error, 1 when training failed,
+    130 / 143 when stopped (the same command resumes from the last checkpoint)."""
     from corpusmill.jobs.train import run_training
     from corpusmill.jobs.train_spec import load_train_spec
 
     spec = load_train_spec(path, overrides)
-    summary = _or_failure(lambda: run_training(spec), "training")
-    if summary is None:
+    try:
+        summary = run_training(spec)
+    except JobError as e:
+        raise (user_error(e) or e) from None
+    except Interrupted as e:
+        print(f"corpusmill: {e.signal_name}: training stopped; run the same command again to "
+              f"resume from its last checkpoint", file=sys.stderr)
+        return e.exit_code
+    except Exception as e:  # noqa: BLE001 - one line: our error behind Ray's wrapper, or the cause
+        if debug:
+            print_traceback(e)
+        found = user_error(e)
+        if isinstance(found, JobError):
+            raise found from None
+        print(f"corpusmill: training failed: {describe(e)}" + ("" if debug else
+              " (--debug shows the traceback)"), file=sys.stderr)
         return EXIT_FAILED
     for line in summary.lines():
         print(line)
     return EXIT_OK
 
 
-def _or_failure(action, what: str):
-    """`action()`, or None after printing the cause of a failure while running (a JobError
-    propagates: exit 2)."""
-    try:
-        return action()
-    except JobError:
-        raise
-    except Exception as e:  # noqa: BLE001 - show the cause, not Ray's wrapper, then fail
-        cause = _root_cause(e)
-        print(f"corpusmill: {what} failed: {type(cause).__name__}: {cause}", file=sys.stderr)
-        return None
+def report(output: str) -> int:
+    from corpusmill.jobs.report import write_report
+
+    written = write_report(output)
+    print(f"report: {written['report.html']}")
+    return EXIT_OK
 
 
 def submit(spec, address: str | None, wait: bool) -> int:
@@ -171,14 +262,16 @@ def follow(command: str, submission_id: str, address: str | None) -> int:
     return EXIT_OK
 
 
-def _root_cause(error: BaseException) -> BaseException:
-    """Ray wraps task errors (RayTaskError, UserCodeException); surface the user-facing one."""
-    seen = error
-    while seen is not None:
-        if isinstance(seen, (JobError, RowError)):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return error
+def _committed(spec) -> str:
+    """What an interrupted run leaves: committed rows are kept, a rerun resumes."""
+    from corpusmill.jobs.output import committed_rows
+
+    try:
+        rows = committed_rows(spec.output)
+    except Exception:  # noqa: BLE001 - the message matters more than the count
+        return "run the same command again to resume"
+    return (f"{rows:,} row(s) of this job are committed in {spec.output}; run the same "
+            f"command again to resume (committed rows are not recomputed)")
 
 
 def print_tasks() -> None:

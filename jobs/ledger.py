@@ -1,7 +1,9 @@
 """Incremental runs: which input files earlier runs of a job have finished.
 
 `_corpusmill_files.json` in the output folder maps each finished input file (its name relative
-to the input root) to the size and modification time it had when processed. A run with
+to the input root) to the size, modification time and content fingerprint it had when
+processed (jobs/corpus.py; ledgers of older versions have no fingerprint, and are compared by
+size and time). A run with
 `incremental: true` processes only files not in the ledger and records them once it completes;
 a run that dies records nothing, so its rerun takes the same files again and Ray Data's
 checkpoint skips the rows already committed. A file that changed after it was processed is
@@ -11,14 +13,11 @@ from __future__ import annotations
 import json
 
 from corpusmill.errors import JobError
+from corpusmill.jobs.corpus import changed_files, stamp
+from corpusmill.jobs.output import output_filesystem
 from corpusmill.operators.read import CorpusFile
-from corpusmill.operators.write import output_filesystem
 
 LEDGER = "_corpusmill_files.json"
-
-
-def _stamp(f: CorpusFile) -> dict:
-    return {"size": f.size_bytes, "mtime_ns": f.mtime_ns}
 
 
 def read_ledger(output: str) -> dict[str, dict]:
@@ -32,7 +31,7 @@ def read_ledger(output: str) -> dict[str, dict]:
 
 def new_files(files: list[CorpusFile], ledger: dict[str, dict]) -> list[CorpusFile]:
     """The files no earlier run finished. Raises JobError for a finished file that changed."""
-    changed = [f.name for f in files if f.name in ledger and ledger[f.name] != _stamp(f)]
+    changed = changed_files(files, ledger)
     if changed:
         raise JobError(f"input file(s) {', '.join(map(repr, changed[:5]))} changed after an "
                        f"earlier incremental run processed them; incremental runs only add new "
@@ -43,7 +42,7 @@ def new_files(files: list[CorpusFile], ledger: dict[str, dict]) -> list[CorpusFi
 
 def record_files(output: str, ledger: dict[str, dict], done: list[CorpusFile]) -> None:
     """Add `done` to the ledger (written whole, then renamed into place where possible)."""
-    body = json.dumps({"files": {**ledger, **{f.name: _stamp(f) for f in done}}},
+    body = json.dumps({"files": {**ledger, **{f.name: stamp(f) for f in done}}},
                       indent=1, sort_keys=True).encode()
     fs, root = output_filesystem(output)
     tmp = f"{root}/{LEDGER}.tmp"

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 
 from corpusmill.errors import JobError
-from corpusmill.spec import JobSpec
-from corpusmill.operators.loading import load_tokenizer, resolve_model_ref
+from corpusmill.jobs.evaluate import check_gold
+from corpusmill.spec import JobSpec, looks_like_path
+from corpusmill.operators.loading import load_tokenizer, local_model, resolve_model_ref
 from corpusmill.operators.plan import ERROR, JobPlan
-from corpusmill.operators.read import (
-    GENERATED_ID, CorpusFile, find_files, inspect_files, is_bytes, is_text,
-)
+from corpusmill.jobs.corpus import Corpus, find_files, inspect_files, is_bytes, is_text
+from corpusmill.jobs.output import check_writable
+from corpusmill.operators.read import GENERATED_ID
 from corpusmill.pipelines.base import ModelMismatch
 from corpusmill.pipelines.registry import get_task
 
@@ -25,17 +24,6 @@ PROVENANCE_KEY = b"corpusmill"
 _REMOTE_CODE = ("model {model!r} needs code shipped with the checkpoint (config.json has "
                 "auto_map), which corpusmill does not run by default. Set trust_remote_code: true "
                 "in the job spec only if you trust the model's source.")
-
-
-@dataclass(frozen=True)
-class Corpus:
-    fs: pafs.FileSystem
-    files: list[CorpusFile]
-    skipped_files: tuple[str, ...] = ()   # corrupt files left out under skip_corrupt_files
-
-    @property
-    def num_rows(self) -> int:
-        return sum(f.num_rows for f in self.files)
 
 
 def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Corpus]:
@@ -48,7 +36,7 @@ def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Co
     input_columns = _input_columns(spec, task.input_columns, corpus.files)
     id_column = _id_column(spec, corpus.files)
     if spec.id_column is not None:
-        _check_ids_unique(corpus, id_column)
+        corpus = _check_ids_unique(corpus, id_column, skip_corrupt=spec.skip_corrupt_files)
     kept = _kept_columns(spec, corpus.files, id_column)
     task_fields = task.output_fields()
     _check_collisions(kept, [f.name for f in task_fields] + [ERROR])
@@ -56,17 +44,20 @@ def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Co
     _check_output_location(spec)
 
     model_ref = resolve_model_ref(spec.model)
-    config = _load_config(spec, model_ref)
+    folder = local_model(model_ref)  # a remote folder's local copy; the plan keeps the URI
+    config = _load_config(spec, folder)
     try:
         task.check_model(config, spec.task_options)
     except ModelMismatch as e:
         raise JobError(f"model {spec.model!r}: {e}") from None
-    tokenizer = _load_tokenizer(spec, model_ref)
-    _check_weights(spec, model_ref)
+    tokenizer = _load_tokenizer(spec, folder)
+    _check_weights(spec, folder)
     if load_weights:
-        _load_weights(spec, task, model_ref)
+        _load_weights(spec, task, folder)
 
     read_schema = _read_schema(corpus.files, id_column, input_columns, kept)
+    check_gold(spec, task, list(dict.fromkeys(n for f in corpus.files for n in f.schema.names)),
+               read_schema, kept, input_columns)
     output_fields = ([read_schema.field(id_column)] + [read_schema.field(c) for c in kept]
                      + task.output_fields_for_model(config) + [pa.field(ERROR, pa.string())])
     output_schema = pa.schema(output_fields, metadata={PROVENANCE_KEY: json.dumps(
@@ -74,7 +65,8 @@ def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Co
     plan = JobPlan(
         spec=spec, model_ref=model_ref, max_length=_max_length(spec, tokenizer, config),
         id_column=id_column, input_columns=input_columns, kept_columns=kept,
-        read_schema=read_schema, output_schema=output_schema, num_gpus=0.0, concurrency=1,
+        read_schema=read_schema, output_schema=output_schema, num_gpus=0.0, min_actors=1,
+        max_actors=1,
         torch_threads=spec.resources.torch_threads or 0, model_config=config)
     return plan, corpus
 
@@ -139,16 +131,31 @@ def _id_column(spec, files) -> str:
     return spec.id_column
 
 
-def _check_ids_unique(corpus: Corpus, id_column: str) -> None:
+def _check_ids_unique(corpus: Corpus, id_column: str, skip_corrupt: bool = False) -> Corpus:
     """Resumes and joins match rows by id, so ids must be unique and present. Reads the id
-    column of every file once."""
+    column of every file once, as the one type all files' id columns widen to (string beside
+    large_string, int32 beside int64). A file whose id column cannot be decoded is refused,
+    or left out under `skip_corrupt` (the returned corpus no longer has it)."""
+    import dataclasses
+
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    arrays, owners = [], []
+    id_type = _unified_types(corpus.files, {id_column})[id_column]
+    arrays, owners, readable, corrupt = [], [], [], []
     for f in corpus.files:
-        with corpus.fs.open_input_file(f.path) as handle:
-            column = pq.read_table(handle, columns=[id_column]).column(id_column)
+        try:
+            with corpus.fs.open_input_file(f.path) as handle:
+                column = pq.read_table(handle, columns=[id_column]).column(id_column)
+        except (OSError, pa.ArrowInvalid) as e:
+            if skip_corrupt:
+                corrupt.append(f"{f.name} (id column unreadable)")
+                continue
+            raise JobError(f"cannot read the id column {id_column!r} of Parquet file "
+                           f"{f.name!r}: {e}. Its data is damaged (the footer reads fine); "
+                           f"repair or remove it, or set skip_corrupt_files: true to skip such "
+                           f"files (they are listed in the run summary)") from None
+        column = column.cast(id_type)
         if column.null_count:
             row = pc.index(pc.is_null(column), True).as_py()
             raise JobError(f"id_column {id_column!r} is null in {f.name!r} (first at row {row}); "
@@ -156,8 +163,11 @@ def _check_ids_unique(corpus: Corpus, id_column: str) -> None:
                            f"generated")
         arrays.append(column)
         owners.append(f.name)
-    ids = pa.chunked_array([chunk for column in arrays for chunk in column.chunks],
-                           type=arrays[0].type if arrays else pa.string())
+        readable.append(f)
+    if not readable:
+        raise JobError(f"none of the {len(corpus.files)} Parquet file(s) has a readable id "
+                       f"column {id_column!r}")
+    ids = pa.chunked_array([chunk for column in arrays for chunk in column.chunks], type=id_type)
     counts = pc.value_counts(ids)
     repeated = counts.filter(pc.greater(counts.field("counts"), 1))
     if len(repeated):
@@ -169,6 +179,8 @@ def _check_ids_unique(corpus: Corpus, id_column: str) -> None:
         raise JobError(f"id_column {id_column!r} has {len(repeated)} duplicated id(s), e.g. "
                        f"{'; '.join(shown)}. Ids must be unique so every row is written exactly "
                        f"once; deduplicate the corpus, or drop id_column to use '<file>:<row>' ids")
+    return dataclasses.replace(corpus, files=readable,
+                               skipped_files=corpus.skipped_files + tuple(corrupt))
 
 
 def _kept_columns(spec, files, id_column) -> list[str]:
@@ -246,9 +258,13 @@ def _plain(arrow_type: pa.DataType) -> pa.DataType:
 
 
 def _check_output_location(spec) -> None:
-    if "://" in spec.output or "://" in spec.input:
+    check_writable(spec.output)  # object storage: a probe object, written then deleted
+    if ("://" in spec.output) != ("://" in spec.input):
         return
-    out, inp = os.path.realpath(spec.output), os.path.realpath(spec.input.split("*")[0])
+    if "://" in spec.output:
+        out, inp = spec.output.rstrip("/"), spec.input.split("*")[0].rstrip("/")
+    else:
+        out, inp = os.path.realpath(spec.output), os.path.realpath(spec.input.split("*")[0])
     if out == inp or out.startswith(inp.rstrip(os.sep) + os.sep):
         raise JobError(f"output {spec.output!r} is inside the input {spec.input!r}; a rerun would "
                        f"read its own output. Choose an output folder outside the input.")
@@ -261,8 +277,17 @@ def _load_config(spec, model_ref):
     from transformers import AutoConfig
 
     local = os.path.isdir(model_ref)
-    if not local and model_ref.startswith(("/", "./", "../", "~")):
-        raise JobError(f"model folder {model_ref!r} does not exist")
+    if os.path.isfile(model_ref):
+        raise JobError(f"model {spec.model!r} is a file ({model_ref}), not a model folder: give "
+                       f"the folder that holds config.json, the weights and the tokenizer "
+                       f"(model.save_pretrained and tokenizer.save_pretrained write one); "
+                       f"text-generation also takes a .gguf file")
+    if not local and looks_like_path(model_ref):
+        raise JobError(f"model folder {model_ref!r} does not exist (relative paths resolve "
+                       f"against the job file's folder); check the path, or give a Hugging "
+                       f"Face hub id such as org/name")
+    if not local:
+        _hub_reachable_or_refuse(spec)
     if local and not os.path.isfile(os.path.join(model_ref, "config.json")):
         found = ", ".join(sorted(os.listdir(model_ref))[:10]) or "nothing"
         raise JobError(f"model folder {model_ref!r} is not a transformers model folder: it has "
@@ -281,8 +306,44 @@ def _load_config(spec, model_ref):
         where = "folder" if local else "hub id"
         hint = "" if local else (" If you meant a local folder, check the path (relative paths "
                                  "resolve against the job file's folder).")
+        if not local and _hub_offline():
+            raise JobError(f"model {spec.model!r} is not a local folder, and HF_HUB_OFFLINE=1 "
+                           f"allows only models already in the local Hugging Face cache, which "
+                           f"does not have it. Give a local model folder (relative paths "
+                           f"resolve against the job file's folder), or unset HF_HUB_OFFLINE "
+                           f"where the hub is reachable") from None
         raise JobError(f"model {where} {spec.model!r} could not be loaded: "
                        f"{type(e).__name__}: {e}.{hint}") from None
+
+
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE as the environment says now (huggingface_hub reads it once, at import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_reachable_or_refuse(spec) -> None:
+    """A hub id when the hub cannot be reached fails in seconds, not after a minute of
+    retries. With HF_HUB_OFFLINE=1 transformers answers from its cache at once itself."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if _hub_offline():
+        return
+    endpoint = urlparse(constants.ENDPOINT)
+    host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S).close()
+    except OSError as e:
+        raise JobError(f"model {spec.model!r} is not a local folder, and the Hugging Face hub "
+                       f"({constants.ENDPOINT}) cannot be reached from here ({e}). Give a local "
+                       f"model folder (relative paths resolve against the job file's folder), "
+                       f"or run where the hub is reachable; HF_HUB_OFFLINE=1 uses models "
+                       f"already in the local Hugging Face cache") from None
 
 
 # A model folder needs one of these; without any, transformers 5 quietly builds an empty

@@ -9,25 +9,28 @@ import os
 import time
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
-from corpusmill.errors import JobError
-from corpusmill.jobs.ledger import new_files, read_ledger, record_files
-from corpusmill.jobs.lock import OutputLock
-from corpusmill.jobs.preflight import Corpus, preflight, provenance
-from corpusmill.spec import JobSpec, Resources
+from corpusmill.jobs.cluster_view import HEAD_RESOURCE
+from corpusmill.jobs.console import RunConsole
+from corpusmill.jobs.corpus import Corpus, corpus_ids
+from corpusmill.jobs.ledger import new_files
+from corpusmill.jobs.output import OutputFolder, checkpoint_path
+from corpusmill.jobs.placement import TASK_CPUS, Placement, resolve_placement
+from corpusmill.jobs.preflight import preflight, provenance
+from corpusmill.jobs.progress import ProgressDisplay, ProgressWatcher
+from corpusmill.jobs.ray_session import ensure_ray
+from corpusmill.jobs.record import placement_line, placement_record, stats_record
+from corpusmill.jobs.report import report_after_run
 from corpusmill.jobs.storage import check_shared_paths
 from corpusmill.operators.plan import ERROR, JobPlan
-from corpusmill.operators.read import GENERATED_ID, corpus_ids
-from corpusmill.operators.write import (
-    check_output, checkpoint_path, committed_rows, output_counts, output_preview,
-    replace_output, write_empty, write_manifest,
-)
+from corpusmill.operators.read import GENERATED_ID
+from corpusmill.operators.stats import RunStats, corrupt_parts, stats_name
+from corpusmill.spec import JobSpec
 
 log = logging.getLogger(__name__)
 
-TASK_CPUS = 0.25  # CPUs Ray reserves per read/tokenize/postprocess/write task
-MAX_AUTO_CPU_ACTORS = 8  # `concurrency: auto` on CPU: each actor holds its own model copy
 # Ray Data 2.60 adds a CheckpointFilter actor pool when a run resumes from committed ids; its
 # actor reserves one whole CPU (not configurable), which placement must leave free.
 CHECKPOINT_FILTER_CPUS = 1.0
@@ -49,6 +52,10 @@ class RunSummary:
     incremental: bool = False
     files_done_before: int = 0       # incremental: input files earlier runs had finished
     rows_truncated: int = 0          # rows whose input was cut to the model's window
+    inputs_gone: tuple[str, ...] = ()  # input files earlier runs read that are gone now
+    placement: dict = field(default_factory=dict)  # where it ran (jobs/record.py)
+    log_path: str | None = None      # Ray's output during the run
+    report: tuple[str, ...] = ()     # the run report's lines: metrics against gold, its path
 
     @property
     def nothing_new(self) -> bool:
@@ -65,17 +72,30 @@ class RunSummary:
         if self.nothing_new:
             return [f"job {self.job_id}: nothing new: all {self.files_done_before} input "
                     f"file(s) were processed by earlier runs; output: {self.output}"]
+        lines = []
+        if self.incremental:
+            lines.append(f"incremental: {self.files_in} new file(s); {self.files_done_before} "
+                         f"done by earlier runs")
         rate = (self.rows_in - self.rows_before) / self.seconds if self.seconds > 0 else 0.0
-        return ([f"incremental: {self.files_in} new file(s); {self.files_done_before} done by "
-                 f"earlier runs"] if self.incremental else []) + [
-            f"job {self.job_id}: {self.rows_in} rows in from {self.files_in} file(s), "
-            f"{self.rows_out} out, {self.rows_errored} with errors, {self.rows_skipped} skipped",
-            f"{self.seconds:.1f} s ({rate:.1f} rows/s); output: {self.output}",
-        ] + ([f"resumed: {self.rows_before} rows were already done by an earlier run, "
-              f"{self.rows_out - self.rows_before} written now"] if self.rows_before else []) + ([
-            f"{self.rows_truncated} row(s) had inputs longer than the model's window and were cut "
-            f"to it (input_truncated = true)"] if self.rows_truncated else []) + ([f"skipped {len(self.corrupt_files_skipped)} corrupt file(s): "
-              f"{', '.join(self.corrupt_files_skipped)}"] if self.corrupt_files_skipped else []) + [_preview_line(row) for row in self.preview]
+        lines += [f"job {self.job_id}: {self.rows_in} rows in from {self.files_in} file(s), "
+                  f"{self.rows_out} out, {self.rows_errored} with errors, {self.rows_skipped} "
+                  f"skipped",
+                  f"{self.seconds:.1f} s ({rate:.1f} rows/s); output: {self.output}"]
+        if self.placement.get("nodes"):
+            lines.append(placement_line(self.placement))
+        if self.rows_before:
+            lines.append(f"resumed: {self.rows_before} rows were already done by an earlier "
+                         f"run, {self.rows_out - self.rows_before} written now")
+        if self.rows_truncated:
+            lines.append(f"{self.rows_truncated} row(s) had inputs longer than the model's "
+                         f"window and were cut to it (input_truncated = true)")
+        if self.corrupt_files_skipped:
+            lines.append(f"skipped {len(self.corrupt_files_skipped)} corrupt file(s) or part(s): "
+                         f"{', '.join(self.corrupt_files_skipped)}")
+        if self.inputs_gone:
+            lines.append(f"{len(self.inputs_gone)} input file(s) that earlier runs read are gone "
+                         f"({', '.join(self.inputs_gone[:5])}); their rows stay in the output")
+        return lines + [_preview_line(row) for row in self.preview] + list(self.report)
 
 
 def _preview_line(row: dict, width: int = 160) -> str:
@@ -101,66 +121,137 @@ class OutputIntegrityError(RuntimeError):
     run fails loudly rather than report success."""
 
 
-def run_job(spec: JobSpec) -> RunSummary:
+def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
+            connect_timeout_s: float | None = None) -> RunSummary:
+    """Run `spec` to completion. `address`: a Ray cluster (default RAY_ADDRESS; none: a local
+    Ray); `verbose`: leave Ray's own output on the terminal instead of the run's log file."""
     start = time.monotonic()
-    plan, corpus = preflight(spec)
-    state = check_output(spec.output, spec.output_mode, spec.job_id)
+    plan, corpus = preflight(spec)                 # spec, input, model: JobError before Ray
+    output = OutputFolder(spec.output)
+    state = output.state(spec)                     # refuse, resume or replace what it holds
+    work = _work_to_do(spec, plan, corpus, output, state)
+    if work.nothing_new:
+        return RunSummary(job_id=spec.job_id, output=spec.output, rows_in=0, rows_out=0,
+                          rows_errored=0, rows_skipped=0, files_in=0, seconds=0.0,
+                          incremental=True, files_done_before=len(corpus.files))
+    corpus = work.corpus
     run_id = uuid.uuid4().hex[:12]
-    ledger, scope, rows_before = {}, None, state.rows_before
-    if spec.incremental:
-        ledger = {} if state.replace else read_ledger(spec.output)
-        todo = new_files(corpus.files, ledger)
-        if not todo:
-            return RunSummary(job_id=spec.job_id, output=spec.output, rows_in=0, rows_out=0,
-                              rows_errored=0, rows_skipped=0, files_in=0, seconds=0.0,
-                              incremental=True, files_done_before=len(corpus.files))
-        corpus = dataclasses.replace(corpus, files=todo)
-        id_column = None if plan.id_column == GENERATED_ID else plan.id_column
-        scope = corpus_ids(corpus.fs, todo, id_column, plan.read_schema.field(plan.id_column).type)
-        rows_before = 0 if state.replace else committed_rows(spec.output, plan.id_column, scope)
-    with OutputLock(spec.output, run_id):
-        started_ray = _ensure_ray()
+    with output.lock(run_id), RunConsole(spec.output, run_id, verbose) as console:
+        started_ray = ensure_ray(address, connect_timeout_s)
         try:
             check_shared_paths(spec, plan.model_ref)
             # refuses a placement that cannot run, before any output
-            plan = _place(plan, run_id,
-                          reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0)
+            placement = _place(plan, reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0)
+            plan = dataclasses.replace(plan, num_gpus=placement.num_gpus,
+                                       min_actors=placement.min_actors,
+                                       max_actors=placement.max_actors,
+                                       torch_threads=placement.torch_threads, run_id=run_id,
+                                       stats_name=stats_name(run_id))
             if state.replace:
-                replace_output(spec.output)
+                output.replace()
             base_manifest = {"job_id": spec.job_id, "run_id": run_id,
-                             "spec": spec.model_dump(mode="json"), "provenance": provenance(spec)}
-            write_manifest(spec.output, {**base_manifest, "status": "running"})
-            if corpus.num_rows:
-                with _checkpointing(plan):
-                    build_dataset(plan, corpus).write_parquet(
-                        spec.output, partition_cols=spec.partition_by or None,
-                        ray_remote_args={"num_cpus": TASK_CPUS,
-                                         "max_retries": spec.resources.max_retries})
+                             "spec": spec.model_dump(mode="json"), "provenance": provenance(spec),
+                             "inputs": {**work.inputs_before, **corpus.stamps()}}
+            output.write_manifest({**base_manifest, "status": "running"})
+            files_before = set(output.data_files())
+            started = _now()
+            snapshot, timeline = _execute(plan, corpus, console,
+                                          total=corpus.num_rows - work.rows_before)
+            nodes = _node_table()
         finally:
             if started_ray:
                 import ray
                 ray.shutdown()
-        counts = output_counts(spec.output, plan.id_column, scope)
+        counts = output.counts(plan.id_column, work.scope)
         if counts["ids_duplicated"]:
             raise OutputIntegrityError(
                 f"output {spec.output!r} holds {counts['ids_duplicated']} id(s) more than once")
         if counts["files"] == 0:
-            write_empty(spec.output, plan.output_schema)
+            output.write_empty(plan.output_schema)
         if spec.incremental:
-            record_files(spec.output, ledger, corpus.files)
+            output.record_ledger(work.ledger, corpus.files)
+        where = placement_record(placement, plan, snapshot, nodes)
         summary = RunSummary(
             job_id=spec.job_id, output=spec.output, rows_in=corpus.num_rows,
             rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
             rows_truncated=counts["rows_truncated"],
             rows_skipped=corpus.num_rows - counts["rows_out"], files_in=len(corpus.files),
-            corrupt_files_skipped=corpus.skipped_files,
-            seconds=time.monotonic() - start, rows_before=rows_before,
-            preview=tuple(output_preview(spec.output, _preview_columns(plan))),
-            incremental=spec.incremental, files_done_before=len(ledger))
+            corrupt_files_skipped=corpus.skipped_files + corrupt_parts(snapshot),
+            inputs_gone=work.gone, seconds=time.monotonic() - start,
+            rows_before=work.rows_before,
+            preview=tuple(output.preview(_preview_columns(plan))),
+            incremental=spec.incremental, files_done_before=len(work.ledger), placement=where)
+        written = sorted(set(output.data_files()) - files_before)
         record = dataclasses.asdict(summary)
-        del record["preview"]
-        write_manifest(spec.output, {**base_manifest, "status": "complete", "summary": record})
-    return summary
+        for key in ("preview", "placement", "log_path", "report"):
+            del record[key]
+        manifest = {**base_manifest, "status": "complete", "summary": record, "placement": where,
+                    "stats": stats_record(snapshot, timeline, started, _now(), written,
+                                          rows_written=counts["rows_out"] - work.rows_before)}
+        output.write_manifest(manifest)
+        summary = dataclasses.replace(summary, report=report_after_run(spec.output, manifest))
+    return dataclasses.replace(summary, log_path=console.log_path)  # where the log ended up
+
+
+@dataclass(frozen=True)
+class Work:
+    """What this run is to process: the corpus (an incremental run's new files only), and what
+    earlier runs did."""
+    corpus: Corpus
+    rows_before: int = 0             # rows of `corpus` earlier runs committed
+    scope: object = None             # incremental: ids of the new files (counts are theirs)
+    ledger: dict = field(default_factory=dict)
+    inputs_before: dict = field(default_factory=dict)  # input stamps earlier runs recorded
+    gone: tuple[str, ...] = ()       # input files earlier runs read that are gone now
+    nothing_new: bool = False
+
+
+def _work_to_do(spec: JobSpec, plan: JobPlan, corpus: Corpus, output: OutputFolder,
+                state) -> Work:
+    """Resume: every file, none of them changed since earlier runs read it (refused, naming
+    them). Incremental: only files no earlier run finished (a finished one that changed is
+    refused by the ledger)."""
+    inputs_before = {} if state.replace else output.recorded_inputs()
+    if not spec.incremental:
+        gone = output.refuse_changed_inputs(corpus) if state.resumed else ()
+        return Work(corpus=corpus, rows_before=state.rows_before, inputs_before=inputs_before,
+                    gone=gone)
+    ledger = {} if state.replace else output.ledger()
+    todo = new_files(corpus.files, ledger)
+    if not todo:
+        return Work(corpus=corpus, ledger=ledger, nothing_new=True)
+    id_column = None if plan.id_column == GENERATED_ID else plan.id_column
+    scope = corpus_ids(corpus.fs, todo, id_column, plan.read_schema.field(plan.id_column).type)
+    rows_before = 0 if state.replace else output.committed_rows(plan.id_column, scope)
+    return Work(corpus=dataclasses.replace(corpus, files=todo), rows_before=rows_before,
+                scope=scope, ledger=ledger, inputs_before=inputs_before)
+
+
+def _execute(plan: JobPlan, corpus: Corpus, console: RunConsole,
+             total: int) -> tuple[dict, list]:
+    """Run the pipeline into the output folder, showing progress; the run's statistics
+    snapshot and throughput timeline."""
+    import ray
+
+    if not corpus.num_rows:
+        return {}, []
+    # on the head node, so losing a worker node never loses the run's statistics
+    stats = ray.remote(num_cpus=0)(RunStats).options(
+        name=plan.stats_name, resources={HEAD_RESOURCE: 0.001}).remote()
+    display = ProgressDisplay(console.term, console.is_tty, label=f"corpusmill {plan.spec.task}")
+    spec = plan.spec
+    try:
+        with ProgressWatcher(stats, display, total=total,
+                             block_rows=spec.batching.window_rows) as watcher, \
+                _checkpointing(plan), warnings.catch_warnings():
+            # write_parquet's task options are only reachable this way in Ray 2.60
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            build_dataset(plan, corpus).write_parquet(
+                spec.output, partition_cols=spec.partition_by or None,
+                ray_remote_args={"num_cpus": TASK_CPUS, "max_retries": spec.resources.max_retries})
+        return watcher.snapshot, watcher.timeline
+    finally:
+        ray.kill(stats)
 
 
 @contextlib.contextmanager
@@ -190,7 +281,20 @@ def _preview_columns(plan: JobPlan) -> list[str]:
 
 
 def build_dataset(plan: JobPlan, corpus: Corpus):
-    """The lazy Ray Dataset of output rows (nothing runs until it is consumed)."""
+    """The lazy Ray Dataset of output rows (nothing runs until it is consumed).
+
+    Every task Ray Data schedules asks for a fraction of a CPU (TASK_CPUS), so none waits for a
+    whole free CPU on a small head node; on a 2-core machine a resumed run also holds Ray's
+    CheckpointFilter actor (1 CPU, not configurable), and whole-CPU tasks would never fit
+    beside it and the inference actors."""
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for task retries (`max_retries`) or actor restarts;
+        # passing them through **ray_remote_args is the documented way, and deprecated.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        return _build_dataset(plan, corpus)
+
+
+def _build_dataset(plan: JobPlan, corpus: Corpus):
     import ray.data
 
     from corpusmill.operators.infer import Infer
@@ -201,100 +305,68 @@ def build_dataset(plan: JobPlan, corpus: Corpus):
     spec = plan.spec
     window = spec.batching.window_rows
     source = CorpusDatasource(corpus.fs, corpus.files, plan.read_schema,
-                              spec.id_column, rows_per_block=window)
-    # Fractional CPUs everywhere: on a 2-core machine a resumed run also holds Ray's
-    # CheckpointFilter actor (1 CPU, not configurable); with whole-CPU tasks the read task
-    # never fits beside it and the inference actor, and the job waits forever.
+                              spec.id_column, rows_per_block=window, stats_name=plan.stats_name,
+                              skip_corrupt=spec.skip_corrupt_files)
     retries = spec.resources.max_retries
-    # Tasks carry `max_retries`, actors `max_restarts`: their remote args never match, so Ray
-    # does not fuse tokenization into the inference actors, and it overlaps with inference.
-    with warnings.catch_warnings():  # read retries are only reachable this way in Ray 2.60
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-        ds = ray.data.read_datasource(source, num_cpus=TASK_CPUS,
-                                      ray_remote_args={"max_retries": retries})
-    # As many tokenize tasks at a time as inference actors: a fast tokenizer outruns a model
-    # many times over, and each extra task is a worker process importing transformers, which
-    # on a small machine delays the actors' start and steals their cores.
+    ds = ray.data.read_datasource(source, num_cpus=TASK_CPUS,
+                                  ray_remote_args={"max_retries": retries})
+    # As many tokenize tasks at a time as inference actors at most: a fast tokenizer outruns a
+    # model many times over, and each extra task is a worker process importing transformers,
+    # which on a small machine delays the actors' start and steals their cores. Tasks carry
+    # `max_retries`, actors `max_restarts`: their remote args never match, so Ray does not fuse
+    # tokenization into the inference actors, and it overlaps with inference.
     ds = ds.map_batches(tokenize_batch, fn_kwargs={"plan": plan}, batch_format="pyarrow",
                         batch_size=window, num_cpus=TASK_CPUS, max_retries=retries,
-                        compute=ray.data.TaskPoolStrategy(size=plan.concurrency))
+                        compute=ray.data.TaskPoolStrategy(size=plan.max_actors))
     # Blocks of `window` rows are the units actors take, one at a time on CPU: a whole file
     # arriving as one block, or two blocks queued on one actor while another idles, would
     # leave cores unused (a 4,096-row window ran at half speed on 2 actors that way).
-    ds = ds.repartition(target_num_rows_per_block=window)
+    ds = _fractional_cpu(ds.repartition(target_num_rows_per_block=window))
+    # The inference pool: fixed (min == max) or elastic, growing while blocks queue; on an
+    # autoscaling cluster its pending actors make the cluster autoscaler add nodes. Actor
+    # restarts are bounded (`max_retries`); a block sent to an actor that is restarting waits
+    # for it instead of burning its retries in milliseconds ("actor temporarily unavailable"
+    # while a lost GPU node is replaced failed whole jobs), so its retries are unbounded: an
+    # actor that dies for good fails its blocks at once.
+    pool = ray.data.ActorPoolStrategy(
+        min_size=plan.min_actors, max_size=plan.max_actors,
+        max_tasks_in_flight_per_actor=None if plan.num_gpus else 1)
     ds = ds.map_batches(Infer, fn_constructor_kwargs={"plan": plan}, batch_format="pyarrow",
-                        batch_size=window,
-                        compute=ray.data.ActorPoolStrategy(
-                            size=plan.concurrency,
-                            max_tasks_in_flight_per_actor=None if plan.num_gpus else 1),
+                        batch_size=window, compute=pool,
                         num_cpus=spec.resources.cpus_per_actor, num_gpus=plan.num_gpus,
-                        max_restarts=retries, max_task_retries=retries)
+                        max_restarts=retries, max_task_retries=-1)
     return ds.map_batches(postprocess_batch, fn_kwargs={"plan": plan}, batch_format="pyarrow",
                           batch_size=None, num_cpus=TASK_CPUS, max_retries=retries)
 
 
-def _ensure_ray() -> bool:
-    """Connect to RAY_ADDRESS, or start a local Ray on loopback. True when we started one."""
+def _fractional_cpu(ds):
+    """Ray 2.60's `repartition` takes no task options, and its tasks default to a whole CPU:
+    give the streaming repartition the same fractional CPU as our other tasks."""
+    op = getattr(getattr(ds, "_logical_plan", None), "dag", None)
+    if op is not None and isinstance(getattr(op, "ray_remote_args", None), dict):
+        object.__setattr__(op, "ray_remote_args", {**op.ray_remote_args, "num_cpus": TASK_CPUS})
+    return ds
+
+
+def _place(plan: JobPlan, reserved_cpus: float) -> Placement:
+    """Resolve `auto` resources against the cluster, as it is and as its autoscaler can grow
+    it (jobs/placement.py), less `reserved_cpus` that Ray Data's own actors will hold."""
+    from corpusmill.jobs.cluster_view import read_cluster_view
+
+    placement = resolve_placement(plan.spec.resources, read_cluster_view(),
+                                  node_cores=os.cpu_count() or 1, reserved_cpus=reserved_cpus)
+    log.info("placement: %s", placement.reason)
+    return placement
+
+
+def _node_table() -> list[dict]:
     import ray
 
-    if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING)
-    else:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING,
-                 _node_ip_address="127.0.0.1")
-    return True
+    try:
+        return ray.nodes()
+    except Exception:  # noqa: BLE001 - the record is informative; never fail a run for it
+        return []
 
 
-def _place(plan: JobPlan, run_id: str, reserved_cpus: float) -> JobPlan:
-    """Resolve `auto` resources against the cluster Ray sees, less `reserved_cpus` that Ray
-    Data's own actors will hold (see `resolve_placement`)."""
-    import ray
-
-    cluster = ray.cluster_resources()
-    placement = resolve_placement(plan.spec.resources,
-                                  cluster_cpus=cluster.get("CPU", 0) - reserved_cpus,
-                                  cluster_gpus=cluster.get("GPU", 0),
-                                  node_cores=os.cpu_count() or 1)
-    return dataclasses.replace(plan, num_gpus=placement.num_gpus,
-                               concurrency=placement.concurrency,
-                               torch_threads=placement.torch_threads, run_id=run_id)
-
-
-@dataclass(frozen=True)
-class Placement:
-    num_gpus: float      # per inference actor
-    concurrency: int     # inference actors
-    torch_threads: int   # per CPU inference actor
-
-
-def resolve_placement(resources: Resources, cluster_cpus: float, cluster_gpus: float,
-                      node_cores: int) -> Placement:
-    """One actor per GPU when there are GPUs, else one single-threaded actor per CPU core (at
-    most MAX_AUTO_CPU_ACTORS, and only as many as leave room for the tasks). On CPU, actors
-    side by side beat one actor's threads: two 1-thread actors ran ~1.19x the rows/s of one
-    2-thread process on 2 cores (bench/RESULTS.md), as no thread waits on another.
-    A placement whose actors would reserve every CPU is refused: Ray could then never
-    schedule the read and tokenize tasks, and the job would wait forever."""
-    if resources.num_gpus == "auto":
-        num_gpus = 1.0 if cluster_gpus >= 1 else 0.0
-    else:
-        num_gpus = float(resources.num_gpus)
-    if resources.concurrency != "auto":
-        concurrency = resources.concurrency
-    elif num_gpus:
-        concurrency = max(1, int(cluster_gpus // num_gpus))
-    else:
-        fits = int((cluster_cpus - TASK_CPUS) // resources.cpus_per_actor)
-        concurrency = max(1, min(MAX_AUTO_CPU_ACTORS, int(cluster_cpus), fits))
-    reserved = concurrency * resources.cpus_per_actor
-    if reserved > cluster_cpus - TASK_CPUS:
-        raise JobError(
-            f"{concurrency} inference actor(s) x cpus_per_actor {resources.cpus_per_actor} "
-            f"would reserve {reserved:g} of the cluster's {cluster_cpus:g} CPUs, leaving none "
-            f"for the read and tokenize tasks (the job would wait forever); lower "
-            f"resources.concurrency or resources.cpus_per_actor")
-    threads = resources.torch_threads or max(1, node_cores // concurrency)
-    return Placement(num_gpus=num_gpus, concurrency=concurrency, torch_threads=threads)
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -28,7 +28,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from corpusmill.errors import JobError
+from corpusmill.jobs.corpus import find_files, inspect_files
 from corpusmill.jobs.lock import OutputLock
+from corpusmill.jobs.output import LOCK, output_filesystem, replace_output
 from corpusmill.jobs.preflight import (
     _check_output_location, _check_weights, _load_config, _load_tokenizer, _unified_types,
     corpusmill_version,
@@ -38,10 +40,9 @@ from corpusmill.jobs.train_report import (
 )
 from corpusmill.jobs.train_spec import TrainSpec
 from corpusmill.operators.loading import resolve_model_ref
-from corpusmill.operators.read import GENERATED_ID, find_files, inspect_files
+from corpusmill.operators.read import GENERATED_ID
 from corpusmill.operators.train import RAY_RUN, RESULT, TrainPlan, train_worker
 from corpusmill.operators.train_data import Source, build_examples, data_paths, scan_labels
-from corpusmill.operators.write import LOCK, output_filesystem, replace_output
 from corpusmill.pipelines.base import ModelMismatch
 from corpusmill.pipelines.training import get_training_task
 from corpusmill.pipelines.training.base import TrainingTask
@@ -324,10 +325,10 @@ def train_somewhere(spec: TrainSpec, setup: TrainingSetup, work: str, has_valida
         return 1, use_gpu
     import ray
 
-    from corpusmill.jobs.run import _ensure_ray
+    from corpusmill.jobs.ray_session import ensure_ray
     from corpusmill.jobs.storage import check_shared_paths
 
-    started = _ensure_ray()
+    started = ensure_ray()
     try:
         check_shared_paths(spec, setup.model_ref)
         workers, use_gpu = ray_placement(res, ray.cluster_resources())

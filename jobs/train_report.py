@@ -45,6 +45,7 @@ def build_report(*, spec, train_id: str, provenance: dict, data: dict, result: d
         "epochs": epoch_rows(result["log_history"]),
         "validation_metric": result.get("metric"),
         "final_metrics": result["final_metrics"],
+        "final_details": result.get("final_details", {}),
         "best_step": result["best_step"], "steps": result["global_step"],
         "epochs_run": result["epochs_run"], "stopped_early": result["stopped_early"],
         "train_loss": result["train_loss"], "workers": workers, "device": device,

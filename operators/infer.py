@@ -25,8 +25,9 @@ import pyarrow as pa
 
 from corpusmill.errors import RowError
 from corpusmill.operators.batching import pad, plan_microbatches
-from corpusmill.operators.loading import load_model, load_tokenizer, torch_dtype
+from corpusmill.operators.loading import load_model, load_tokenizer, local_model, torch_dtype
 from corpusmill.operators.plan import ERROR, INPUT_IDS, RAW, TOKEN_TYPE_IDS, JobPlan
+from corpusmill.operators.stats import Timer, announce_actor, node_id, report
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,24 @@ class Infer:
         self.pad_id = _pad_id(self.tokenizer, self.model.config)
         with torch.inference_mode():
             self.state = plan.task.prepare(self.model, self.tokenizer, plan.options,
-                                           plan.model_ref, spec.revision)
+                                           local_model(plan.model_ref), spec.revision)
         log.info("Infer actor pid=%s loaded %s on %s", os.getpid(), plan.model_ref, self.device)
+        self.actor_key = announce_actor(plan.stats_name, self.device)
+        self.node = node_id()
+        self.padded_tokens = 0  # (rows x longest) of the forward passes of the current block
 
     def __call__(self, table: pa.Table) -> pa.Table:
+        self.padded_tokens = 0
+        with Timer() as timer:
+            out = self._infer(table)
+        windows = [w for row in table.column(INPUT_IDS).to_pylist() if row for w in row]
+        report(self.plan.stats_name, "inference", actor=self.actor_key, node=self.node,
+               device=self.device, rows=table.num_rows, seconds=timer.seconds,
+               windows=len(windows), tokens=sum(len(w) for w in windows),
+               padded_tokens=self.padded_tokens)
+        return out
+
+    def _infer(self, table: pa.Table) -> pa.Table:
         errors = table.column(ERROR).to_pylist()
         row_windows = table.column(INPUT_IDS).to_pylist()
         row_type_ids = table.column(TOKEN_TYPE_IDS).to_pylist()
@@ -116,6 +131,7 @@ class Infer:
         task = self.plan.task
         side = task.padding_side
         input_ids, mask = pad([w[2] for w in batch], self.pad_id, side)  # (batch, seq)
+        self.padded_tokens += input_ids.size
         tensors = {"input_ids": input_ids, "attention_mask": mask}
         if batch[0][3] is not None:
             tensors["token_type_ids"] = pad([w[3] for w in batch], 0, side)[0]

@@ -7,6 +7,11 @@ plain safetensors model folder in a cache (`$CORPUSMILL_CACHE`, default
 `~/.cache/corpusmill/gguf/`), keyed by the file's path, size and modification time. Every later
 step (preflight, tokenize tasks, inference actors) loads that folder: reading a GGUF takes
 ~30 s per load on 2 cores, the folder well under a second.
+
+Model folders on object storage (`s3://bucket/models/clf/`, any URI pyarrow's filesystems
+open) are copied once per machine into `$CORPUSMILL_CACHE/models/`, keyed by the URI and the
+names, sizes and modification times of its files (a changed folder is copied again), and
+loaded from there; the job keeps the URI, so every node makes its own copy (`local_model`).
 """
 from __future__ import annotations
 
@@ -62,9 +67,65 @@ def _gguf_file(path: str) -> str | None:
     return None
 
 
+def cache_root() -> str:
+    return (os.environ.get("CORPUSMILL_CACHE")
+            or os.path.join(os.path.expanduser("~"), ".cache", "corpusmill"))
+
+
 def gguf_cache_root() -> str:
-    return os.path.join(os.environ.get("CORPUSMILL_CACHE")
-                        or os.path.join(os.path.expanduser("~"), ".cache", "corpusmill"), "gguf")
+    return os.path.join(cache_root(), "gguf")
+
+
+def is_remote(model_ref: str) -> bool:
+    """A model folder on object storage (not a hub id, not a local path)."""
+    return "://" in model_ref
+
+
+@functools.lru_cache(maxsize=8)
+def local_model(model_ref: str) -> str:
+    """What `from_pretrained` loads for `model_ref`: a remote folder's local copy (made once
+    per machine), else `model_ref` itself."""
+    if not is_remote(model_ref):
+        return model_ref
+    import pyarrow.fs as pafs
+
+    from corpusmill.errors import storage_error
+
+    try:
+        fs, root = pafs.FileSystem.from_uri(model_ref.rstrip("/"))
+        entries = [e for e in fs.get_file_info(pafs.FileSelector(root, recursive=True))
+                   if e.type == pafs.FileType.File]
+    except (OSError, ValueError) as e:
+        raise storage_error(model_ref, e, "read") or JobError(
+            f"model folder {model_ref!r} cannot be listed: {e}") from None
+    if not entries:
+        raise JobError(f"model folder {model_ref!r} is empty or does not exist; give the folder "
+                       f"that model.save_pretrained wrote (config.json, weights, tokenizer)")
+    files = sorted((e.path[len(root):].lstrip("/"), e.size, e.mtime_ns or 0) for e in entries)
+    key = hashlib.sha256(repr((model_ref.rstrip("/"), files)).encode()).hexdigest()[:16]
+    folder = os.path.join(cache_root(), "models",
+                          f"{os.path.basename(root.rstrip('/')) or 'model'}-{key}")
+    if os.path.isdir(folder):
+        return folder
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".copy-", dir=os.path.dirname(folder))
+    try:
+        for name, _, _ in files:
+            target = os.path.join(work, name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with fs.open_input_stream(f"{root}/{name}") as source, open(target, "wb") as out:
+                shutil.copyfileobj(source, out, length=8 << 20)
+        try:
+            os.rename(work, folder)  # atomic; another process may have finished first
+        except OSError:
+            if not os.path.isdir(folder):
+                raise
+    except OSError as e:
+        raise storage_error(model_ref, e, "read") or JobError(
+            f"model folder {model_ref!r} could not be copied: {e}") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return folder
 
 
 def gguf_model_folder(gguf: str, model: str | None = None) -> str:
@@ -121,7 +182,7 @@ def load_tokenizer(model_ref: str, revision: str | None, trust_remote_code: bool
     """The model's tokenizer, cached per process (tokenize tasks reuse their worker)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model_ref, revision=revision,
+    return AutoTokenizer.from_pretrained(local_model(model_ref), revision=revision,
                                          trust_remote_code=trust_remote_code)
 
 
@@ -138,7 +199,7 @@ def load_model(model_class, model_ref: str, revision: str | None, *, dtype, devi
     if dtype == INT8 and device != "cpu":
         raise ValueError("dtype int8 is dynamic quantisation for CPUs; on a GPU use float16")
     model = model_class.from_pretrained(
-        model_ref, revision=revision, dtype=torch.float32 if dtype == INT8 else dtype,
+        local_model(model_ref), revision=revision, dtype=torch.float32 if dtype == INT8 else dtype,
         trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
     model = model.to(device).eval()
     if dtype == INT8:

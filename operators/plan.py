@@ -31,10 +31,12 @@ class JobPlan:
     read_schema: pa.Schema           # schema of blocks leaving the reader
     output_schema: pa.Schema         # schema of the written files, provenance in its metadata
     num_gpus: float                  # per inference actor
-    concurrency: int                 # inference actors
+    min_actors: int                  # inference actors the pool starts with (its floor)
+    max_actors: int                  # inference actors it may grow to (== min_actors: fixed)
     torch_threads: int               # per CPU inference actor
     model_config: Any                # the checkpoint's transformers config (labels, problem type)
     run_id: str = field(default="")
+    stats_name: str = field(default="")  # the run's statistics actor (operators/stats.py)
 
     @property
     def task(self) -> Task:

@@ -16,11 +16,21 @@ import pyarrow.compute as pc
 
 from corpusmill.operators.loading import load_tokenizer
 from corpusmill.operators.plan import ERROR, EXTRAS, RAW, TRUNCATED, JobPlan
+from corpusmill.operators.stats import Timer, report
 from corpusmill.operators.tokenize import input_texts
 from corpusmill.pipelines.base import INPUT_TRUNCATED, Rows
 
 
 def postprocess_batch(table: pa.Table, plan: JobPlan) -> pa.Table:
+    with Timer() as timer:
+        out = _postprocess(table, plan)
+    failed = table.num_rows - table.column(ERROR).null_count  # rows with an error
+    report(plan.stats_name, "postprocess", rows=table.num_rows, seconds=timer.seconds,
+           rows_out=out.num_rows, errors=failed, skipped=table.num_rows - out.num_rows)
+    return out
+
+
+def _postprocess(table: pa.Table, plan: JobPlan) -> pa.Table:
     errors = table.column(ERROR).to_pylist()
     valid = [i for i, e in enumerate(errors) if e is None]
     task_fields = plan.task.output_fields()

@@ -1,5 +1,5 @@
-"""Reading the corpus: find the Parquet files, inspect their footers on the driver, and stream
-their rows into Ray Data through a small `Datasource`.
+"""Reading the corpus inside Ray: stream the rows of the files the driver found (jobs/corpus.py)
+into Ray Data through a small `Datasource`.
 
 Why not `ray.data.read_parquet`: corpusmill needs ids that a resume can match exactly and a
 person can trace ('<file>:<row>', the physical row number in the file), errors that name the
@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from corpusmill.errors import JobError
+from corpusmill.errors import JobError, storage_error
+from corpusmill.operators.stats import Timer, report, report_corrupt
 
 GENERATED_ID = "row_id"
 _GLOB_CHARS = "*?["
@@ -43,108 +44,11 @@ class CorpusFile:
     size_bytes: int
     mtime_ns: int = 0               # modification time, for incremental runs
     partitions: tuple[tuple[str, str], ...] = ()  # hive `key=value` folders on its path
+    fingerprint: str = ""           # of its content (jobs/corpus.py): a changed file is noticed
 
     @property
     def num_rows(self) -> int:
         return sum(self.row_groups)
-
-
-def hive_partitions(name: str) -> tuple[tuple[str, str], ...]:
-    """(key, value) of each `key=value` folder in a path relative to the input root."""
-    folders = name.replace(os.sep, "/").split("/")[:-1]
-    return tuple(tuple(part.split("=", 1)) for part in folders
-                 if "=" in part and not part.startswith("="))
-
-
-def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
-    """(filesystem, [(path, name)]) for a Parquet file, folder (recursive) or glob.
-
-    Raises JobError when nothing exists at the path or no Parquet file is found."""
-    if "://" in input_path:
-        fs, root = pafs.FileSystem.from_uri(input_path)
-    else:
-        fs, root = pafs.LocalFileSystem(), os.path.abspath(input_path)
-    if any(c in root for c in _GLOB_CHARS):
-        base = _glob_base(root)
-        infos = [i for i in _list(fs, base, input_path) if fnmatch.fnmatch(i.path, root)]
-        kind = "glob"
-    else:
-        info = fs.get_file_info(root)
-        if info.type == pafs.FileType.NotFound:
-            raise JobError(f"input {input_path!r} does not exist; give a Parquet file, a folder "
-                           f"of Parquet files, or a glob such as 'data/*.parquet'")
-        if info.type == pafs.FileType.File:
-            return fs, [(info.path, os.path.basename(info.path))]
-        base, infos, kind = root, _list(fs, root, input_path), "folder"
-    files = sorted((i.path, os.path.relpath(i.path, base)) for i in infos
-                   if i.type == pafs.FileType.File and i.path.endswith(".parquet")
-                   and not os.path.basename(i.path).startswith(("_", ".")))
-    if not files:
-        raise JobError(f"no Parquet files (*.parquet) found in {kind} {input_path!r}")
-    return fs, files
-
-
-def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]], *,
-                  skip_corrupt: bool = False) -> tuple[list[CorpusFile], list[str]]:
-    """(readable files from their footers, names of corrupt files skipped). A file that is not
-    Parquet stops the job, named, unless `skip_corrupt`."""
-    corpus, corrupt = [], []
-    for path, name in files:
-        try:
-            with fs.open_input_file(path) as f:
-                meta = pq.ParquetFile(f).metadata
-                schema = meta.schema.to_arrow_schema()
-                size = f.size()
-            mtime = fs.get_file_info(path).mtime_ns or 0
-        except (OSError, pa.ArrowInvalid) as e:
-            if skip_corrupt:
-                corrupt.append(name)
-                continue
-            raise JobError(f"cannot read Parquet file {name!r} ({path}): {e}. Remove or repair "
-                           f"it, or set skip_corrupt_files: true to skip such files (they are "
-                           f"listed in the run summary)") from None
-        groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
-        partitions = hive_partitions(name)
-        clash = [key for key, _ in partitions if key in schema.names]
-        if clash:
-            raise JobError(f"Parquet file {name!r} has column(s) {', '.join(map(repr, clash))} "
-                           f"and also lies in a partition folder of the same name; rename the "
-                           f"column or the folder")
-        for key, _ in partitions:
-            schema = schema.append(pa.field(key, pa.string()))
-        corpus.append(CorpusFile(path, name, groups, schema, size, mtime, partitions))
-    if not corpus:
-        raise JobError(f"none of the {len(files)} Parquet file(s) could be read; corrupt: "
-                       f"{', '.join(corrupt[:10])}")
-    return corpus, corrupt
-
-
-def corpus_ids(fs: pafs.FileSystem, files: list[CorpusFile], id_column: str | None,
-               id_type: pa.DataType) -> pa.Array:
-    """Every row id of `files` as `id_type`: the id column's values (id_column None: the
-    generated '<file>:<row>')."""
-    parts = []
-    for f in files:
-        if id_column is None:
-            parts.append(pa.array([f"{f.name}:{i}" for i in range(f.num_rows)], pa.string()))
-        else:
-            with fs.open_input_file(f.path) as handle:
-                column = pq.read_table(handle, columns=[id_column]).column(0)
-            parts.extend(chunk.cast(id_type) for chunk in column.chunks)
-    return pa.chunked_array(parts, id_type).combine_chunks()
-
-
-def is_text(arrow_type: pa.DataType) -> bool:
-    if pa.types.is_dictionary(arrow_type):
-        arrow_type = arrow_type.value_type
-    return (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
-            or pa.types.is_string_view(arrow_type))
-
-
-def is_bytes(arrow_type: pa.DataType) -> bool:
-    """Binary columns are accepted as text input: each value is decoded as UTF-8 per row."""
-    return (pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type)
-            or pa.types.is_binary_view(arrow_type))
 
 
 class CorpusDatasource(Datasource):
@@ -153,8 +57,11 @@ class CorpusDatasource(Datasource):
     One read fragment per row group; a read task takes one or more fragments."""
 
     def __init__(self, fs: pafs.FileSystem, files: list[CorpusFile], schema: pa.Schema,
-                 id_column: str | None, rows_per_block: int = 1024):
+                 id_column: str | None, rows_per_block: int = 1024, stats_name: str = "",
+                 skip_corrupt: bool = False):
         self._fs = fs
+        self._stats_name = stats_name      # the run's statistics actor (operators/stats.py)
+        self._skip_corrupt = skip_corrupt  # skip unreadable row groups (reported), or stop
         self._files = files
         self._schema = schema              # target schema of blocks, id column first
         self._id_column = id_column        # None: generate `row_id`
@@ -175,6 +82,7 @@ class CorpusDatasource(Datasource):
 
     def _read_task(self, fragments) -> ReadTask:
         fs, schema, id_column, rows = self._fs, self._schema, self._id_column, self._rows_per_block
+        stats_name, skip_corrupt = self._stats_name, self._skip_corrupt
         num_rows = sum(f.row_groups[g] for f, g, _ in fragments)
         size = sum(f.size_bytes * f.row_groups[g] // max(1, f.num_rows) for f, g, _ in fragments)
         metadata = BlockMetadata(num_rows=num_rows, size_bytes=size, exec_stats=None,
@@ -182,15 +90,27 @@ class CorpusDatasource(Datasource):
 
         def read_fn():
             for corpus_file, group, first_row in fragments:
-                yield from read_row_group(fs, corpus_file, group, first_row, schema, id_column,
-                                          rows)
+                blocks = read_row_group(fs, corpus_file, group, first_row, schema, id_column, rows,
+                                        skip_corrupt=skip_corrupt, stats_name=stats_name)
+                while True:
+                    with Timer() as timer:
+                        block = next(blocks, None)
+                    if block is None:
+                        break
+                    report(stats_name, "read", rows=block.num_rows, seconds=timer.seconds)
+                    yield block
 
         return ReadTask(read_fn, metadata, schema=schema)
 
 
 def read_row_group(fs, corpus_file: CorpusFile, group: int, first_row: int, schema: pa.Schema,
-                   id_column: str | None, rows_per_block: int):
-    """Yield tables of at most `rows_per_block` rows of one row group, in `schema`."""
+                   id_column: str | None, rows_per_block: int, skip_corrupt: bool = False,
+                   stats_name: str = ""):
+    """Yield tables of at most `rows_per_block` rows of one row group, in `schema`.
+
+    A row group whose data cannot be decoded (damaged pages under an intact footer) stops the
+    job naming the file, or with `skip_corrupt` is skipped whole and reported: a row group is
+    read in one piece, so none of its rows is half-counted."""
     wanted = [name for name in schema.names if name != GENERATED_ID or id_column is not None]
     partitions = dict(corpus_file.partitions)
     present = [name for name in wanted if name in corpus_file.schema.names]
@@ -199,8 +119,15 @@ def read_row_group(fs, corpus_file: CorpusFile, group: int, first_row: int, sche
         with fs.open_input_file(corpus_file.path) as f:
             table = pq.ParquetFile(f).read_row_group(group, columns=stored)
     except (OSError, pa.ArrowInvalid) as e:
+        if skip_corrupt:
+            report_corrupt(stats_name, corpus_file.name, group, corpus_file.row_groups[group],
+                           " ".join(str(e).split()))
+            return
+        why = " ".join(str(e).split())  # one line: the CLI shows it as one
         raise JobError(f"cannot read row group {group} of Parquet file {corpus_file.name!r}: "
-                       f"{e}") from None
+                       f"{why}. Its data is damaged (the footer reads fine); repair or remove the "
+                       f"file, or set skip_corrupt_files: true to skip damaged parts (they are "
+                       f"listed in the run summary)") from None
     for offset in range(0, table.num_rows, rows_per_block):
         part = table.slice(offset, rows_per_block)
         columns = []
@@ -239,16 +166,3 @@ def _split_evenly(items: list, parts: int) -> list[list]:
     return out
 
 
-def _glob_base(pattern: str) -> str:
-    parts = pattern.split("/")
-    for i, part in enumerate(parts):
-        if any(c in part for c in _GLOB_CHARS):
-            return "/".join(parts[:i]) or "/"
-    return pattern
-
-
-def _list(fs: pafs.FileSystem, base: str, input_path: str) -> list[pafs.FileInfo]:
-    try:
-        return fs.get_file_info(pafs.FileSelector(base, recursive=True))
-    except FileNotFoundError:
-        raise JobError(f"input {input_path!r} does not exist") from None

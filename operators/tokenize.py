@@ -18,6 +18,7 @@ import pyarrow as pa
 from corpusmill.errors import RowError
 from corpusmill.operators.loading import load_tokenizer
 from corpusmill.operators.plan import ERROR, EXTRAS, INPUT_IDS, TOKEN_TYPE_IDS, TRUNCATED, JobPlan
+from corpusmill.operators.stats import Timer, report
 
 WINDOWS_TYPE = pa.list_(pa.list_(pa.int32()))
 
@@ -56,6 +57,15 @@ def raise_on_error(table: pa.Table, plan: JobPlan, errors: list[str | None]) -> 
 
 
 def tokenize_batch(table: pa.Table, plan: JobPlan) -> pa.Table:
+    with Timer() as timer:
+        out = _tokenize(table, plan)
+    tokens = sum(len(w) for row in out.column(INPUT_IDS).to_pylist() if row for w in row)
+    report(plan.stats_name, "tokenize", rows=table.num_rows, seconds=timer.seconds,
+           tokens=tokens)
+    return out
+
+
+def _tokenize(table: pa.Table, plan: JobPlan) -> pa.Table:
     spec = plan.spec
     tokenizer = load_tokenizer(plan.model_ref, spec.revision, spec.trust_remote_code)
     values, errors = input_texts(table, plan)

@@ -34,9 +34,8 @@ from transformers import TrainerCallback
 
 from corpusmill.operators.train_data import (
     TRAIN, VALIDATION, VALIDATION_ROWS, BatchCollator, ExampleBatches, ExampleRows, data_paths,
-    open_arrow,
+    open_arrow, storage,
 )
-from corpusmill.operators.write import output_filesystem
 from corpusmill.pipelines.training.base import EvalData, TrainingTask
 
 RESULT = "result.json"
@@ -76,7 +75,7 @@ def train_worker(plan: TrainPlan, ray_train: bool = False) -> None:
     spec, task = plan.spec, plan.task
     set_seed(spec.training.seed)
     tokenizer, model = load_base(plan)
-    fs, _ = output_filesystem(plan.work)
+    fs, _ = storage(plan.work)
     paths = data_paths(plan.work)
     features = model_inputs(model)
     train_set = ExampleBatches(open_arrow(fs, paths[TRAIN]), features,
@@ -86,14 +85,18 @@ def train_worker(plan: TrainPlan, ray_train: bool = False) -> None:
     train_collator, eval_collator = task.collators(tokenizer, model, spec.task_options,
                                                    spec.training.seed)
     compute_metrics = None
+    details: dict = {}  # the last evaluation's per-class / per-type scores, for the report
+    validation_rows = open_arrow(fs, paths[VALIDATION_ROWS]) if eval_set is not None else None
     if eval_set is not None and task.has_metrics():
-        data = EvalData(examples=eval_examples, rows=open_arrow(fs, paths[VALIDATION_ROWS]),
-                        labels=plan.labels, tokenizer=tokenizer,
-                        extra={"max_length": plan.max_length})
+        data = EvalData(examples=eval_examples, rows=validation_rows, labels=plan.labels,
+                        tokenizer=tokenizer, extra={"max_length": plan.max_length})
 
         def compute_metrics(prediction):
-            return task.metrics(prediction.predictions, prediction.label_ids, data,
-                                spec.task_options)
+            scores = task.metrics(prediction.predictions, prediction.label_ids, data,
+                                  spec.task_options)
+            details.clear()
+            details.update({k: v for k, v in scores.items() if not _is_number(v)})
+            return {k: v for k, v in scores.items() if _is_number(v)}
 
     with tempfile.TemporaryDirectory(prefix="corpusmill-train-") as scratch:
         local_checkpoints = (os.path.join(plan.work, CHECKPOINTS) if not ray_train
@@ -121,8 +124,13 @@ def train_worker(plan: TrainPlan, ray_train: bool = False) -> None:
         trainer.remove_callback(ProgressPrinter)
         final = trainer.evaluate() if eval_set is not None else {}
         if trainer.is_world_process_zero():
-            save_model(plan, trainer.model, tokenizer, scratch)
-            write_result(plan, trainer, output, final, time.monotonic() - started, fs)
+            model = getattr(trainer.model, "module", trainer.model)  # DDP wrapper
+            generated = ({} if validation_rows is None else task.generation_metrics(
+                model, tokenizer, validation_rows, spec.task_options, plan.max_length))
+            details.update({k: v for k, v in generated.items() if not _is_number(v)})
+            save_model(plan, model, tokenizer, scratch)
+            write_result(plan, trainer, output, {**final, **generated}, details,
+                         time.monotonic() - started, fs)
 
 
 def load_base(plan: TrainPlan):
@@ -226,7 +234,6 @@ def _checkpoint_step(name: str) -> int:
 
 def save_model(plan: TrainPlan, model, tokenizer, scratch: str) -> None:
     """The trained model (safetensors), its tokenizer and config into the output folder."""
-    model = getattr(model, "module", model)  # DDP wrapper
     plan.task.finish_config(model.config, plan.labels, plan.spec.task_options)
     output = plan.spec.output
     if "://" not in output:
@@ -238,26 +245,33 @@ def save_model(plan: TrainPlan, model, tokenizer, scratch: str) -> None:
     staged = os.path.join(scratch, "model")
     model.save_pretrained(staged)
     tokenizer.save_pretrained(staged)
-    fs, root = output_filesystem(output)
+    fs, root = storage(output)
     pafs.copy_files(staged, root, source_filesystem=pafs.LocalFileSystem(),
                     destination_filesystem=fs)
 
 
-def write_result(plan: TrainPlan, trainer, output, final: dict, seconds: float, fs) -> None:
+def write_result(plan: TrainPlan, trainer, output, final: dict, details: dict, seconds: float,
+                 fs) -> None:
     state = trainer.state
     metrics = {k.removeprefix("eval_"): v for k, v in final.items()
-               if k not in ("epoch",) and not k.endswith(("_runtime", "_per_second"))}
+               if k not in ("epoch",) and not k.endswith(("_runtime", "_per_second"))
+               and _is_number(v)}
     metrics.update(plan.task.derived_metrics(metrics))
     result = {
         "log_history": state.log_history, "final_metrics": metrics,
         "global_step": state.global_step, "max_steps": state.max_steps,
         "epochs_run": state.epoch, "best_step": _checkpoint_step(state.best_model_checkpoint)
         if state.best_model_checkpoint else None,
-        "best_metric": state.best_metric, "stopped_early": state.global_step < state.max_steps,
+        "final_details": details, "best_metric": state.best_metric,
+        "stopped_early": state.global_step < state.max_steps,
         "train_loss": output.training_loss, "train_seconds": seconds,
     }
     with fs.open_output_stream(f"{plan.work.rstrip('/')}/{RESULT}") as f:
         f.write(json.dumps(result, indent=2, default=_jsonable).encode())
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _jsonable(value):

@@ -17,6 +17,7 @@ Training batches are cut by padded tokens: examples of similar length go togethe
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -283,3 +284,9 @@ def data_paths(work: str) -> dict[str, str]:
     return {"dir": data_dir, **{name: f"{data_dir}/{name}.arrow"
                                 for name in (TRAIN, VALIDATION, VALIDATION_ROWS)}}
 
+
+def storage(path: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) of a local folder or an object-storage URI."""
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), os.path.abspath(path)

@@ -19,11 +19,11 @@ different forward passes; decode always sees all of a row's windows, in order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class TaskOptions(BaseModel):
@@ -153,6 +153,68 @@ class Task:
                tokenizer: Any) -> dict[str, list]:
         """Output column values (one list per output field, one entry per row)."""
         raise NotImplementedError
+
+    # ---- what the outputs mean: the run report's summaries and the metric against gold ----
+    # The job spec's `evaluate` block, validated by the task (None: no metric against gold).
+    Evaluate: ClassVar[type["EvaluateOptions"] | None] = None
+    # task inputs `evaluate` reads besides the outputs (NER maps spans to the text's words):
+    # they must be kept in the output
+    evaluate_inputs: ClassVar[tuple[str, ...]] = ()
+
+    def report_facts(self, outputs: pa.Table) -> dict[str, list]:
+        """Per-row values the run report summarises (`report_panels` names them), from a table
+        of successful output rows (the task's output columns). A value may be a list (one row,
+        several entities). Default: none."""
+        return {}
+
+    def report_panels(self, options: TaskOptions) -> list["Panel"]:
+        """How the report shows `report_facts`: label counts, score histograms, shares."""
+        return []
+
+    def check_gold(self, gold: pa.DataType, evaluate: "EvaluateOptions",
+                   options: TaskOptions) -> None:
+        """Raise ValueError (with the fix) when a gold column of this type cannot be scored."""
+
+    def evaluate(self, rows: "GoldRows", evaluate: "EvaluateOptions",
+                 options: TaskOptions) -> dict:
+        """Metrics of `rows` (rows with gold and without error) against their gold values,
+        computed with the field's standard library (`pipelines/metrics.py`)."""
+        raise NotImplementedError
+
+
+class EvaluateOptions(TaskOptions):
+    """A job's `evaluate` block: the gold column, plus the task's own gold options."""
+
+    gold: str = Field(..., min_length=1, description="Column holding the expected output "
+                      "(kept from the corpus); rows where it is null are left out and counted.")
+
+
+@dataclass
+class GoldRows:
+    """What a task's `evaluate` scores: rows that have a gold value and no error."""
+
+    outputs: dict[str, list]    # output column -> one value per row
+    gold: list                  # the gold column's values (never null)
+    texts: dict[str, list[str]] = field(default_factory=dict)  # task input -> values, if kept
+    ids: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.gold)
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One plot of a run report, over a per-row value of `report_facts`:
+    `counts`    how often each value occurs (a bar per value, the most frequent first);
+                `per_rows`: shown as occurrences per that many rows (entities per 1,000 rows)
+    `histogram` the distribution of a number; `range` when known (probabilities: (0, 1))
+    `share`     the share of rows where a boolean value is true (empty answers)"""
+
+    kind: Literal["counts", "histogram", "share"]
+    fact: str
+    title: str
+    range: tuple[float, float] | None = None
+    per_rows: int | None = None
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

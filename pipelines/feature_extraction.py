@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from corpusmill.pipelines.base import Encoded, ModelMismatch, Task, TaskOptions
+from corpusmill.pipelines.base import Encoded, ModelMismatch, Panel, Task, TaskOptions
 from corpusmill.pipelines.pooling import SUPPORTED_MODES, pool, read_sentence_transformers_folder
 from corpusmill.pipelines.registry import register
 
@@ -137,6 +138,18 @@ class FeatureExtraction(Task):
 
     def decode(self, rows, options, config, tokenizer):
         return {"embedding": list(rows.stacked("embedding"))}
+
+    def report_facts(self, outputs):
+        column = outputs.column("embedding").combine_chunks()
+        width = column.type.list_size if pa.types.is_fixed_size_list(column.type) else None
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        if width is None:  # variable-size lists (never written by this task, but readable)
+            return {"norm": [float(np.linalg.norm(v)) for v in column.to_pylist()]}
+        norms = np.linalg.norm(values.reshape(-1, width).astype(np.float64), axis=1)
+        return {"norm": norms.tolist()}
+
+    def report_panels(self, options):
+        return [Panel("histogram", "norm", "Embedding L2 norm")]
 
 
 register(FeatureExtraction())

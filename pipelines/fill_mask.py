@@ -23,7 +23,11 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from corpusmill.pipelines.base import Encoded, ModelMismatch, Task, TaskOptions
+from corpusmill.pipelines.base import (
+    Encoded, EvaluateOptions, ModelMismatch, Panel, Task, TaskOptions,
+)
+from corpusmill.pipelines.metrics import fill_mask_metrics
+from corpusmill.pipelines.outcomes import require_string_gold
 from corpusmill.pipelines.registry import register
 
 PREDICTION = pa.struct([
@@ -45,6 +49,12 @@ class FillMaskOptions(TaskOptions):
         if targets is not None and any(not t.strip() for t in targets):
             raise ValueError(f"targets must not contain blank words, got {targets}")
         return targets
+
+
+class FillMaskEvaluateOptions(EvaluateOptions):
+    k: int | None = Field(None, ge=1, description="Top-k accuracy counts a mask as right when "
+                          "its gold word is among its k best predictions; default: all the "
+                          "predictions written (options.top_k).")
 
 
 def target_ids(tokenizer, targets: list[str]) -> list[int]:
@@ -166,6 +176,59 @@ class FillMask(Task):
             predictions.append(row_predictions(tokenizer, np.asarray(input_ids), scores,
                                                tokens, token_str))
         return {"predictions": predictions}
+
+    Evaluate = FillMaskEvaluateOptions
+
+    def report_facts(self, outputs):
+        best_tokens, best_scores = [], []
+        for predictions in outputs.column("predictions").to_pylist():
+            firsts = first_per_mask(predictions)
+            best_tokens.append([p["token_str"].strip() for p in firsts])
+            best_scores.append([p["score"] for p in firsts])
+        return {"best_token": best_tokens, "best_score": best_scores}
+
+    def report_panels(self, options):
+        return [Panel("counts", "best_token", "Best token at each mask (most frequent)"),
+                Panel("histogram", "best_score", "Score of the best token", range=(0.0, 1.0))]
+
+    def check_gold(self, gold, evaluate, options):
+        require_string_gold(gold, self.name, lists=True)
+        top_k = options.top_k if options.targets is None else min(options.top_k,
+                                                                    len(options.targets))
+        if evaluate.k is not None and evaluate.k > top_k:
+            raise ValueError(f"evaluate.k={evaluate.k} but the job writes {top_k} prediction(s) "
+                             f"per mask; set k at most {top_k}, or raise options.top_k")
+
+    def evaluate(self, rows, evaluate, options):
+        """Top-1 / top-k accuracy per mask: gold is the expected word (one mask) or a list of
+        them, one per mask in text order. Rows whose gold count differs from their mask count
+        are left out and counted."""
+        ranked, expected, mismatched = [], [], []
+        for row_id, gold, predictions in zip(rows.ids or [None] * len(rows), rows.gold,
+                                             rows.outputs["predictions"]):
+            per_mask: dict[int, list[str]] = {}
+            for p in predictions:
+                per_mask.setdefault(p["mask"], []).append(p["token_str"])
+            golds = [gold] if isinstance(gold, str) else list(gold)
+            if len(golds) != len(per_mask):
+                mismatched.append(row_id)
+                continue
+            ranked += [per_mask[m] for m in sorted(per_mask)]
+            expected += golds
+        k = evaluate.k or options.top_k
+        return {**fill_mask_metrics(ranked, expected, k),
+                "rows_gold_mismatched": len(mismatched),
+                "gold_mismatched_examples": mismatched[:5]}
+
+
+def first_per_mask(predictions: list[dict]) -> list[dict]:
+    """Each mask's best prediction (predictions are grouped by mask, best first)."""
+    seen, firsts = set(), []
+    for p in predictions:
+        if p["mask"] not in seen:
+            seen.add(p["mask"])
+            firsts.append(p)
+    return firsts
 
 
 def row_predictions(tokenizer, input_ids: np.ndarray, scores: np.ndarray, tokens: np.ndarray,

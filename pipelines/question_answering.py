@@ -25,7 +25,11 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from corpusmill.pipelines.base import Encoded, ModelMismatch, Task, TaskOptions
+from corpusmill.pipelines.base import (
+    Encoded, EvaluateOptions, ModelMismatch, Panel, Task, TaskOptions,
+)
+from corpusmill.pipelines.metrics import squad_metrics
+from corpusmill.pipelines.outcomes import as_references, require_string_gold
 from corpusmill.pipelines.registry import register
 from corpusmill.pipelines.spans import NO_WORD, Window, best_answers
 
@@ -143,6 +147,28 @@ class QuestionAnswering(Task):
                 columns[name].append(best[name])
             columns["answers"].append(answers)
         return columns
+
+    Evaluate = EvaluateOptions  # gold: the answer text, or a list of acceptable answers
+
+    def report_facts(self, outputs):
+        answers = ["" if a is None else a for a in outputs.column("answer").to_pylist()]
+        return {"score": outputs.column("score").to_pylist(),
+                "empty": [not a.strip() for a in answers],
+                "answer_words": [len(a.split()) for a in answers]}
+
+    def report_panels(self, options):
+        return [Panel("histogram", "score", "Answer score", range=(0.0, 1.0)),
+                Panel("share", "empty", "Empty answers"),
+                Panel("histogram", "answer_words", "Answer length (words)")]
+
+    def check_gold(self, gold, evaluate, options):
+        require_string_gold(gold, self.name, lists=True)
+
+    def evaluate(self, rows, evaluate, options):
+        """SQuAD v1.1 exact match and F1 (official normalisation), each question against its
+        best gold answer; no answer counts as the empty answer."""
+        predictions = ["" if a is None else a for a in rows.outputs["answer"]]
+        return squad_metrics(predictions, [as_references(g) for g in rows.gold])
 
 
 def wants_token_types(model) -> bool:

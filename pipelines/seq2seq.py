@@ -35,7 +35,13 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
-from corpusmill.pipelines.base import TRUNCATED_FIELD, Encoded, ModelMismatch, Task, TaskOptions
+from corpusmill.pipelines.base import (
+    TRUNCATED_FIELD, Encoded, EvaluateOptions, ModelMismatch, Task, TaskOptions,
+)
+from corpusmill.pipelines.metrics import rouge_metrics, translation_metrics
+from corpusmill.pipelines.outcomes import (
+    as_references, generated_text_facts, generated_text_panels, require_string_gold,
+)
 from corpusmill.pipelines.registry import register
 
 # generation settings these tasks take, from task_specific_params and from options
@@ -258,6 +264,17 @@ def _config_of(name_or_path: str):
 
 # ---- the tasks ------------------------------------------------------------------------------
 
+class ReferenceEvaluateOptions(EvaluateOptions):
+    use_stemmer: bool = Field(False, description="ROUGE: Porter-stem words before matching "
+                              "(rouge-score's option; off by default, as there).")
+
+
+class TranslationEvaluateOptions(EvaluateOptions):
+    tokenize: Literal["13a", "intl", "zh", "char", "none"] = Field(
+        "13a", description="sacreBLEU's tokenizer for BLEU (13a, its default, for most "
+                           "languages; zh for Chinese; char for character-level).")
+
+
 class Seq2SeqTask(Task):
     """What the three tasks share; subclasses name the output column and the config entry."""
 
@@ -366,6 +383,23 @@ class Seq2SeqTask(Task):
             texts.append(join_summaries(outputs))
         return {self.output_column: texts}
 
+    # gold: the reference text, or a list of references
+    Evaluate = ReferenceEvaluateOptions
+
+    def report_facts(self, outputs):
+        return generated_text_facts(outputs, self.output_column)
+
+    def report_panels(self, options):
+        return generated_text_panels(self.output_column.removesuffix("_text").capitalize())
+
+    def check_gold(self, gold, evaluate, options):
+        require_string_gold(gold, self.name, lists=True)
+
+    def evaluate(self, rows, evaluate, options):
+        """ROUGE-1/2/L (rouge-score) against the reference(s)."""
+        return rouge_metrics(rows.outputs[self.output_column],
+                             [as_references(g) for g in rows.gold], evaluate.use_stemmer)
+
 
 class Summarization(Seq2SeqTask):
     name = "summarization"
@@ -382,6 +416,12 @@ class Translation(Seq2SeqTask):
     summary = "Translate each text with an encoder-decoder model (Marian, T5, mBART, NLLB, ...)."
     Options = TranslationOptions
     output_column = "translation_text"
+    Evaluate = TranslationEvaluateOptions
+
+    def evaluate(self, rows, evaluate, options):
+        """Corpus sacreBLEU and chrF (sacrebleu) against the reference translation(s)."""
+        return translation_metrics(rows.outputs[self.output_column],
+                                   [as_references(g) for g in rows.gold], evaluate.tokenize)
 
     def task_key(self, config, options):
         keys = [k for k in (getattr(config, "task_specific_params", None) or {})

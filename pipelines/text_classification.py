@@ -19,8 +19,10 @@ import pyarrow as pa
 from pydantic import Field
 
 from corpusmill.pipelines.base import (
-    ModelMismatch, Task, TaskOptions, sigmoid, softmax, top_k_indices,
+    EvaluateOptions, ModelMismatch, Panel, Task, TaskOptions, sigmoid, softmax, top_k_indices,
 )
+from corpusmill.pipelines.metrics import classification_metrics
+from corpusmill.pipelines.outcomes import require_string_gold
 from corpusmill.pipelines.registry import register
 
 LABEL_SCORE = pa.struct([pa.field("label", pa.string()), pa.field("score", pa.float32())])
@@ -100,6 +102,22 @@ class TextClassification(Task):
             labels.append(ranked[0]["label"])
             score.append(ranked[0]["score"])
         return {"label": labels, "score": score, "labels": pairs}
+
+    Evaluate = EvaluateOptions  # gold: the expected label (string)
+
+    def report_facts(self, outputs):
+        return {"label": outputs.column("label").to_pylist(),
+                "score": outputs.column("score").to_pylist()}
+
+    def report_panels(self, options):
+        return [Panel("counts", "label", "Labels"),
+                Panel("histogram", "score", "Score of the best label")]
+
+    def check_gold(self, gold, evaluate, options):
+        require_string_gold(gold, self.name)
+
+    def evaluate(self, rows, evaluate, options):
+        return classification_metrics(rows.gold, rows.outputs["label"])
 
 
 register(TextClassification())

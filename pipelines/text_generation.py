@@ -31,6 +31,7 @@ from corpusmill.pipelines.generation import (
     GumbelSampler, PaddingAwareRepetitionPenalty, StopOnStrings, cut_at_stop,
     generated_lengths, pad_ragged,
 )
+from corpusmill.pipelines.outcomes import generated_text_facts, generated_text_panels
 from corpusmill.pipelines.registry import register
 
 
@@ -238,6 +239,12 @@ class TextGeneration(Task):
             new_text = cut_at_stop(new_text, options.stop)
             texts.append(prompt + new_text if options.full_text else new_text)
         return {"generated_text": texts}
+
+    def report_facts(self, outputs):
+        return generated_text_facts(outputs, "generated_text")
+
+    def report_panels(self, options):
+        return generated_text_panels("Generated text")
 
 
 def generation_config(model, options: TextGenerationOptions):

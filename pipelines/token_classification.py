@@ -25,7 +25,11 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from corpusmill.pipelines.base import Encoded, ModelMismatch, Task, TaskOptions, softmax
+from corpusmill.pipelines.base import (
+    Encoded, EvaluateOptions, ModelMismatch, Panel, Task, TaskOptions, softmax,
+)
+from corpusmill.pipelines.metrics import bio_tags, entity_metrics, split_entity_label, words
+from corpusmill.pipelines.outcomes import is_string_list
 from corpusmill.pipelines.registry import register
 
 ENTITY = pa.struct([pa.field("entity", pa.string()), pa.field("score", pa.float32()),
@@ -49,6 +53,13 @@ class TokenClassificationOptions(TaskOptions):
                                 "model's window; default a quarter of a window's text tokens "
                                 "(127 for a 512-token BERT). Entities up to this many tokens "
                                 "long are never cut at a window boundary.")
+
+
+class NerEvaluateOptions(EvaluateOptions):
+    gold_format: Literal["bio", "spans"] = Field(
+        "bio", description="`bio`: a list of BIO tags per row, one per whitespace-separated "
+                           "word of the text; `spans`: a list of {start, end, label} character "
+                           "spans per row.")
 
 
 # ---------------------------------------------------------------- pure helpers (no model)
@@ -318,6 +329,60 @@ class TokenClassification(Task):
                 found = merge_overlapping(found)
             column.append([e.as_row() for e in found])
         return {"entities": column}
+
+    Evaluate = NerEvaluateOptions
+    evaluate_inputs = ("text",)
+
+    def report_facts(self, outputs):
+        types, scores, counts = [], [], []
+        for entities in outputs.column("entities").to_pylist():
+            types.append([split_entity_label(e["entity"])[0] for e in entities])
+            scores.append([e["score"] for e in entities])
+            counts.append(len(entities))
+        return {"entity_type": types, "entity_score": scores, "entities": counts}
+
+    def report_panels(self, options):
+        return [Panel("counts", "entity_type", "Entities per 1,000 rows, by type", per_rows=1000),
+                Panel("histogram", "entities", "Entities per row"),
+                Panel("histogram", "entity_score", "Entity scores", range=(0.0, 1.0))]
+
+    def check_gold(self, gold, evaluate, options):
+        if evaluate.gold_format == "bio":
+            if not is_string_list(gold):
+                raise ValueError(f"gold_format bio needs a list of BIO tags per row (one per "
+                                 f"whitespace-separated word of the text, e.g. ['B-PER', "
+                                 f"'I-PER', 'O']); this gold column is {gold}. Character "
+                                 f"spans take gold_format: spans")
+            return
+        item = gold.value_type if pa.types.is_list(gold) or pa.types.is_large_list(gold) else None
+        names = ({item.field(i).name for i in range(item.num_fields)}
+                 if item is not None and pa.types.is_struct(item) else set())
+        if not {"start", "end", "label"} <= names:
+            raise ValueError(f"gold_format spans needs a list of {{start, end, label}} structs "
+                             f"per row (character offsets into the text, end exclusive); this "
+                             f"gold column is {gold}")
+
+    def evaluate(self, rows, evaluate, options):
+        """Entity-level scores by seqeval over the texts' whitespace-separated words: predicted
+        entities and gold spans become BIO tags per word. Rows whose BIO gold has another
+        number of tags than the text has words are left out and counted."""
+        gold_tags, predicted_tags, mismatched = [], [], []
+        for row_id, text, gold, entities in zip(rows.ids or [None] * len(rows),
+                                                rows.texts["text"], rows.gold,
+                                                rows.outputs["entities"]):
+            if evaluate.gold_format == "spans":
+                tags = bio_tags(text, [(s["start"], s["end"], s["label"]) for s in gold])
+            else:
+                tags = list(gold)
+                if len(tags) != len(words(text)):
+                    mismatched.append(row_id)
+                    continue
+            gold_tags.append(tags)
+            predicted_tags.append(bio_tags(text, [(e["start"], e["end"], e["entity"])
+                                                  for e in entities]))
+        return {**entity_metrics(gold_tags, predicted_tags),
+                "rows_gold_mismatched": len(mismatched),
+                "gold_mismatched_examples": mismatched[:5]}
 
 
 register(TokenClassification())

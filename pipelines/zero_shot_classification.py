@@ -34,9 +34,14 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, field_validator, model_validator
 
-from corpusmill.pipelines.base import Encoded, ModelMismatch, Task, TaskOptions, top_k_indices
+from corpusmill.pipelines.base import (
+    Encoded, EvaluateOptions, ModelMismatch, Panel, Task, TaskOptions, top_k_indices,
+)
+from corpusmill.pipelines.metrics import classification_metrics
+from corpusmill.pipelines.outcomes import require_string_gold
 from corpusmill.pipelines.pooling import folder_pooling, pool
 from corpusmill.pipelines.registry import register
 
@@ -251,6 +256,27 @@ class ZeroShotClassification(Task):
             orders = list(top_k_indices(scores, scores.shape[1]))
         return {"labels": [[labels_[i] for i in order] for order in orders],
                 "scores": [row[order].tolist() for row, order in zip(scores, orders)]}
+
+    Evaluate = EvaluateOptions  # gold: the expected label, one of the candidate labels
+
+    def report_facts(self, outputs):
+        return {"label": pc.list_element(outputs.column("labels"), 0).to_pylist(),
+                "score": pc.list_element(outputs.column("scores"), 0).to_pylist()}
+
+    def report_panels(self, options):
+        return [Panel("counts", "label", "Best label"),
+                Panel("histogram", "score", "Score of the best label")]
+
+    def check_gold(self, gold, evaluate, options):
+        require_string_gold(gold, self.name)
+
+    def evaluate(self, rows, evaluate, options):
+        """Classification metrics of the best label; gold values that are not candidate labels
+        (never predictable) are counted."""
+        predicted = [labels[0] for labels in rows.outputs["labels"]]
+        candidates = set(options.candidate_labels)
+        return {**classification_metrics(rows.gold, predicted),
+                "gold_not_a_candidate": sum(g not in candidates for g in rows.gold)}
 
 
 class NliOrEncoder:

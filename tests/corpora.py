@@ -30,16 +30,19 @@ def varied_texts(n: int = 300, seed: int = 0) -> list[str]:
 
 def run_operators(plan, corpus) -> pa.Table:
     """read -> tokenize -> infer -> postprocess in this process, as Ray would run them."""
-    from corpusmill.operators.infer import Infer
-    from corpusmill.operators.postprocess import postprocess_batch
-    from corpusmill.operators.read import CorpusDatasource
-    from corpusmill.operators.tokenize import tokenize_batch
+    from corpusmill.jobs.sample import run_in_process
 
-    source = CorpusDatasource(corpus.fs, corpus.files, plan.read_schema, plan.spec.id_column,
-                              rows_per_block=plan.spec.batching.window_rows)
-    infer = Infer(plan)
-    parts = []
-    for task in source.get_read_tasks(1):
-        for block in task.read_fn():
-            parts.append(postprocess_batch(infer(tokenize_batch(block, plan)), plan))
-    return pa.concat_tables(parts)
+    return run_in_process(plan, corpus)
+
+
+def damage_pages(path, column: str, row_group: int) -> None:
+    """Overwrite the first page header of one column chunk: the file's footer still reads, but
+    that row group's data of `column` cannot be decoded ("Couldn't deserialize thrift")."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata.row_group(row_group)
+    chunk = next(meta.column(i) for i in range(meta.num_columns)
+                 if meta.column(i).path_in_schema == column)
+    with open(path, "r+b") as f:
+        f.seek(chunk.dictionary_page_offset or chunk.data_page_offset)
+        f.write(b"\xff" * 12)

@@ -130,6 +130,12 @@ class TrainingTask:
         """Metrics computed from the evaluation's own (e.g. perplexity from the loss)."""
         return {}
 
+    def generation_metrics(self, model: Any, tokenizer: Any, rows: pa.Table, options: TaskOptions,
+                           max_length: int) -> dict:
+        """Metrics of what the trained model generates for the validation rows, computed once
+        at the end (ROUGE, BLEU); default none."""
+        return {}
+
 
 def first_windows(tokenizer: Any, texts: list[str], max_length: int) -> tuple[dict, int]:
     """`texts` tokenized and cut to `max_length` tokens (special tokens kept), and how many

@@ -9,8 +9,8 @@ pairs them (`pipelines/question_answering.encode_windows`: `max_seq_len` tokens 
 `doc_stride` tokens of overlap); a window holding the whole answer is labelled with the
 answer's first and last token, any other window with the CLS token, as transformers' run_qa
 example does.
-Metric: exact match of the answers decoded from the validation windows as `corpusmill run`
-decodes them (same window and answer options) against `answer_text`."""
+Metric: SQuAD F1 (and exact match) of the answers decoded from the validation windows as
+`corpusmill run` decodes them (same window and answer options) against `answer_text`."""
 from __future__ import annotations
 
 import numpy as np
@@ -76,7 +76,7 @@ class QuestionAnsweringTraining(TrainingTask):
     summary = "an extractive QA head (start/end per token) from SQuAD-style answers"
     field_sets = (("question", "context", "answer_text", "answer_start"),)
     Options = QuestionAnsweringTrainingOptions
-    metric = "exact_match"
+    metric = "f1"
 
     def check_types(self, types):
         for name in ("question", "context", "answer_text"):

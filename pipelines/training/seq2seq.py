@@ -10,7 +10,9 @@ Prefix:  T5-style task prefixes go before every input: `options.prefix`, else th
          config records the prefix in that entry (or `config.prefix`), so `corpusmill run` with
          the trained folder adds the same prefix by itself.
 Inputs longer than `max_length` tokens and targets longer than `max_target_length` are cut
-(counted in the report). Metric: the validation loss (lower is better)."""
+(counted in the report). Metric: the validation loss (lower is better) at each evaluation; at
+the end the kept model generates (greedy) for up to `score_rows` validation rows, scored with
+ROUGE (summarization, text2text-generation) or sacreBLEU and chrF (translation)."""
 from __future__ import annotations
 
 import pyarrow as pa
@@ -22,13 +24,18 @@ from corpusmill.pipelines.seq2seq import (
     GenerationOptions, LanguagePairOptions, TranslationOptions, _multilingual, resolve_prefix,
 )
 from corpusmill.pipelines.training.base import LENGTH, Examples, TrainingTask, first_windows
+from corpusmill.pipelines.training.scores import generation_scores
+
+GENERATE_BATCH = 16
 
 
 class Seq2SeqTrainingOptions(TaskOptions):
     prefix: str | None = Field(None, description="Text before every input (T5: 'summarize: '); "
                                "default: the base config's prefix for the task; '' for none.")
     max_target_length: int = Field(128, ge=2, description="Target tokens kept (longer targets "
-                                   "are cut).")
+                                   "are cut); also the most tokens generated when scoring.")
+    score_rows: int = Field(200, ge=0, description="Validation rows the trained model generates "
+                            "for at the end, scored with ROUGE or BLEU; 0: none.")
 
 
 class TranslationTrainingOptions(LanguagePairOptions, Seq2SeqTrainingOptions):
@@ -102,6 +109,27 @@ class Seq2SeqTraining(TrainingTask):
         columns = {"input_ids": enc["input_ids"], "labels": targets,
                    LENGTH: [len(a) + len(b) for a, b in zip(enc["input_ids"], targets)]}
         return Examples(columns, rows=list(range(len(targets))), truncated=truncated)
+
+    def generation_metrics(self, model, tokenizer, rows, options, max_length):
+        import torch
+
+        rows = rows.slice(0, options.score_rows).to_pydict()
+        if not rows.get("text"):
+            return {}
+        prefix, _ = self.prefix(model.config, options)
+        predictions = []
+        model.eval()
+        for start in range(0, len(rows["text"]), GENERATE_BATCH):
+            texts = [prefix + t for t in rows["text"][start:start + GENERATE_BATCH]]
+            enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True,
+                            return_tensors="pt").to(model.device)
+            with torch.no_grad():
+                out = model.generate(input_ids=enc["input_ids"],
+                                     attention_mask=enc["attention_mask"], do_sample=False,
+                                     num_beams=1, max_new_tokens=options.max_target_length)
+            predictions += tokenizer.batch_decode(out, skip_special_tokens=True)
+        scores = generation_scores(self.name, predictions, rows["target"])
+        return {**scores, "scored_rows": len(predictions)}
 
     def collators(self, tokenizer, model, options, seed):
         from transformers import DataCollatorForSeq2Seq

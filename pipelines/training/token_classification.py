@@ -13,7 +13,7 @@ tokenizer's own (its pre-tokenizer): a word is tagged with the span it overlaps,
 holds the span's start, else `I-`. A row longer than `max_length` tokens is split into windows
 overlapping by `stride` tokens, as inference splits it; a word is labelled in the first window
 that holds its first sub-token only, so each word counts once.
-Metric: F1 over the words' entity tags (and word accuracy), per word of the validation rows."""
+Metric: entity-level F1 over the validation rows' words (seqeval, as conlleval)."""
 from __future__ import annotations
 
 import numpy as np

@@ -28,11 +28,13 @@ def main(job: str) -> int:
     ray.init(address=cluster.address, logging_level="WARNING")
     cluster.wait_for_nodes()
 
+    removed = threading.Event()
+
     def remove_worker_when_output_appears():
         while not list(Path(spec.output).glob("*.parquet")):
             time.sleep(0.02)
         cluster.remove_node(worker)
-        print("NODE_REMOVED", flush=True)
+        removed.set()
 
     threading.Thread(target=remove_worker_when_output_appears, daemon=True).start()
     try:
@@ -40,6 +42,8 @@ def main(job: str) -> int:
     finally:
         ray.shutdown()
         cluster.shutdown()
+    if removed.is_set():  # said after the run: during it, the run's output goes to its log
+        print("NODE_REMOVED", flush=True)
     print("\n".join(summary.lines()), flush=True)
     return 0
 

@@ -55,14 +55,32 @@ def test_every_row_once_with_kept_columns(tmp_path, tiny, ray_session, multi_fil
                                 "error"]
 
     nulls = sum(r["body"] is None for r in rows)
-    summary = capsys.readouterr().out
+    printed = capsys.readouterr()
+    summary = printed.out
     assert f"{len(rows)} rows in from 3 file(s), {len(rows)} out, {nulls} with errors" in summary
+    assert "ran on 1 CPU node(s) with 2 actor(s) at peak" in summary
+    # stderr carries our progress lines only; what Ray printed is in the run's log
+    progress = printed.err.strip().splitlines()
+    assert progress and all(line.startswith("corpusmill text-classification: ")
+                            for line in progress), printed.err
+    assert f"{len(rows)}/{len(rows)} rows (100%)" in progress[-1]
+    logs = list((tmp_path / "out" / "_logs").glob("*.log"))
+    assert len(logs) == 1 and logs[0].stat().st_size > 0
     meta = json.loads(pq.read_schema(next((tmp_path / "out").glob("*.parquet")))
                       .metadata[b"corpusmill"])
     assert meta["task"] == "text-classification" and meta["options"]["top_k"] == 2
     assert meta["model"] == tiny.classifier and meta["corpusmill_version"]
     manifest = json.loads((tmp_path / "out" / "_corpusmill.json").read_text())
     assert manifest["summary"]["rows_errored"] == nulls and manifest["provenance"]["job_id"]
+    # where it ran and what each stage did, for the report
+    placement, stats = manifest["placement"], manifest["stats"]
+    assert placement["device"] == "cpu" and placement["actors"]["max"] == 2
+    assert sum(node["rows"] for node in placement["nodes"]) == len(rows)  # errors included
+    assert stats["stages"]["read"]["rows"] == stats["stages"]["tokenize"]["rows"] == len(rows)
+    assert stats["stages"]["postprocess"]["errors"] == nulls
+    assert 0 < stats["tokens"]["tokens"] <= stats["tokens"]["padded_tokens"]
+    assert sorted(stats["files_written"]) == sorted(
+        p.name for p in (tmp_path / "out").rglob("*.parquet") if "_checkpoint" not in p.parts)
 
 
 def test_generated_ids_and_skip_policy(tmp_path, tiny, ray_session, multi_file_corpus):
@@ -118,5 +136,5 @@ def test_actors_that_would_hold_every_cpu_are_refused(tmp_path, tiny, ray_sessio
                     columns={"text": "body"}, resources={"concurrency": 4, "cpus_per_actor": 1})
     assert main(["run", str(job)]) != EXIT_OK
     err = capsys.readouterr().err
-    assert "would reserve 4 of the cluster's" in err and "resources.concurrency" in err
+    assert "would reserve 4 of the 2 CPUs this cluster offers" in err and "resources.concurrency" in err
     assert not (tmp_path / "out").exists()

@@ -4,17 +4,23 @@ corpusmill.operators and corpusmill.jobs, so a user's own `pipelines` or `jobs` 
 collide with ours."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+SOURCES = ("corpusmill", "jobs", "operators", "pipelines", "pyproject.toml", "README.md")
 
 
 def test_wheel_adds_only_corpusmill_to_site_packages(tmp_path):
+    source = tmp_path / "src"  # a copy: building in the checkout would leave build/ there
+    for name in SOURCES:
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
+        copy(REPO / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path / "dist"), str(REPO)], check=True,
+                    "-q", "-w", str(tmp_path / "dist"), str(source)], check=True,
                    capture_output=True)
     wheel = next((tmp_path / "dist").glob("corpusmill-*.whl"))
     env = tmp_path / "venv"

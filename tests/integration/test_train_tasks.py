@@ -78,6 +78,7 @@ def test_text_classification_trains_and_annotates(tmp_path, bases, ray_session, 
     assert config["label2id"] == {label: i for i, label in enumerate(labels)}
     assert report["labels"] == labels
     assert report["final_metrics"]["accuracy"] > 0.8  # the words decide the topic
+    assert report["final_details"]["confusion_matrix"]["labels"] == labels
     first = capsys.readouterr().out
     assert "validation (macro_f1" in first
 
@@ -155,7 +156,7 @@ def test_question_answering_with_windows(tmp_path, bases):
     assert_trained(folder, report)
     # long contexts: several windows per question, as inference windows them
     assert report["data"]["train"]["examples"] > 2 * report["data"]["train"]["rows"]
-    assert "exact_match" in report["final_metrics"]
+    assert {"exact_match", "f1"} <= set(report["final_metrics"])
     config = json.loads((folder / "config.json").read_text())
     assert config["architectures"] == ["BertForQuestionAnswering"]
     out = run_task(tmp_path, "question-answering", folder, {}, max_seq_len=32, doc_stride=8)
@@ -171,6 +172,10 @@ def test_summarization_keeps_the_t5_prefix(tmp_path, bases):
                            training={"epochs": 4, "learning_rate": 1e-2, "max_tokens": 256})
     assert_trained(folder, report)
     assert report["validation_metric"] == "loss"
+    # the kept model generated for the validation rows, scored with ROUGE
+    final = report["final_metrics"]
+    assert final["scored_rows"] == report["data"]["validation"]["rows"]
+    assert 0 <= final["rouge1"] <= 1 and "detail" in report["final_details"]
     config = json.loads((folder / "config.json").read_text())
     assert config["task_specific_params"]["summarization"]["prefix"] == "summarize: "
     out = run_task(tmp_path, "summarization", folder, {"text": "text"}, max_new_tokens=8)

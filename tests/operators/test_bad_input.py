@@ -13,9 +13,9 @@ from tests.conftest import write_job, write_parquet
 
 @pytest.fixture(autouse=True)
 def no_ray(monkeypatch):
-    def tripwire():
+    def tripwire(*args, **kwargs):
         raise AssertionError("Ray was started for an invalid job")
-    monkeypatch.setattr(corpusmill.jobs.run, "_ensure_ray", tripwire)
+    monkeypatch.setattr(corpusmill.jobs.run, "ensure_ray", tripwire)
 
 
 @pytest.fixture

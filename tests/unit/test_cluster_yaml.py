@@ -33,8 +33,8 @@ def test_cluster_yaml_passes_rays_launcher_validation(config):
     assert config["provider"]["region"] == "us-west-2"
     prepared = check(config)
     # Our setup commands, not Ray's defaults, are what runs on the nodes.
-    assert any("pip install -e \"$HOME/corpusmill[generate]\"" in c for c in prepared["head_setup_commands"])
-    assert any("pip install -e \"$HOME/corpusmill[generate]\"" in c for c in prepared["worker_setup_commands"])
+    assert any("pip install -e \"$HOME/corpusmill[generate,cloud]\"" in c for c in prepared["head_setup_commands"])
+    assert any("pip install -e \"$HOME/corpusmill[generate,cloud]\"" in c for c in prepared["worker_setup_commands"])
     assert config["file_mounts"] == {"~/corpusmill": "."}
 
 
@@ -80,7 +80,22 @@ def test_gpu_setup_installs_cuda_torch_before_corpusmill_without_the_cpu_pin(con
     cmds = config["worker_setup_commands"]
     drop_pin = next(i for i, c in enumerate(cmds) if "grep -v '^torch=='" in c)
     torch = next(i for i, c in enumerate(cmds) if c.strip() == "pip install torch")
-    corpusmill = next(i for i, c in enumerate(cmds) if "pip install -e \"$HOME/corpusmill[generate]\"" in c)
+    corpusmill = next(i for i, c in enumerate(cmds) if "pip install -e \"$HOME/corpusmill[generate,cloud]\"" in c)
     assert drop_pin < corpusmill and torch < corpusmill
     assert "-c /tmp/constraints-gpu.txt" in cmds[corpusmill]
     assert "constraints.txt" not in cmds[corpusmill]
+
+
+def test_auto_resources_on_this_cluster_are_an_elastic_gpu_pool_from_one_to_four(config):
+    """What placement decides from the node types the autoscaler runs with: the head alone has
+    no GPU, yet the job asks for GPUs, from 1 actor up to one per GPU node it can add."""
+    from corpusmill.jobs.cluster_view import node_types_from_autoscaling_config
+    from corpusmill.jobs.placement import ClusterView, NodeNow, resolve_placement
+    from corpusmill.spec import Resources
+
+    types, cap = node_types_from_autoscaling_config(check(config))
+    head = config["available_node_types"][config["head_node_type"]]["resources"]
+    cluster = ClusterView(nodes=(NodeNow("head", cpus=head["CPU"], gpus=0, is_head=True),),
+                          node_types=tuple(types), max_workers=cap)
+    placed = resolve_placement(Resources(), cluster, node_cores=head["CPU"])
+    assert (placed.device, placed.min_actors, placed.max_actors) == ("gpu", 1, 4)

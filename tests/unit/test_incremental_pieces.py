@@ -14,8 +14,9 @@ from corpusmill.errors import JobError
 from corpusmill.jobs.ledger import new_files, read_ledger, record_files
 from corpusmill.jobs.lock import OutputLock
 from corpusmill.jobs.storage import local_paths, unreachable
-from corpusmill.operators.read import CorpusFile, hive_partitions
-from corpusmill.operators.write import LOCK
+from corpusmill.jobs.corpus import hive_partitions
+from corpusmill.operators.read import CorpusFile
+from corpusmill.jobs.output import LOCK
 
 
 def corpus_file(name: str, size: int = 100, mtime_ns: int = 1) -> CorpusFile:

@@ -1,9 +1,14 @@
-"""The output folder: preparing it (refuse or replace earlier output), writing Parquet through
-Ray Data, and reading back what was written for the end-of-run summary.
+"""The output folder, as the driver sees it (Ray Data's sink writes the data files): deciding
+what to do with what it holds (refuse, resume, replace), and reading back what was written
+for the summary. `OutputFolder` is the one object run_job talks to.
 
-Output folder contents: `*.parquet` files, each with the job's provenance in its schema
-metadata; `_corpusmill.json`, the manifest (job id, status, spec, counts of the last run); and
-`_checkpoint/`, Ray Data's record of committed row ids, which a rerun uses to resume."""
+Output folder contents: `*.parquet` files (in `key=value/` folders when partitioned), each with
+the job's provenance in its schema metadata; `_corpusmill.json`, the manifest (job id, status,
+spec, the fingerprints of the input files runs read, the last run's counts, placement and
+statistics); `_corpusmill_files.json`, the incremental ledger (jobs/ledger.py);
+`_corpusmill.lock` while a run writes (jobs/lock.py); `_checkpoint/`, Ray Data's record of
+committed row ids, which a rerun uses to resume; `_logs/` (jobs/console.py) and `_report/`
+(jobs/report.py)."""
 from __future__ import annotations
 
 import json
@@ -16,13 +21,18 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from corpusmill.errors import JobError
+from corpusmill.errors import JobError, storage_error
 from corpusmill.pipelines.base import INPUT_TRUNCATED
 from corpusmill.operators.plan import ERROR
 
 MANIFEST = "_corpusmill.json"
 CHECKPOINT_DIR = "_checkpoint"
 LOCK = "_corpusmill.lock"  # held by a running run (jobs/lock.py)
+LOG_DIR = "_logs"         # Ray's output of each run (jobs/console.py)
+REPORT_DIR = "_report"    # the run report
+OWN_DIRS = (CHECKPOINT_DIR, LOG_DIR, REPORT_DIR)
+# entries that do not make a folder "hold output": another run's lock, logs of refused runs
+NOT_OUTPUT = (LOCK, LOG_DIR)
 
 
 def output_filesystem(output: str) -> tuple[pafs.FileSystem, str]:
@@ -38,7 +48,8 @@ class OutputState:
     replace: bool = False  # overwrite: corpusmill's earlier files are to be deleted
 
 
-def check_output(output: str, mode: str, job_id: str) -> OutputState:
+def check_output(output: str, mode: str, job_id: str,
+                 identity: dict | None = None) -> OutputState:
     """Decide what to do with an existing output folder, before any Ray work. Changes nothing:
     `replace_output` deletes, once the job is known to be runnable.
 
@@ -47,13 +58,19 @@ def check_output(output: str, mode: str, job_id: str) -> OutputState:
     overwrite: corpusmill's own files are to be deleted (a folder holding others is refused).
     error:     any existing file is refused."""
     fs, root = output_filesystem(output)
-    info = fs.get_file_info(root)
+    try:
+        info = fs.get_file_info(root)
+    except OSError as e:
+        raise storage_error(output, e, "list") or JobError(
+            f"output {output!r} cannot be read: {e}") from None
     if info.type == pafs.FileType.NotFound:
         return OutputState(False, 0)
     if info.type != pafs.FileType.Directory:
         raise JobError(f"output {output!r} exists and is not a folder")
-    # a lock alone is another run starting: the lock itself refuses this run, with its holder
-    entries = [e for e in fs.get_file_info(pafs.FileSelector(root)) if e.base_name != LOCK]
+    # a lock alone is another run starting: the lock itself refuses this run, with its holder;
+    # logs alone are what a refused run left
+    entries = [e for e in fs.get_file_info(pafs.FileSelector(root))
+               if e.base_name not in NOT_OUTPUT]
     if not entries:
         return OutputState(False, 0)
     if mode == "error":
@@ -73,19 +90,56 @@ def check_output(output: str, mode: str, job_id: str) -> OutputState:
                        f"choose an empty folder")
     if manifest.get("job_id") != job_id:
         made = manifest.get("provenance", {})
+        differs = _differences(manifest, identity)
+        what = (f"this job ({job_id}) differs in {'; '.join(differs[:6])}" if differs else
+                f"this job ({job_id}) computes something else")
         raise JobError(f"output folder {output!r} holds the output of another job (job "
                        f"{manifest.get('job_id')}: {made.get('task')} with {made.get('model')}); "
-                       f"this job ({job_id}) computes something else. Choose another output "
-                       f"folder, or set output_mode: overwrite to replace it")
+                       f"{what}. Rerun with the settings the output was made with, choose "
+                       f"another output folder, or set output_mode: overwrite to replace it")
     return OutputState(True, committed_rows(output))
+
+
+PROBE = "_corpusmill_probe_"
+
+
+def check_writable(output: str) -> None:
+    """On object storage, write and delete a small object in the output folder, so a missing
+    bucket, refused credentials or a read-only grant stop the job before any work (a local
+    folder is checked by the lock's exclusive create)."""
+    if "://" not in output:
+        return
+    fs, root = output_filesystem(output)
+    probe = f"{root}/{PROBE}{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open_output_stream(probe) as f:
+            f.write(b"corpusmill write check")
+        fs.delete_file(probe)
+    except OSError as e:
+        raise storage_error(output, e, "write") or JobError(
+            f"output {output!r} is not writable: {e}") from None
+
+
+def _differences(manifest: dict, identity: dict | None) -> list[str]:
+    """The settings this job changes against the job whose output the folder holds."""
+    if identity is None or not isinstance(manifest.get("spec"), dict):
+        return []
+    from corpusmill.spec import JobSpec, identity_differences
+
+    try:
+        before = JobSpec(**manifest["spec"]).identity
+    except Exception:  # noqa: BLE001 - an older or foreign spec: no itemised difference
+        return []
+    return identity_differences(before, identity)
 
 
 def replace_output(output: str) -> None:
     """Delete corpusmill's files from the output folder (`check_output` has made sure they are
-    all corpusmill's), except the lock this run holds."""
+    all corpusmill's), except the lock this run holds and the runs' logs (this run's is being
+    written)."""
     fs, root = output_filesystem(output)
     for entry in fs.get_file_info(pafs.FileSelector(root)):
-        if entry.base_name == LOCK:
+        if entry.base_name in NOT_OUTPUT:
             continue
         if entry.type == pafs.FileType.Directory:
             fs.delete_dir(entry.path)
@@ -95,9 +149,9 @@ def replace_output(output: str) -> None:
 
 def _ours(entry: pafs.FileInfo) -> bool:
     """Files and folders corpusmill writes: data files, partition folders (`key=value`), the
-    checkpoint folder, and `_corpusmill*` files (manifest, ledger, lock)."""
+    checkpoint, log and report folders, and `_corpusmill*` files (manifest, ledger, lock)."""
     if entry.type == pafs.FileType.Directory:
-        return entry.base_name == CHECKPOINT_DIR or "=" in entry.base_name
+        return entry.base_name in OWN_DIRS or "=" in entry.base_name
     return entry.type == pafs.FileType.File and (
         entry.base_name.endswith(".parquet") or entry.base_name.startswith("_corpusmill"))
 
@@ -187,6 +241,12 @@ def _data_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
                   key=lambda e: e.path)
 
 
+def data_files(output: str) -> tuple[pafs.FileSystem, str, list[str]]:
+    """The output's filesystem, root, and data files as paths relative to the root."""
+    fs, root = output_filesystem(output)
+    return fs, root, [e.path[len(root):].lstrip("/") for e in _data_files(fs, root)]
+
+
 def output_preview(output: str, columns: list[str], rows: int = 5) -> list[dict]:
     """The first `rows` output rows, only `columns`, for the end-of-run summary."""
     fs, root = output_filesystem(output)
@@ -214,3 +274,88 @@ def write_manifest(output: str, manifest: dict) -> None:
     fs.create_dir(root, recursive=True)
     with fs.open_output_stream(f"{root}/{MANIFEST}") as f:
         f.write(json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
+
+
+class OutputFolder:
+    """A job's output folder, one object for what it holds: data files, the manifest (with the
+    fingerprints of the input files runs read), Ray's checkpoint, the incremental ledger, the
+    lock, logs and the report. Local or on object storage alike."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    # --- before a run -------------------------------------------------------------------
+    def state(self, spec) -> OutputState:
+        """What to do with what the folder holds (see `check_output`); refuses another job's
+        output naming the settings that differ."""
+        return check_output(self.path, spec.output_mode, spec.job_id, spec.identity)
+
+    def refuse_changed_inputs(self, corpus) -> tuple[str, ...]:
+        """A resumed job whose input files changed since earlier runs read them would keep
+        their stale rows: refused, naming the files. Returns the files earlier runs read that
+        are gone now (their rows stay; the summary says so)."""
+        from corpusmill.jobs.corpus import changed_files
+
+        recorded = (self.manifest() or {}).get("inputs") or {}
+        changed = changed_files(corpus.files, recorded)
+        if changed:
+            raise JobError(
+                f"input file(s) {', '.join(map(repr, changed[:5]))}"
+                f"{f' and {len(changed) - 5} more' if len(changed) > 5 else ''} changed since "
+                f"an earlier run of this job read them into {self.path!r}: their rows there "
+                f"are stale. Rerun with output_mode: overwrite (or --set output_mode=overwrite) "
+                f"to recompute the whole output, or restore the files; put new rows in new "
+                f"files, which a rerun adds")
+        names = {f.name for f in corpus.files}
+        return tuple(sorted(name for name in recorded if name not in names))
+
+    def check_writable(self) -> None:
+        check_writable(self.path)
+
+    def replace(self) -> None:
+        replace_output(self.path)
+
+    def lock(self, run_id: str):
+        from corpusmill.jobs.lock import OutputLock
+
+        return OutputLock(self.path, run_id)
+
+    # --- the manifest and the ledger ---------------------------------------------------
+    def manifest(self) -> dict | None:
+        return read_manifest(self.path)
+
+    def write_manifest(self, manifest: dict) -> None:
+        write_manifest(self.path, manifest)
+
+    def recorded_inputs(self) -> dict[str, dict]:
+        return (self.manifest() or {}).get("inputs") or {}
+
+    def ledger(self) -> dict[str, dict]:
+        from corpusmill.jobs.ledger import read_ledger
+
+        return read_ledger(self.path)
+
+    def record_ledger(self, ledger: dict[str, dict], done) -> None:
+        from corpusmill.jobs.ledger import record_files
+
+        record_files(self.path, ledger, done)
+
+    # --- what was written ---------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> str:
+        return checkpoint_path(self.path)
+
+    def committed_rows(self, id_column: str | None = None, scope: pa.Array | None = None) -> int:
+        return committed_rows(self.path, id_column, scope)
+
+    def counts(self, id_column: str | None = None, scope: pa.Array | None = None) -> dict:
+        return output_counts(self.path, id_column, scope)
+
+    def data_files(self) -> list[str]:
+        return data_files(self.path)[2]
+
+    def preview(self, columns: list[str], rows: int = 5) -> list[dict]:
+        return output_preview(self.path, columns, rows)
+
+    def write_empty(self, schema: pa.Schema) -> None:
+        write_empty(self.path, schema)

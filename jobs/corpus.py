@@ -1,0 +1,225 @@
+"""The input corpus, as the driver sees it before any Ray work: which Parquet files a job's
+`input` names (a file, a folder searched recursively, a glob; local or object storage), what
+each holds from its footer (row groups, schema, hive partition folders), a fingerprint of its
+content, and one schema for all of them. operators/read.py streams the rows inside Ray.
+
+Fingerprints: the SHA-256 of a file's Parquet footer (schema, row groups, column chunk sizes
+and statistics) plus its size. A file rewritten with other rows almost always changes it; a
+file merely touched (new modification time, same bytes) does not. The manifest and the
+incremental ledger record it for every file a run read, so a rerun notices changed input
+(jobs/output.py)."""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from corpusmill.errors import JobError, storage_error
+from corpusmill.operators.read import CorpusFile
+
+_GLOB_CHARS = "*?["
+FOOTER_TAIL = 8  # a Parquet file ends with the footer's length (4 bytes) and "PAR1"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    fs: pafs.FileSystem
+    files: list[CorpusFile]
+    skipped_files: tuple[str, ...] = ()   # corrupt files left out under skip_corrupt_files
+    gone: tuple[str, ...] = field(default=())  # files earlier runs read that are gone now
+
+    @property
+    def num_rows(self) -> int:
+        return sum(f.num_rows for f in self.files)
+
+    def stamps(self) -> dict[str, dict]:
+        """name -> {size, mtime_ns, fingerprint} of every file: what the manifest records."""
+        return {f.name: stamp(f) for f in self.files}
+
+
+def stamp(f: CorpusFile) -> dict:
+    return {"size": f.size_bytes, "mtime_ns": f.mtime_ns, "fingerprint": f.fingerprint}
+
+
+def same_content(before: dict, now: dict) -> bool:
+    """Whether a file holds what it held when `before` was recorded: by fingerprint and size
+    when both stamps have one (records of older versions have none: size and time then)."""
+    if before.get("fingerprint") and now.get("fingerprint"):
+        return before["fingerprint"] == now["fingerprint"] and before.get("size") == now["size"]
+    return (before.get("size"), before.get("mtime_ns")) == (now.get("size"), now.get("mtime_ns"))
+
+
+def changed_files(files: list[CorpusFile], recorded: dict[str, dict]) -> list[str]:
+    """Names of `files` that earlier runs read (in `recorded`) and that changed since."""
+    return [f.name for f in files if f.name in recorded and not same_content(recorded[f.name],
+                                                                             stamp(f))]
+
+
+def footer_fingerprint(handle, size: int) -> str:
+    """SHA-256 of the file's footer bytes (one ranged read)."""
+    tail = handle.read_at(FOOTER_TAIL, size - FOOTER_TAIL)
+    length = int.from_bytes(tail[:4], "little")
+    start = max(0, size - FOOTER_TAIL - length)
+    return hashlib.sha256(handle.read_at(size - start, start)).hexdigest()[:32]
+
+
+def hive_partitions(name: str) -> tuple[tuple[str, str], ...]:
+    """(key, value) of each `key=value` folder in a path relative to the input root."""
+    folders = name.replace(os.sep, "/").split("/")[:-1]
+    return tuple(tuple(part.split("=", 1)) for part in folders
+                 if "=" in part and not part.startswith("="))
+
+
+def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
+    """(filesystem, [(path, name)]) for a Parquet file, folder (recursive) or glob.
+
+    Raises JobError when nothing exists at the path, no Parquet file is found, or the store
+    refuses (missing bucket, credentials, permissions), naming the path and the fix."""
+    try:
+        if "://" in input_path:
+            fs, root = pafs.FileSystem.from_uri(input_path)
+        else:
+            fs, root = pafs.LocalFileSystem(), os.path.abspath(input_path)
+    except (OSError, ValueError) as e:
+        raise storage_error(input_path, e, "read") or JobError(
+            f"input {input_path!r} cannot be opened: {e}") from None
+    try:
+        return _find_files(fs, root, input_path)
+    except OSError as e:
+        e = _precise(fs, root, e) if "://" in input_path else e
+        raise storage_error(input_path, e, "read") or JobError(
+            f"input {input_path!r} cannot be listed: {e}") from None
+
+
+def _precise(fs: pafs.FileSystem, root: str, error: OSError) -> OSError:
+    """S3 answers a HEAD request it refuses with a bare 403, whatever the reason (bad keys, no
+    grant); a listing's answer names the reason. Ask for one."""
+    if "HeadObject" not in str(error):
+        return error
+    try:
+        fs.get_file_info(pafs.FileSelector(root.split("/", 1)[0], allow_not_found=True))
+    except OSError as listing:
+        return listing
+    return error
+
+
+def _find_files(fs: pafs.FileSystem, root: str,
+                input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
+    if any(c in root for c in _GLOB_CHARS):
+        base = _glob_base(root)
+        infos = [i for i in _list(fs, base, input_path) if fnmatch.fnmatch(i.path, root)]
+        kind = "glob"
+    else:
+        info = fs.get_file_info(root)
+        if info.type == pafs.FileType.NotFound:
+            _refuse_missing_bucket(fs, root, input_path)
+            raise JobError(f"input {input_path!r} does not exist; give a Parquet file, a folder "
+                           f"of Parquet files, or a glob such as 'data/*.parquet'")
+        if info.type == pafs.FileType.File:
+            return fs, [(info.path, os.path.basename(info.path))]
+        base, infos, kind = root, _list(fs, root, input_path), "folder"
+    files = sorted((i.path, os.path.relpath(i.path, base)) for i in infos
+                   if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+                   and not os.path.basename(i.path).startswith(("_", ".")))
+    if not files:
+        raise JobError(f"no Parquet files (*.parquet) found in {kind} {input_path!r}")
+    return fs, files
+
+
+def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]], *,
+                  skip_corrupt: bool = False) -> tuple[list[CorpusFile], list[str]]:
+    """(readable files from their footers, names of corrupt files skipped). A file that is not
+    Parquet stops the job, named, unless `skip_corrupt`."""
+    corpus, corrupt = [], []
+    for path, name in files:
+        try:
+            with fs.open_input_file(path) as f:
+                meta = pq.ParquetFile(f).metadata
+                schema = meta.schema.to_arrow_schema()
+                size = f.size()
+                fingerprint = footer_fingerprint(f, size)
+            mtime = fs.get_file_info(path).mtime_ns or 0
+        except (OSError, pa.ArrowInvalid) as e:
+            refused = storage_error(path, e, "read")
+            if refused is not None:  # the store said no: not a corrupt file
+                raise refused from None
+            if skip_corrupt:
+                corrupt.append(name)
+                continue
+            raise JobError(f"cannot read Parquet file {name!r} ({path}): {e}. Remove or repair "
+                           f"it, or set skip_corrupt_files: true to skip such files (they are "
+                           f"listed in the run summary)") from None
+        groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+        partitions = hive_partitions(name)
+        clash = [key for key, _ in partitions if key in schema.names]
+        if clash:
+            raise JobError(f"Parquet file {name!r} has column(s) {', '.join(map(repr, clash))} "
+                           f"and also lies in a partition folder of the same name; rename the "
+                           f"column or the folder")
+        for key, _ in partitions:
+            schema = schema.append(pa.field(key, pa.string()))
+        corpus.append(CorpusFile(path, name, groups, schema, size, mtime, partitions,
+                                 fingerprint))
+    if not corpus:
+        raise JobError(f"none of the {len(files)} Parquet file(s) could be read; corrupt: "
+                       f"{', '.join(corrupt[:10])}")
+    return corpus, corrupt
+
+
+def corpus_ids(fs: pafs.FileSystem, files: list[CorpusFile], id_column: str | None,
+               id_type: pa.DataType) -> pa.Array:
+    """Every row id of `files` as `id_type`: the id column's values (id_column None: the
+    generated '<file>:<row>')."""
+    parts = []
+    for f in files:
+        if id_column is None:
+            parts.append(pa.array([f"{f.name}:{i}" for i in range(f.num_rows)], pa.string()))
+        else:
+            with fs.open_input_file(f.path) as handle:
+                column = pq.read_table(handle, columns=[id_column]).column(0)
+            parts.extend(chunk.cast(id_type) for chunk in column.chunks)
+    return pa.chunked_array(parts, id_type).combine_chunks()
+
+
+def is_text(arrow_type: pa.DataType) -> bool:
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    return (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+            or pa.types.is_string_view(arrow_type))
+
+
+def is_bytes(arrow_type: pa.DataType) -> bool:
+    """Binary columns are accepted as text input: each value is decoded as UTF-8 per row."""
+    return (pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type)
+            or pa.types.is_binary_view(arrow_type))
+
+
+
+def _refuse_missing_bucket(fs: pafs.FileSystem, root: str, input_path: str) -> None:
+    """On object storage a missing key may be a missing bucket: say which."""
+    if "://" not in input_path:
+        return
+    bucket = root.split("/", 1)[0]
+    if bucket and fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+        raise JobError(f"cannot read {input_path!r}: the bucket {bucket!r} does not exist: "
+                       f"create it, or correct the path")
+
+
+def _glob_base(pattern: str) -> str:
+    parts = pattern.split("/")
+    for i, part in enumerate(parts):
+        if any(c in part for c in _GLOB_CHARS):
+            return "/".join(parts[:i]) or "/"
+    return pattern
+
+
+def _list(fs: pafs.FileSystem, base: str, input_path: str) -> list[pafs.FileInfo]:
+    try:
+        return fs.get_file_info(pafs.FileSelector(base, recursive=True))
+    except FileNotFoundError:
+        raise JobError(f"input {input_path!r} does not exist") from None

@@ -1,0 +1,209 @@
+"""Where inference runs: GPU or CPU, and how many actors, decided against the cluster as it is
+now *and* as its autoscaler can grow it.
+
+`resolve_placement` is pure: it takes the job's `resources` and a `ClusterView` (resources of
+the alive nodes, plus the node types the autoscaler can add) and returns a `Placement`, or
+raises JobError before any work for a placement the cluster can never hold. `read_cluster_view`
+builds the view from a connected Ray (jobs/cluster_view.py does the reading).
+
+Rules
+- `num_gpus: auto` = 1 GPU per actor when the cluster has a GPU now or has a node type that
+  provides one (a CPU head with GPU workers from zero), else 0 (CPU).
+- `concurrency` is a number (fixed pool), a range {min, max} (elastic pool: Ray Data adds
+  actors while work queues, and the cluster autoscaler adds nodes to hold them), or `auto`:
+  - on a cluster that can grow: from 1 to as many actors as the reachable cluster holds (one
+    per GPU; on CPU, one single-threaded actor per core, at most MAX_AUTO_CPU_ACTORS per node,
+    leaving room for the read/tokenize tasks);
+  - on a fixed cluster: as many as it holds now, a fixed pool (the behaviour of earlier
+    versions).
+- A pool whose maximum the cluster can never hold (more GPU actors than GPUs it can reach;
+  CPU actors that would reserve every CPU, so read and tokenize tasks could never run) is
+  refused with the reachable figure in the message.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from corpusmill.errors import JobError
+
+TASK_CPUS = 0.25  # CPUs Ray reserves per read/tokenize/postprocess/write task
+MAX_AUTO_CPU_ACTORS = 8  # per node, `concurrency: auto` on CPU: each actor holds a model copy
+UNLIMITED = -1  # a node type's max_workers when the autoscaler sets no limit
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """A kind of node the cluster autoscaler can launch (the head's own type excluded)."""
+    name: str
+    cpus: float
+    gpus: float
+    max_workers: int        # UNLIMITED (-1) for no limit
+    min_workers: int = 0
+
+    @property
+    def can_grow(self) -> bool:
+        return self.max_workers == UNLIMITED or self.max_workers > self.min_workers
+
+
+@dataclass(frozen=True)
+class NodeNow:
+    """An alive node and what it offers Ray."""
+    node_id: str
+    cpus: float
+    gpus: float
+    is_head: bool = False
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    nodes: tuple[NodeNow, ...]                  # alive nodes
+    node_types: tuple[NodeType, ...] = ()       # what the autoscaler can add
+    max_workers: int | None = None              # the autoscaler's cap on worker nodes, if any
+    source: str = "no autoscaler"               # where node_types came from (for the summary)
+
+    @property
+    def cpus(self) -> float:
+        return sum(n.cpus for n in self.nodes)
+
+    @property
+    def gpus(self) -> float:
+        return sum(n.gpus for n in self.nodes)
+
+    @property
+    def autoscaling(self) -> bool:
+        return any(t.can_grow for t in self.node_types)
+
+    def reachable_nodes(self) -> list[tuple[float, float]]:
+        """(cpus, gpus) of every node the cluster can have at once: the head (and any node not
+        launched by the autoscaler) as it is now, plus each node type at its maximum count.
+        With an unlimited type, `math.inf` nodes of it are represented by one entry with
+        infinite resources."""
+        if not self.autoscaling:
+            return [(n.cpus, n.gpus) for n in self.nodes]
+        fixed = [(n.cpus, n.gpus) for n in self.nodes if n.is_head]
+        grown = []
+        for t in self.node_types:
+            count = math.inf if t.max_workers == UNLIMITED else t.max_workers
+            if self.max_workers is not None:
+                count = min(count, self.max_workers)
+            if count == math.inf:
+                grown.append((math.inf if t.cpus else 0.0, math.inf if t.gpus else 0.0))
+            else:
+                grown += [(t.cpus, t.gpus)] * int(count)
+        # nodes started by hand alongside the autoscaler's stay reachable too
+        reachable = fixed + grown
+        if sum(c for c, _ in reachable) < self.cpus or sum(g for _, g in reachable) < self.gpus:
+            return [(n.cpus, n.gpus) for n in self.nodes]
+        return reachable
+
+    @property
+    def reachable_gpus(self) -> float:
+        return sum(g for _, g in self.reachable_nodes())
+
+
+@dataclass(frozen=True)
+class Placement:
+    num_gpus: float       # per inference actor
+    min_actors: int       # the pool's size at start (and its floor)
+    max_actors: int       # the pool's ceiling (== min_actors: a fixed pool)
+    torch_threads: int    # per CPU inference actor
+    reason: str = ""      # one line: what was decided and why
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def elastic(self) -> bool:
+        return self.max_actors > self.min_actors
+
+    @property
+    def device(self) -> str:
+        return "gpu" if self.num_gpus else "cpu"
+
+
+def resolve_placement(resources, cluster: ClusterView, node_cores: int,
+                      reserved_cpus: float = 0.0) -> Placement:
+    """Decide GPU/CPU and the actor pool for `resources` (the spec's Resources) on `cluster`.
+    `reserved_cpus`: CPUs Ray Data's own actors will hold (a resumed run's checkpoint
+    filter). `node_cores`: cores of the driver's node (torch threads of a fixed CPU pool)."""
+    if resources.num_gpus == "auto":
+        num_gpus = 1.0 if cluster.gpus >= 1 or cluster.reachable_gpus >= 1 else 0.0
+    else:
+        num_gpus = float(resources.num_gpus)
+    per_actor_cpus = resources.cpus_per_actor
+    reachable = cluster.reachable_nodes()
+    capacity = _actor_capacity(reachable, num_gpus, per_actor_cpus, reserved_cpus)
+    now = _actor_capacity([(n.cpus, n.gpus) for n in cluster.nodes], num_gpus, per_actor_cpus,
+                          reserved_cpus)
+
+    concurrency = resources.concurrency
+    if concurrency == "auto":
+        if cluster.autoscaling:
+            low, high = 1, max(1, capacity)
+        else:
+            low = high = max(1, now)
+        if high != math.inf:
+            low, high = int(low), int(high)
+    elif isinstance(concurrency, int):
+        low = high = concurrency
+    else:
+        low, high = concurrency.min, concurrency.max
+    if high == math.inf:
+        raise JobError("concurrency: auto on a cluster whose autoscaler has no node limit; set "
+                       "resources.concurrency to a number or a range {min: 1, max: N}")
+    _refuse_unreachable(high, capacity, num_gpus, per_actor_cpus, cluster, reserved_cpus)
+
+    if resources.torch_threads:
+        threads = resources.torch_threads
+    elif high == low:   # a fixed pool: the driver's node's cores shared among its actors
+        threads = max(1, node_cores // high)
+    else:               # an elastic pool: single-threaded actors, one per core
+        threads = 1
+    kind = f"{num_gpus:g} GPU per actor" if num_gpus else "CPU"
+    pool = f"{low} actor(s)" if low == high else f"{low} to {high} actors (elastic)"
+    where = (f"; node types from {cluster.source}" if cluster.autoscaling else "")
+    return Placement(num_gpus=num_gpus, min_actors=int(low), max_actors=int(high),
+                     torch_threads=threads, reason=f"{kind}, {pool}{where}")
+
+
+def _actor_capacity(nodes: list[tuple[float, float]], num_gpus: float, cpus_per_actor: float,
+                    reserved_cpus: float) -> float:
+    """Inference actors `nodes` can hold at once: GPU actors by GPUs (each also takes its
+    CPUs); CPU actors one per core, at most MAX_AUTO_CPU_ACTORS a node, leaving TASK_CPUS
+    free on the cluster for the read and tokenize tasks."""
+    if num_gpus:
+        total = 0.0
+        for cpus, gpus in nodes:
+            by_gpu = gpus // num_gpus if gpus != math.inf else math.inf
+            by_cpu = cpus // cpus_per_actor if cpus != math.inf else math.inf
+            total += min(by_gpu, by_cpu)
+        return total
+    total, free = 0.0, -reserved_cpus - TASK_CPUS
+    for cpus, _ in nodes:
+        if cpus == math.inf:
+            return math.inf
+        free += cpus
+        total += min(MAX_AUTO_CPU_ACTORS, int(cpus))
+    return max(0, min(total, int(free // cpus_per_actor)))
+
+
+def _refuse_unreachable(wanted: int, capacity: float, num_gpus: float, cpus_per_actor: float,
+                        cluster: ClusterView, reserved_cpus: float) -> None:
+    if num_gpus:
+        if wanted * num_gpus <= cluster.reachable_gpus and wanted <= capacity:
+            return
+        grow = " (now and as the autoscaler can grow it)" if cluster.autoscaling else ""
+        raise JobError(
+            f"{wanted} inference actor(s) x num_gpus {num_gpus:g} need {wanted * num_gpus:g} "
+            f"GPU(s), but this cluster{grow} can hold at most {capacity:g} such actor(s) "
+            f"({cluster.reachable_gpus:g} GPU(s)); lower resources.concurrency (or its max), "
+            f"or resources.num_gpus")
+    reachable_cpus = sum(c for c, _ in cluster.reachable_nodes())
+    reserved = wanted * cpus_per_actor
+    if reserved <= reachable_cpus - reserved_cpus - TASK_CPUS:
+        return
+    grow = " (now and as the autoscaler can grow it)" if cluster.autoscaling else ""
+    raise JobError(
+        f"{wanted} inference actor(s) x cpus_per_actor {cpus_per_actor:g} would reserve "
+        f"{reserved:g} of the {reachable_cpus - reserved_cpus:g} CPUs this cluster{grow} "
+        f"offers, leaving none for the read and tokenize tasks (the job would wait forever); "
+        f"lower resources.concurrency or resources.cpus_per_actor")

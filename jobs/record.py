@@ -1,0 +1,97 @@
+"""What a run records about itself: the `placement` and `stats` sections of the manifest
+(`<output>/_corpusmill.json`), built from the decided placement, the run's statistics
+(operators/stats.py) and Ray's node table; and the summary line that says where it ran.
+
+placement: device, GPUs per actor, dtype, backend, the decision (`decided`), actors
+    {min, max, start, peak}, nodes [{node_id, host, rows, actors, gpus}], torch_threads,
+    actor_devices (what torch used inside the actors: `cuda`, or `cpu` when it saw no GPU).
+stats: started/finished, stages {read, tokenize, inference, postprocess: {rows, seconds (busy
+    time summed over workers), blocks, and the stage's own counts (tokens; postprocess:
+    rows_out, errors, skipped)}, write: {rows, files}}, tokens {tokens, padded_tokens,
+    windows}, actors [{actor, node_id, rows, seconds}], timeline [[seconds, rows done]],
+    files_written (data files this run added, relative to the output folder).
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from corpusmill.jobs.placement import Placement
+from corpusmill.operators.stats import STAGES, peak_concurrent
+
+
+def placement_record(placement: Placement, plan, snapshot: dict, nodes: list[dict]) -> dict:
+    """`nodes`: Ray's node table (`ray.nodes()`), dead nodes included, for host names."""
+    actors = snapshot.get("actors", [])
+    hosts = {n["NodeID"]: n.get("NodeManagerAddress") or n.get("NodeName") for n in nodes}
+    gpus = {n["NodeID"]: n.get("Resources", {}).get("GPU", 0) for n in nodes}
+    per_node: dict[str, dict] = {}
+    for actor in actors:
+        node = actor.get("node_id") or "?"
+        entry = per_node.setdefault(node, {"node_id": node, "host": hosts.get(node),
+                                           "rows": 0, "actors": 0, "gpus": gpus.get(node, 0)})
+        entry["rows"] += int(actor.get("rows", 0))
+        entry["actors"] += 1
+    first_block = snapshot.get("first_block_at")
+    started = sum(1 for a in actors if first_block is None or a["first"] <= first_block)
+    return {
+        "device": placement.device,
+        "num_gpus_per_actor": placement.num_gpus,
+        "dtype": plan.spec.resources.dtype,
+        "backend": getattr(plan, "backend", "torch"),
+        "decided": placement.reason,
+        "actors": {"min": placement.min_actors, "max": placement.max_actors,
+                   "start": started if actors else 0, "peak": peak_concurrent(actors)},
+        "nodes": sorted(per_node.values(), key=lambda n: -n["rows"]),
+        "torch_threads": placement.torch_threads,
+        "actor_devices": dict(Counter(a.get("device") or "?" for a in actors)),
+    }
+
+
+def stats_record(snapshot: dict, timeline: list, started: str, finished: str,
+                 files_written: list[str], rows_written: int) -> dict:
+    stages = {}
+    for stage in STAGES:
+        values = snapshot.get("stages", {}).get(stage)
+        if values:  # rows, seconds, blocks, and what the stage counts besides (errors, ...)
+            stages[stage] = {key: round(value, 3) if key == "seconds" else int(value)
+                             for key, value in values.items()}
+    stages["write"] = {"rows": rows_written, "files": len(files_written)}
+    inference = snapshot.get("stages", {}).get("inference", {})
+    return {
+        "started": started, "finished": finished, "stages": stages,
+        "tokens": {"tokens": int(inference.get("tokens", 0)),
+                   "padded_tokens": int(inference.get("padded_tokens", 0)),
+                   "windows": int(inference.get("windows", 0))},
+        "actors": [{"actor": a["actor"], "node_id": a.get("node_id"), "rows": int(a["rows"]),
+                    "seconds": round(a["seconds"], 3)} for a in snapshot.get("actors", [])],
+        "timeline": [list(point) for point in timeline],
+        "files_written": files_written,
+    }
+
+
+def placement_line(record: dict) -> str:
+    """'ran on 2 GPU node(s) with 2 actor(s) at peak (1 at start, elastic 1-2): 10.0.0.3
+    1,650 rows, 10.0.0.4 1,350 rows' — where a run ran, for the summary."""
+    nodes = record.get("nodes", [])
+    actors = record.get("actors", {})
+    kind = "GPU" if record.get("device") == "gpu" else "CPU"
+    pool = (f"elastic {actors.get('min')}-{actors.get('max')}"
+            if actors.get("max") != actors.get("min") else "fixed pool")
+    hosts = [n.get("host") for n in nodes]
+    shared = len(set(hosts)) < len(hosts)  # nodes on one machine (a local test cluster)
+    where = ", ".join(f"{_node_name(n, shared)} {n['rows']:,} rows" for n in nodes)
+    line = (f"ran on {len(nodes)} {kind} node(s) with {actors.get('peak', 0)} actor(s) at peak "
+            f"({actors.get('start', 0)} at start, {pool})" + (f": {where}" if where else ""))
+    devices = record.get("actor_devices", {})
+    if kind == "GPU" and devices and "cuda" not in devices:
+        line += " (GPUs were reserved, but torch saw no CUDA in the actors: they ran on CPU)"
+    return line
+
+
+def _node_name(node: dict, by_id: bool) -> str:
+    """The node's host, with the end of its id where several share a host."""
+    node_id = str(node.get("node_id") or "?")
+    host = node.get("host")
+    if host and not by_id:
+        return host
+    return f"{host or 'node'}/{node_id[-6:]}"
