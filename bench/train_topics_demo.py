@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -27,10 +28,14 @@ REPO = Path(__file__).parents[1]
 EXAMPLES = REPO / "jobs" / "examples"
 
 
-def cli(*args: str) -> float:
-    started = time.monotonic()
+def cli(*args: str) -> dict:
+    """Wall seconds, and CPU seconds of the process (and the children it waited for: not
+    Ray's workers, which a `run` starts through Ray)."""
+    started, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([sys.executable, "-m", "corpusmill.jobs.cli", *args], cwd=REPO, check=True)
-    return time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": round(time.monotonic() - started, 1), "cpu_s": round(cpu, 1)}
 
 
 def scores(gold: list[str], predicted: list[str]) -> dict:
@@ -75,7 +80,7 @@ def main() -> None:
         "zero_shot": scores([gold[i] for i in order], [zero[i] for i in order]),
         "fine_tuned": scores([gold[i] for i in order], [tuned[i] for i in order]),
         "fine_tuned_validation_report": report["final_metrics"],
-        "epochs": report["epochs"], "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "epochs": report["epochs"], "seconds": seconds,
         "load_average": os.getloadavg(),
     }
     print(json.dumps(result, indent=2))

@@ -83,7 +83,7 @@ def run_training(spec: TrainSpec) -> TrainSummary:
         data_started = time.monotonic()
         data = build_examples(setup.task, setup.tokenizer, setup.labels, spec.task_options,
                               setup.config, setup.max_length, setup.train, setup.validation,
-                              setup.split, fs, data_paths(work)["dir"])
+                              setup.split, fs, data_paths(_path(root, WORK))["dir"])
         if state.resume and state.resume.get("fingerprint") != data.fingerprint:
             raise JobError(f"the input changed since this training's checkpoints in "
                            f"{spec.output!r} were made (data fingerprint "

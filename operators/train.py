@@ -75,8 +75,8 @@ def train_worker(plan: TrainPlan, ray_train: bool = False) -> None:
     spec, task = plan.spec, plan.task
     set_seed(spec.training.seed)
     tokenizer, model = load_base(plan)
-    fs, _ = storage(plan.work)
-    paths = data_paths(plan.work)
+    fs, work = storage(plan.work)  # work: the folder's path inside its filesystem
+    paths = data_paths(work)
     features = model_inputs(model)
     train_set = ExampleBatches(open_arrow(fs, paths[TRAIN]), features,
                                spec.training.max_tokens, spec.training.seed)
@@ -129,8 +129,8 @@ def train_worker(plan: TrainPlan, ray_train: bool = False) -> None:
                 model, tokenizer, validation_rows, spec.task_options, plan.max_length))
             details.update({k: v for k, v in generated.items() if not _is_number(v)})
             save_model(plan, model, tokenizer, scratch)
-            write_result(plan, trainer, output, {**final, **generated}, details,
-                         time.monotonic() - started, fs)
+            write_result(trainer, output, {**final, **generated}, details,
+                         time.monotonic() - started, fs, f"{work}/{RESULT}", task)
 
 
 def load_base(plan: TrainPlan):
@@ -250,13 +250,13 @@ def save_model(plan: TrainPlan, model, tokenizer, scratch: str) -> None:
                     destination_filesystem=fs)
 
 
-def write_result(plan: TrainPlan, trainer, output, final: dict, details: dict, seconds: float,
-                 fs) -> None:
+def write_result(trainer, output, final: dict, details: dict, seconds: float, fs, path: str,
+                 task: TrainingTask) -> None:
     state = trainer.state
     metrics = {k.removeprefix("eval_"): v for k, v in final.items()
                if k not in ("epoch",) and not k.endswith(("_runtime", "_per_second"))
                and _is_number(v)}
-    metrics.update(plan.task.derived_metrics(metrics))
+    metrics.update(task.derived_metrics(metrics))
     result = {
         "log_history": state.log_history, "final_metrics": metrics,
         "global_step": state.global_step, "max_steps": state.max_steps,
@@ -266,7 +266,7 @@ def write_result(plan: TrainPlan, trainer, output, final: dict, details: dict, s
         "stopped_early": state.global_step < state.max_steps,
         "train_loss": output.training_loss, "train_seconds": seconds,
     }
-    with fs.open_output_stream(f"{plan.work.rstrip('/')}/{RESULT}") as f:
+    with fs.open_output_stream(path) as f:
         f.write(json.dumps(result, indent=2, default=_jsonable).encode())
 
 

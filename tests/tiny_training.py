@@ -129,12 +129,13 @@ def pair_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-def write_training(tmp_path: Path, rows: list[dict], **spec) -> tuple[Path, Path]:
+def write_training(tmp_path: Path, rows: list[dict], output: str | None = None,
+                   **spec) -> tuple[Path, Path | str]:
     """`rows` as Parquet in tmp_path/data and a train spec over them (ids from `doc_id`, a
-    quarter held out): (the spec file, the output folder)."""
+    quarter held out) into `output` (default tmp_path/model): (the spec file, the output)."""
     data = write_parquet(tmp_path / "data" / "rows.parquet",
                          {k: [r[k] for r in rows] for k in rows[0]})
-    output = tmp_path / "model"
+    output = output or tmp_path / "model"
     job = write_job(tmp_path / "train.yaml", input=str(data), output=str(output),
                     id_column="doc_id", **{"validation": {"split": 0.25}, **spec})
     return job, output

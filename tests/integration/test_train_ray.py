@@ -31,3 +31,29 @@ def test_two_ray_train_workers(tmp_path, ray_session, capsys):
     assert not (output / "_training").exists()  # Ray's checkpoints went with the work folder
     predicted = pipeline("text-classification", model=str(output))(rows[0]["body"])
     assert predicted[0]["label"] in {"food", "sports", "tech"}
+
+
+def test_training_into_object_storage(tmp_path):
+    """An s3:// output trains through Ray Train (one worker): Ray's checkpoints and the model
+    folder land in the bucket, and the work folder is gone when the model is complete."""
+    from tests.integration.faults import CliRun
+    from tests.object_store import BUCKET, MotoS3
+
+    s3 = MotoS3().start()
+    try:
+        output = f"s3://{BUCKET}/models/topics/"
+        job, _ = write_training(
+            tmp_path, topic_rows(60), output=output, task="text-classification",
+            model=build_bert_base(tmp_path / "base"), columns={"text": "body", "label": "topic"},
+            training={"epochs": 2, "learning_rate": 1e-2, "max_tokens": 96})
+        cli = CliRun(job, env=s3.env("admin"), command="train")
+        assert cli.wait(timeout=600) == EXIT_OK, cli.output()[-3000:]
+        assert "with Ray Train" in cli.output()
+        for name in ("config.json", "model.safetensors", "tokenizer.json",
+                     "training_report.json", "training_curves.png"):
+            assert s3.exists(f"{output}{name}"), name
+        assert not s3.exists(f"{output}_training")
+        report = json.loads(s3.read_text(f"{output}training_report.json"))
+        assert report["steps"] > 0 and report["epochs_run"] == 2
+    finally:
+        s3.stop()

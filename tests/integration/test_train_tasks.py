@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from corpusmill.jobs.cli import EXIT_OK, main
+from corpusmill.jobs.cli import EXIT_INVALID, EXIT_OK, main
 from corpusmill.jobs.preflight import preflight
 from corpusmill.spec import parse_spec
 from tests.conftest import write_job
@@ -217,3 +217,41 @@ def test_example_train_spec_is_ready_to_run():
     assert setup.train.fields == {"text": "body", "label": "topic"}
     ids = pq.read_table(examples / "data" / "articles.parquet").column("article_id").to_pylist()
     assert held_out(ids, spec.validation.split, spec.validation.seed).sum() == 71
+
+
+def refusal(tmp_path, capsys, rows, **spec) -> str:
+    job, output = write_training(tmp_path, rows, **spec)
+    assert main(["train", str(job)]) == EXIT_INVALID
+    assert not (Path(output) / "_training" / "checkpoints").exists()  # refused before training
+    return capsys.readouterr().err
+
+
+def test_training_refusals_name_the_row_or_key_and_the_fix(tmp_path, bases, capsys):
+    topics = topic_rows(20)
+    msg = refusal(tmp_path / "a", capsys, topics, task="text-classification",
+                  model=bases["bert"])
+    assert "reads the fields (text, label)" in msg and "columns present: body, doc_id, topic" \
+        in msg
+    scored = [{**r, "score": 0.5} for r in topics]
+    msg = refusal(tmp_path / "b", capsys, scored, task="text-classification",
+                  model=bases["bert"], columns={"text": "body", "label": "score"})
+    assert "labels must be strings" in msg and "double" in msg
+    qa = qa_rows(10)
+    qa[4]["answer_start"] += 1
+    msg = refusal(tmp_path / "c", capsys, qa, task="question-answering", model=bases["bert"],
+                  columns={"answer_text": "answer"}, validation=None)
+    assert f"row {qa[4]['doc_id']!r}: answer_text {qa[4]['answer']!r} is not at answer_start" \
+        in msg and "it occurs at" in msg
+    tagged = tagged_rows(10)
+    tagged[2]["tags"] = tagged[2]["tags"][:-1]
+    msg = refusal(tmp_path / "d", capsys, tagged, task="token-classification",
+                  model=bases["bert"], columns={"tokens": "words"}, validation=None)
+    assert f"row {tagged[2]['doc_id']!r}" in msg and "give one tag per token" in msg
+    msg = refusal(tmp_path / "e", capsys, pair_rows(10), task="summarization",
+                  model=bases["bert"])
+    assert "needs an encoder-decoder base model" in msg
+    (tmp_path / "f" / "model").mkdir(parents=True)
+    (tmp_path / "f" / "model" / "notes.txt").write_text("mine")
+    msg = refusal(tmp_path / "f", capsys, topics, task="text-classification",
+                  model=bases["bert"], columns={"text": "body", "label": "topic"})
+    assert "holds files corpusmill did not train (notes.txt)" in msg
