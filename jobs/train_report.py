@@ -95,9 +95,9 @@ def summary_lines(report: dict, output: str, already: bool = False) -> list[str]
     train, validation = data["train"], data["validation"]
     metric = report.get("validation_metric")
     final = report["final_metrics"]
-    head = ("already finished: nothing to do (output_mode: overwrite trains again); "
+    head = ("already finished, nothing to do (output_mode: overwrite trains again): "
             if already else "")
-    lines = [f"{head}training {report['train_id']}: {report['task']} on {train['rows']} rows "
+    lines = [f"{head}trained {report['train_id']}: {report['task']} on {train['rows']} rows "
              f"({train['examples']} examples), validated on {validation['rows']} rows; "
              f"{data['rows_skipped_null']} rows skipped (a field was null)",
              f"{report['steps']} steps, {report['epochs_run']:.2f} epochs"
