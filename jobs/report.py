@@ -70,6 +70,9 @@ def save_report(output: str, report: dict) -> dict[str, str]:
         with fs.open_output_stream(f"{folder}/{name}") as f:
             f.write(text.encode())
         written[name] = f"{folder}/{name}"
+    from corpusmill.jobs.card import CARD, write_card  # the output's dataset card
+
+    written[CARD] = write_card(fs, folder, output, report, read_manifest(output) or {})
     return written
 
 
