@@ -34,7 +34,6 @@ from corpusmill.operators.read import CorpusFile
 _GLOB_CHARS = "*?["
 # input file kinds by name: what a folder or glob picks up
 FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-KINDS = "Parquet (*.parquet), Arrow (*.arrow) or JSON Lines (*.jsonl, *.ndjson)"
 SAVED_DATASET = ("state.json", "dataset_info.json")  # datasets.Dataset.save_to_disk
 SAVED_DATASET_DICT = "dataset_dict.json"             # datasets.DatasetDict.save_to_disk
 FOOTER_TAIL = 8  # a Parquet file ends with the footer's length (4 bytes) and "PAR1"
@@ -166,7 +165,8 @@ def _find_files(fs: pafs.FileSystem, root: str,
                    if i.type == pafs.FileType.File and file_format(i.path)
                    and not os.path.basename(i.path).startswith(("_", ".")))
     if not files:
-        raise JobError(f"no {KINDS} files found in {kind} {input_path!r}")
+        raise JobError(f"no Parquet files (*.parquet) found in {kind} {input_path!r}, nor "
+                       f"Arrow (*.arrow) or JSON Lines (*.jsonl, *.ndjson) files")
     return fs, files
 
 
