@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
