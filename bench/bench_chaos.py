@@ -1,4 +1,5 @@
-"""Chaos at scale: a job of 20,000+ rows hit at 20 random moments, alternately
+"""Chaos at scale: a job of 20,000+ rows hit at 20 random moments of its progress (when the
+committed rows pass 20 random points of the corpus, sorted), alternately
   - the driver: SIGKILL of the whole process tree (driver, its Ray, every worker), then the
     same command is run again, and
   - one inference actor: SIGKILL of one `MapWorker(MapBatches(Infer))` process; the run goes on.
@@ -96,12 +97,16 @@ class Run:
         self.proc.wait()
         subprocess.run(["pkill", "-9", "-f", self.tmp])
 
-    def kill_one_actor(self) -> bool:
+    def actors(self) -> list:
+        """The run's inference actors (processes of its own Ray, below the driver)."""
         try:
             tree = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.Error:
-            return False
-        actors = [p for p in tree if INFER_ACTOR in " ".join(_cmdline(p))]
+            return []
+        return [p for p in tree if INFER_ACTOR in " ".join(_cmdline(p))]
+
+    def kill_one_actor(self) -> bool:
+        actors = self.actors()
         if not actors:
             return False
         random.choice(actors).kill()
@@ -147,31 +152,30 @@ def main(args) -> int:
     job = write_job(work / "chaos.yaml", model, corpus, work / "chaos")
     output = work / "chaos"
     kills, at_kill = [], []
+    # the moments: committed-row counts spread at random over the job (a kill lands once the
+    # job has committed that many rows), so every kill hits work in progress
+    points = sorted(rng.sample(range(args.rows // 50, args.rows - args.rows // 50), args.kills))
     run = Run(job)
-    kind = "driver"
-    while len(kills) < args.kills:
-        # a random moment within the time a whole run takes
-        delay = rng.uniform(2.0, max(4.0, clean_seconds * 0.8))
-        deadline = time.monotonic() + delay
-        while time.monotonic() < deadline and run.alive():
-            time.sleep(0.1)
-        if not run.alive():  # it finished first: start the job again for the next kill
-            run.wait()
-            print("  (the run finished before the kill: rerun)", flush=True)
-            run = Run(job)
-            continue
-        point = {"kind": kind, "seconds_into_run": round(time.monotonic() - run.started, 1),
-                 "committed": committed(output)}
+    for number, point_rows in enumerate(points):
+        kind = "driver" if number % 2 == 0 else "actor"
+        while run.alive() and committed(output) < point_rows:
+            time.sleep(0.05)
+        if not run.alive():
+            print(f"  the run ended before {point_rows} rows were committed", flush=True)
+            break
+        point = {"kind": kind, "at_committed": point_rows,
+                 "seconds_into_run": round(time.monotonic() - run.started, 1)}
         if kind == "driver":
             run.kill_tree()
             point["committed"] = committed(output)
             at_kill.append(data_files(output))
             run = Run(job)
-        elif not run.kill_one_actor():
-            point["kind"] = "actor (none running yet: skipped)"
+        else:
+            point["committed"] = committed(output)
+            if not run.kill_one_actor():
+                point["kind"] = "actor (none running: skipped)"
         kills.append(point)
         print(f"kill {len(kills):2d}: {point}", flush=True)
-        kind = "actor" if kind == "driver" else "driver"
     code = run.wait()
     print(f"last run exit {code}:\n" + "\n".join(run.output().splitlines()[-8:]), flush=True)
 

@@ -172,6 +172,7 @@ class ProgressWatcher:
         self._stop.set()
         self._thread.join()
         self._poll()
+        self.timeline.append((round(self.state.elapsed, 1), self.state.done))  # the last rows
         self.display.show(self.state, final=True)
         self.display.close()
 

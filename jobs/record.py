@@ -77,10 +77,21 @@ def placement_line(record: dict) -> str:
     kind = "GPU" if record.get("device") == "gpu" else "CPU"
     pool = (f"elastic {actors.get('min')}-{actors.get('max')}"
             if actors.get("max") != actors.get("min") else "fixed pool")
-    where = ", ".join(f"{n.get('host') or n['node_id'][:8]} {n['rows']:,} rows" for n in nodes)
+    hosts = [n.get("host") for n in nodes]
+    shared = len(set(hosts)) < len(hosts)  # nodes on one machine (a local test cluster)
+    where = ", ".join(f"{_node_name(n, shared)} {n['rows']:,} rows" for n in nodes)
     line = (f"ran on {len(nodes)} {kind} node(s) with {actors.get('peak', 0)} actor(s) at peak "
             f"({actors.get('start', 0)} at start, {pool})" + (f": {where}" if where else ""))
     devices = record.get("actor_devices", {})
     if kind == "GPU" and devices and "cuda" not in devices:
         line += " (GPUs were reserved, but torch saw no CUDA in the actors: they ran on CPU)"
     return line
+
+
+def _node_name(node: dict, by_id: bool) -> str:
+    """The node's host, with the end of its id where several share a host."""
+    node_id = str(node.get("node_id") or "?")
+    host = node.get("host")
+    if host and not by_id:
+        return host
+    return f"{host or 'node'}/{node_id[-6:]}"

@@ -333,7 +333,7 @@ def _resources_section(report: dict) -> str:
     if report.get("actors"):
         cards.append(_card("Rows per actor", _img(actors_png(report["actors"]))))
     if report.get("nodes"):
-        rows = "".join(f'<tr><td>{_e(n.get("node_id"))}</td><td>{_e(n.get("host"))}</td>'
+        rows = "".join(f'<tr><td>{_e(str(n.get("node_id") or "")[:12])}</td><td>{_e(n.get("host"))}</td>'
                        f'<td class="n">{_n(n.get("rows"))}</td><td class="n">'
                        f'{_n(n.get("actors"))}</td><td class="n">{_n(n.get("gpus"))}</td></tr>'
                        for n in report["nodes"])

@@ -16,8 +16,6 @@ Column contract of every block read:
 """
 from __future__ import annotations
 
-import fnmatch
-import os
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -26,7 +24,7 @@ import pyarrow.parquet as pq
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from corpusmill.errors import JobError, storage_error
+from corpusmill.errors import JobError
 from corpusmill.operators.stats import Timer, report, report_corrupt
 
 GENERATED_ID = "row_id"

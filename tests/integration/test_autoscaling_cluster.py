@@ -68,7 +68,7 @@ def test_auto_resources_launch_both_gpu_nodes_and_write_every_id_once(tmp_path, 
     assert all(node["gpus"] == 1 for node in placement["nodes"])
     assert placement["actor_devices"] == {"cpu": 2}  # no CUDA on the fake GPU nodes
     out = run.output()
-    assert "ran on 2 GPU node(s) with 2 actor(s) at peak" in out
+    assert "ran on 2 GPU node(s) with 2 actor(s) at peak" in out and "elastic 1-2" in out
     assert "torch saw no CUDA" in out
 
 

@@ -138,7 +138,7 @@ def test_object_storage_refusals_are_exit_2_naming_the_path_and_fix(
         monkeypatch.setenv(key, value)
     assert main(["run", str(job(tmp_path, "refused", **spec))]) == EXIT_INVALID
     err = capsys.readouterr().err
-    assert f"cannot " in err and repr(path_at_fault) in err and fix in err, err
+    assert "cannot " in err and repr(path_at_fault) in err and fix in err, err
     assert "Traceback" not in err
     for secret in s3.keys[user]:
         assert secret not in err
