@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 
+from corpusmill import notices
 from corpusmill.jobs.output import LOG_DIR, output_filesystem, read_manifest
 
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "py.warnings")
@@ -51,6 +52,8 @@ class RunConsole:
         self._saved.append(("sys", sys.stdout, sys.stderr))
         sys.stdout = sys.stderr = log
         self._route_loggers(log)
+        self._saved.append(("notices", notices.sink, None))
+        notices.sink = self.term
         self._saved.append(("warnings", logging.captureWarnings, None))
         logging.captureWarnings(True)
         self._quiet_ray_data()
@@ -75,6 +78,8 @@ class RunConsole:
                 a.propagate = b[1]
             elif kind == "warnings":
                 logging.captureWarnings(False)
+            elif kind == "notices":
+                notices.sink = a
         self._saved.clear()
         self._log.close()
         self._keep_in_output()

@@ -11,8 +11,9 @@ import pyarrow as pa
 
 from corpusmill.errors import JobError
 from corpusmill.jobs.evaluate import check_gold
-from corpusmill.spec import JobSpec, looks_like_path
+from corpusmill.operators.engines import check_backend
 from corpusmill.operators.loading import load_tokenizer, local_model, resolve_model_ref
+from corpusmill.spec import JobSpec, looks_like_path
 from corpusmill.operators.plan import ERROR, JobPlan
 from corpusmill.jobs.corpus import Corpus, is_bytes, is_text, open_corpus
 from corpusmill.jobs.output import check_writable
@@ -43,6 +44,7 @@ def preflight(spec: JobSpec, *, load_weights: bool = False,
     _check_collisions(kept, [f.name for f in task_fields] + [ERROR])
     _check_partition_by(spec, kept, id_column)
     _check_output_location(spec)
+    check_backend(spec)
 
     model_ref = resolve_model_ref(spec.model)
     folder = local_model(model_ref)  # a remote folder's local copy; the plan keeps the URI

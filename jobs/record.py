@@ -38,6 +38,8 @@ def placement_record(placement: Placement, plan, snapshot: dict, nodes: list[dic
         "num_gpus_per_actor": placement.num_gpus,
         "dtype": plan.spec.resources.dtype,
         "backend": getattr(plan, "backend", "torch"),
+        "graph": getattr(getattr(plan, "graph", None), "folder", None),  # onnxruntime's graph
+        "int8_agreement": getattr(getattr(plan, "graph", None), "agreement", None),
         "decided": placement.reason,
         "actors": {"min": placement.min_actors, "max": placement.max_actors,
                    "start": started if actors else 0, "peak": peak_concurrent(actors)},

@@ -24,6 +24,7 @@ from corpusmill.jobs.ray_session import ensure_ray
 from corpusmill.jobs.record import placement_line, placement_record, stats_record
 from corpusmill.jobs.report import report_after_run
 from corpusmill.jobs.storage import check_shared_paths
+from corpusmill.operators.engines import prepare_backend
 from corpusmill.operators.plan import ERROR, JobPlan
 from corpusmill.operators.read import GENERATED_ID
 from corpusmill.operators.stats import RunStats, corrupt_parts, stats_name
@@ -153,6 +154,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
                                        max_actors=placement.max_actors,
                                        torch_threads=placement.torch_threads, run_id=run_id,
                                        stats_name=stats_name(run_id))
+            plan = prepare_backend(plan, corpus)  # plan.backend: torch or onnxruntime
             if state.replace:
                 output.replace()
             base_manifest = {"job_id": spec.job_id, "run_id": run_id,
