@@ -41,7 +41,7 @@ INFER_ACTOR = "MapWorker(MapBatches(Infer))"
 
 def committed(output: Path) -> int:
     total = 0
-    for path in (output / "_checkpoint").glob("*.parquet"):
+    for path in (output / ".corpusmill" / "checkpoint").glob("*.parquet"):
         if ".pending." in path.name:
             continue
         try:
@@ -179,7 +179,7 @@ def main(args) -> int:
     code = run.wait()
     print(f"last run exit {code}:\n" + "\n".join(run.output().splitlines()[-8:]), flush=True)
 
-    manifest = json.loads((output / "_corpusmill.json").read_text())
+    manifest = json.loads((output / ".corpusmill" / "manifest.json").read_text())
     result = compare(work / "clean", output, args.rows)
     result.update({"rows": args.rows, "kills": kills, "clean_run_seconds": round(clean_seconds),
                    "last_exit": code, "status": manifest["status"]})

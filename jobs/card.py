@@ -1,17 +1,17 @@
-"""The output's dataset card: `<output>/_report/README.md`, a Hugging Face dataset card (the
-Hub's YAML header, then a short description), rebuilt with the run report at the end of every
-run and by `corpusmill report`.
+"""The output's dataset card: `<output>/.corpusmill/report/README.md`, a Hugging Face dataset
+card (the Hub's YAML header, then a short description), rebuilt with the run report at the
+end of every run and by `corpusmill report`.
 
 The header holds what the Hub and `datasets` read: `configs` (the data files: the output's
-Parquet files, never `_checkpoint/`), `dataset_info` (the features, in `datasets`' own YAML
+Parquet files, never `.corpusmill/`), `dataset_info` (the features, in `datasets`' own YAML
 form, and the row count), tags, and a `corpusmill` block with the provenance: task, model,
 revision, options, input (a hub input's commit), corpusmill version, job id, when, the row
 counts, and the metrics against gold when the job has an `evaluate` block.
 
-It lives in `_report/`, not at the top of the output, because readers of a Parquet folder
-(pyarrow, so `pandas.read_parquet(OUTPUT)`, and Ray) skip only `_`- and `.`-prefixed names:
-a top-level README.md would break them. To publish the output as a Hub dataset, upload the
-folder without the `_` entries and this card as the repository's README.md (README,
+It lives in `.corpusmill/report/`, not at the top of the output, because readers of a Parquet
+folder (pyarrow, so `pandas.read_parquet(OUTPUT)`, and Ray) skip only `_`- and `.`-prefixed
+names: a top-level README.md would break them. To publish the output as a Hub dataset,
+upload the folder without `.corpusmill/` and this card as the repository's README.md (README,
 "Python")."""
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ While a run executes, everything Ray writes (its loggers, Ray Data's execution p
 progress dumps, warnings, worker output forwarded to the driver, and lines its C++ core writes
 straight to file descriptors 1 and 2) goes to the run's log file. It is written to a local
 temporary file and, once the run has started writing its output (the manifest exists), moved
-to `<output>/_logs/<run_id>.log` at the end, whether the run succeeded or failed; a run refused
+to `<output>/.corpusmill/logs/<run_id>.log` at the end, whether the run succeeded or failed; a run refused
 before any work leaves no trace in the output. `--verbose` leaves Ray's output on the terminal
 as it is.
 
@@ -127,7 +127,7 @@ class RunConsole:
         context.print_on_execution_start = False
 
     def _keep_in_output(self) -> None:
-        """Move the log into the output's `_logs/` once the run has written there; a run refused
+        """Move the log into the output's `.corpusmill/logs/` once the run has written there; a run refused
         before writing anything leaves nothing (its error message says why)."""
         try:
             fs, root = output_filesystem(self.output)

@@ -1,5 +1,5 @@
 """What a run records about itself: the `placement` and `stats` sections of the manifest
-(`<output>/_corpusmill.json`), built from the decided placement, the run's statistics
+(`<output>/.corpusmill/manifest.json`), built from the decided placement, the run's statistics
 (operators/stats.py) and Ray's node table; and the summary line that says where it ran.
 
 placement: device, GPUs per actor, dtype, backend, the decision (`decided`), actors
