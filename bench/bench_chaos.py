@@ -1,4 +1,5 @@
-"""Chaos at scale: a job of 20,000+ rows hit at 20 random moments, alternately
+"""Chaos at scale: a job of 20,000+ rows hit at 20 random moments of its progress (when the
+committed rows pass 20 random points of the corpus, sorted), alternately
   - the driver: SIGKILL of the whole process tree (driver, its Ray, every worker), then the
     same command is run again, and
   - one inference actor: SIGKILL of one `MapWorker(MapBatches(Infer))` process; the run goes on.
@@ -40,7 +41,7 @@ INFER_ACTOR = "MapWorker(MapBatches(Infer))"
 
 def committed(output: Path) -> int:
     total = 0
-    for path in (output / "_checkpoint").glob("*.parquet"):
+    for path in (output / ".corpusmill" / "checkpoint").glob("*.parquet"):
         if ".pending." in path.name:
             continue
         try:
@@ -151,36 +152,34 @@ def main(args) -> int:
     job = write_job(work / "chaos.yaml", model, corpus, work / "chaos")
     output = work / "chaos"
     kills, at_kill = [], []
+    # the moments: committed-row counts spread at random over the job (a kill lands once the
+    # job has committed that many rows), so every kill hits work in progress
+    points = sorted(rng.sample(range(args.rows // 50, args.rows - args.rows // 50), args.kills))
     run = Run(job)
-    kind = "driver"
-    while len(kills) < args.kills:
-        # a random moment within the time a whole run takes (start-up included)
-        delay = rng.uniform(0.3, 0.95) * clean_seconds
-        deadline = time.monotonic() + delay
-        while run.alive() and (time.monotonic() < deadline
-                               or (kind == "actor" and not run.actors())):
-            time.sleep(0.1)
-        if not run.alive():  # it finished first: start the job again for the next kill
-            run.wait()
-            print("  (the run finished before the kill: rerun)", flush=True)
-            run = Run(job)
-            continue
-        point = {"kind": kind, "seconds_into_run": round(time.monotonic() - run.started, 1),
-                 "committed": committed(output)}
+    for number, point_rows in enumerate(points):
+        kind = "driver" if number % 2 == 0 else "actor"
+        while run.alive() and committed(output) < point_rows:
+            time.sleep(0.05)
+        if not run.alive():
+            print(f"  the run ended before {point_rows} rows were committed", flush=True)
+            break
+        point = {"kind": kind, "at_committed": point_rows,
+                 "seconds_into_run": round(time.monotonic() - run.started, 1)}
         if kind == "driver":
             run.kill_tree()
             point["committed"] = committed(output)
             at_kill.append(data_files(output))
             run = Run(job)
-        elif not run.kill_one_actor():
-            point["kind"] = "actor (none running yet: skipped)"
+        else:
+            point["committed"] = committed(output)
+            if not run.kill_one_actor():
+                point["kind"] = "actor (none running: skipped)"
         kills.append(point)
         print(f"kill {len(kills):2d}: {point}", flush=True)
-        kind = "actor" if kind == "driver" else "driver"
     code = run.wait()
     print(f"last run exit {code}:\n" + "\n".join(run.output().splitlines()[-8:]), flush=True)
 
-    manifest = json.loads((output / "_corpusmill.json").read_text())
+    manifest = json.loads((output / ".corpusmill" / "manifest.json").read_text())
     result = compare(work / "clean", output, args.rows)
     result.update({"rows": args.rows, "kills": kills, "clean_run_seconds": round(clean_seconds),
                    "last_exit": code, "status": manifest["status"]})

@@ -4,10 +4,19 @@
   pipeline-32       the same with batch_size=32
   forward-sorted    the practical limit: tokenize all, sort by length, token-budget batches,
                     plain forward passes (no Ray, no I/O beyond reading the corpus)
-  corpusmill        `corpusmill run` end to end: Ray start-up, read, tokenize, infer, write
-  corpusmill-int8   the same with resources.dtype: int8
+  corpusmill        `corpusmill run` end to end with the defaults (backend auto): Ray
+                    start-up, read, tokenize, infer, write
+  corpusmill-torch  the same with resources.backend: torch
+  corpusmill-onnx   the same with resources.backend: onnxruntime (graph exported beforehand,
+                    untimed: the export is once per model, cached)
+  corpusmill-onnx-int8, corpusmill-torch-int8
+                    resources.dtype: int8 on each backend
+  corpusmill-before `corpusmill run` with the defaults, from the tree of git ref `--before`
+                    (to compare a change with what it replaced in the same run)
 
-Every figure is for the whole process, start to exit. Prints rows/s, non-pad tokens/s,
+Every figure is for the whole process, start to exit; with `--reps N` the modes run
+interleaved (mode A, B, C, then A, B, C again...) and medians are reported, with the machine's
+load average beside every run. Prints rows/s, non-pad tokens/s,
 padding efficiency, peak RSS of the process tree (Ray's processes included), useful GFLOP/s
 (2 x non-embedding parameters per non-pad token) against an fp32 matmul peak measured here,
 and label agreement between modes.
@@ -22,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +41,12 @@ from pathlib import Path
 
 REPO = Path(__file__).parents[1]
 MODES = ["pipeline-default", "pipeline-32", "forward-sorted", "corpusmill", "corpusmill-int8"]
+BACKENDS = {"corpusmill": {}, "corpusmill-int8": {"dtype": "int8"},
+            "corpusmill-torch": {"backend": "torch"},
+            "corpusmill-torch-int8": {"backend": "torch", "dtype": "int8"},
+            "corpusmill-onnx": {"backend": "onnxruntime"},
+            "corpusmill-onnx-int8": {"backend": "onnxruntime", "dtype": "int8"},
+            "corpusmill-before": {}}
 
 
 # ---------------------------------------------------------------- parent: orchestration
@@ -43,6 +59,8 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--json", help="write all figures here")
+    parser.add_argument("--reps", type=int, default=1, help="runs of every mode, interleaved")
+    parser.add_argument("--before", help="git ref for mode corpusmill-before")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="passed to `corpusmill run --set` (e.g. resources.concurrency=1)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -59,41 +77,109 @@ def main() -> None:
           f"(median {stats['median']} per row); fp32 matmul peak {peak:.0f} GFLOP/s on "
           f"{args.threads} threads; {flop_per_token / 1e6:.1f} MFLOP per token")
     work = Path(tempfile.mkdtemp(prefix="cm-bench-"))
+    modes = args.modes.split(",")
+    envs = {mode: None for mode in modes}
+    if "corpusmill-before" in modes:
+        envs["corpusmill-before"] = tree_env(args.before, work / "before")
+    prebuild_graphs(args, modes, work)
+    runs: dict[str, list] = {mode: [] for mode in modes}
+    for rep in range(args.reps):
+        for mode in modes:
+            labels = work / f"{mode}.json"
+            if mode.startswith("corpusmill"):  # time the CLI process alone
+                job = corpusmill_job(args, work / f"{mode}-{rep}", BACKENDS[mode])
+                cmd = [sys.executable, "-m", "corpusmill.jobs.cli", "run", str(job)]
+                cmd += [f"--set={item}" for item in args.overrides]
+            else:
+                cmd = [sys.executable, __file__, "--child", mode, "--corpus", args.corpus,
+                       "--model", args.model, "--threads", str(args.threads),
+                       "--labels-out", str(labels)]
+            load = os.getloadavg()[0]
+            wall, rss, rc, out = run_measured(cmd, env=envs[mode])
+            if rc != 0:
+                print(f"{mode}: FAILED (exit {rc})\n{out[-2000:]}")
+                continue
+            if mode.startswith("corpusmill"):
+                info = corpusmill_after(args, job, labels)
+            else:
+                info = json.loads(out.strip().splitlines()[-1])
+            runs[mode].append({"wall_s": wall, "peak_rss_mib": rss / 2**20, "load_1min": load,
+                               "padding_efficiency": info.get("padding_efficiency")})
+            print(f"rep {rep + 1} {mode:21s} {len(texts_ids) / wall:7.1f} rows/s  wall "
+                  f"{wall:6.1f} s  peak RSS {rss / 2**20:6.0f} MiB  load {load:.1f}", flush=True)
+            if args.json:  # what is done so far, should the run be cut short
+                Path(args.json + ".partial").write_text(json.dumps(runs, indent=1))
     results = {}
-    for mode in args.modes.split(","):
-        labels = work / f"{mode}.json"
-        if mode.startswith("corpusmill"):  # time the CLI process alone
-            job = corpusmill_job(args, work / mode, int8=mode.endswith("int8"))
-            cmd = [sys.executable, "-m", "corpusmill.jobs.cli", "run", str(job)]
-            cmd += [f"--set={item}" for item in args.overrides]
-        else:
-            cmd = [sys.executable, __file__, "--child", mode, "--corpus", args.corpus,
-                   "--model", args.model, "--threads", str(args.threads),
-                   "--labels-out", str(labels)]
-        wall, rss, rc, out = run_measured(cmd)
-        if rc != 0:
-            print(f"{mode}: FAILED (exit {rc})\n{out[-2000:]}")
+    for mode, done in runs.items():
+        if not done:
             continue
-        if mode.startswith("corpusmill"):
-            print("  " + "\n  ".join(out.strip().splitlines()[:2]))
-            info = corpusmill_after(args, job, labels)
-        else:
-            info = json.loads(out.strip().splitlines()[-1])
+        wall = statistics.median(r["wall_s"] for r in done)
         tokens_per_s = stats["tokens"] / wall
         results[mode] = {
-            "rows_per_s": len(texts_ids) / wall, "wall_s": wall, "peak_rss_mib": rss / 2**20,
-            "tokens_per_s": tokens_per_s, "padding_efficiency": info.get("padding_efficiency"),
-            "useful_gflops": tokens_per_s * flop_per_token / 1e9, "labels": str(labels)}
-        print(f"{mode:17s} {len(texts_ids) / wall:7.1f} rows/s  {tokens_per_s:8.0f} tok/s  "
-              f"pad-eff {fmt(info.get('padding_efficiency'))}  peak RSS {rss / 2**20:7.0f} MiB  "
-              f"{results[mode]['useful_gflops']:5.1f} GFLOP/s ({100 * results[mode]['useful_gflops'] / peak:.0f}% of peak)")
+            "rows_per_s": len(texts_ids) / wall, "wall_s": wall,
+            "peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in done),
+            "tokens_per_s": tokens_per_s, "padding_efficiency": done[0]["padding_efficiency"],
+            "useful_gflops": tokens_per_s * flop_per_token / 1e9,
+            "labels": str(work / f"{mode}.json"), "runs": done}
+        print(f"median {mode:21s} {len(texts_ids) / wall:7.1f} rows/s  {tokens_per_s:8.0f} tok/s"
+              f"  pad-eff {fmt(results[mode]['padding_efficiency'])}  peak RSS "
+              f"{results[mode]['peak_rss_mib']:7.0f} MiB  {results[mode]['useful_gflops']:5.1f} "
+              f"GFLOP/s ({100 * results[mode]['useful_gflops'] / peak:.0f}% of peak)")
     report = {"rows": len(texts_ids), "tokens": stats["tokens"], "matmul_peak_gflops": peak,
-              "flop_per_token": flop_per_token, "modes": results,
+              "flop_per_token": flop_per_token, "reps": args.reps, "modes": results,
               "ratios": ratios(results), "agreement": agreements(results)}
     for name, value in {**report["ratios"], **report["agreement"]}.items():
         print(f"{name}: {value:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+def tree_env(ref: str | None, folder: Path) -> dict:
+    """Environment running corpusmill from git ref `ref` (its own `corpusmill.*` rooms, mapped
+    by a sitecustomize module ahead of the installed package)."""
+    if not ref:
+        raise SystemExit("mode corpusmill-before needs --before REF")
+    folder.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", ref], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    shim = folder / "_shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(SHIM.format(root=str(folder)))
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(shim)])}
+
+
+SHIM = '''import importlib.abc, importlib.util, os, sys
+class _Rooms(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        parts = name.split(".")
+        if len(parts) >= 2 and parts[0] == "corpusmill" and parts[1] in ("jobs", "operators", "pipelines"):
+            base = os.path.join({root!r}, parts[1], *parts[2:])
+            if os.path.isdir(base):
+                return importlib.util.spec_from_file_location(
+                    name, os.path.join(base, "__init__.py"), submodule_search_locations=[base])
+            if os.path.isfile(base + ".py"):
+                return importlib.util.spec_from_file_location(name, base + ".py")
+        return None
+sys.meta_path.insert(0, _Rooms())
+'''
+
+
+def prebuild_graphs(args, modes: list[str], work: Path) -> None:
+    """Export (and quantise) the ONNX graphs the onnxruntime modes load, before any timing."""
+    for mode in modes:
+        backend = BACKENDS.get(mode, {})
+        if mode in ("corpusmill-before",) or backend.get("backend") == "torch" or \
+                mode not in BACKENDS:
+            continue
+        job = corpusmill_job(args, work / f"prebuild-{mode}", backend)
+        start = time.monotonic()
+        from corpusmill.jobs.preflight import preflight
+        from corpusmill.operators.engines import prepare_backend
+        from corpusmill.spec import load_spec
+
+        plan, corpus = preflight(load_spec(job))
+        prepare_backend(plan, corpus)
+        print(f"{mode}: graph ready in {time.monotonic() - start:.1f} s (untimed)")
 
 
 def fmt(value) -> str:
@@ -102,15 +188,19 @@ def fmt(value) -> str:
 
 def ratios(results: dict) -> dict:
     out = {}
-    if "corpusmill" in results:
-        ours = results["corpusmill"]["rows_per_s"]
-        pipes = [results[m]["rows_per_s"] for m in ("pipeline-default", "pipeline-32") if m in results]
+    pipes = [results[m]["rows_per_s"] for m in ("pipeline-default", "pipeline-32") if m in results]
+    for mode in [m for m in results if m.startswith("corpusmill")]:
+        ours = results[mode]["rows_per_s"]
         if pipes:
-            out["corpusmill / best pipeline"] = ours / max(pipes)
+            out[f"{mode} / best pipeline"] = ours / max(pipes)
         if "forward-sorted" in results:
-            out["corpusmill / forward-sorted"] = ours / results["forward-sorted"]["rows_per_s"]
-        if "corpusmill-int8" in results:
-            out["corpusmill-int8 / corpusmill"] = results["corpusmill-int8"]["rows_per_s"] / ours
+            out[f"{mode} / forward-sorted"] = ours / results["forward-sorted"]["rows_per_s"]
+    for a, b in (("corpusmill-int8", "corpusmill"), ("corpusmill-onnx-int8", "corpusmill-onnx"),
+                 ("corpusmill-torch-int8", "corpusmill-torch"), ("corpusmill", "corpusmill-before"),
+                 ("corpusmill-onnx", "corpusmill-torch"), ("corpusmill-torch", "corpusmill-before")):
+        if a in results and b in results:
+            out[f"{a} / {b}"] = results[a]["rows_per_s"] / results[b]["rows_per_s"]
+            out[f"peak RSS {a} / {b}"] = results[a]["peak_rss_mib"] / results[b]["peak_rss_mib"]
     return out
 
 
@@ -118,7 +208,10 @@ def agreements(results: dict) -> dict:
     def labels(mode):
         return json.loads(Path(results[mode]["labels"]).read_text())
     out = {}
-    for a, b in (("corpusmill-int8", "corpusmill"), ("corpusmill", "pipeline-default"),
+    for a, b in (("corpusmill-int8", "corpusmill"), ("corpusmill-onnx-int8", "corpusmill-onnx"),
+                 ("corpusmill-torch-int8", "corpusmill-torch"),
+                 ("corpusmill-onnx", "corpusmill-torch"), ("corpusmill", "pipeline-default"),
+                 ("corpusmill-torch", "pipeline-default"), ("corpusmill-onnx", "pipeline-default"),
                  ("forward-sorted", "pipeline-default")):
         if a in results and b in results:
             la, lb = labels(a), labels(b)
@@ -126,11 +219,11 @@ def agreements(results: dict) -> dict:
     return out
 
 
-def run_measured(cmd: list[str]) -> tuple[float, int, int, str]:
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int, str]:
     """(wall seconds, peak RSS of the whole process tree in bytes, exit code, stdout)."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
+                            text=True, env=env)
     peak = 0
     done = threading.Event()
 
@@ -262,7 +355,7 @@ def run_forward_sorted(model_dir: str, ids_texts):
     return labels, {"padding_efficiency": sum(len(x) for x in ids) / padded}
 
 
-def corpusmill_job(args, work: Path, int8: bool) -> Path:
+def corpusmill_job(args, work: Path, resources: dict) -> Path:
     import yaml
 
     work.mkdir(parents=True)
@@ -270,7 +363,7 @@ def corpusmill_job(args, work: Path, int8: bool) -> Path:
     job.write_text(yaml.safe_dump({
         "task": "text-classification", "model": os.path.abspath(args.model),
         "input": os.path.abspath(args.corpus), "output": str(work / "out"), "id_column": "id",
-        "keep_columns": [], "resources": {"dtype": "int8" if int8 else "float32"}}))
+        "keep_columns": [], "resources": resources}))
     return job
 
 

@@ -42,7 +42,7 @@ def rows_in(paths) -> int:
 
 
 def committed(output: Path) -> int:
-    return rows_in(p for p in (output / "_checkpoint").glob("*.parquet")
+    return rows_in(p for p in (output / ".corpusmill" / "checkpoint").glob("*.parquet")
                    if ".pending." not in p.name)
 
 

@@ -1,4 +1,4 @@
-"""Look at a run report as a person would: rebuild `<output>/_report/report.html` and take a
+"""Look at a run report as a person would: rebuild `<output>/.corpusmill/report/report.html` and take a
 full-page screenshot of it with headless Chromium (Debian: apt-get install -y chromium).
 
     python bench/report_screenshot.py out/topics [--png report.png] [--width 1280]
@@ -21,7 +21,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", help="a job's output folder")
     parser.add_argument("--png", default=None, help="screenshot path (default: "
-                        "<output>/_report/report.png)")
+                        "<output>/.corpusmill/report/report.png)")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=None,
                         help="page height in pixels (default: from the report's length)")

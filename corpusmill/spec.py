@@ -90,8 +90,15 @@ class Resources(_Strict):
                                               "else 0.")
     dtype: Literal["auto", "float32", "float16", "bfloat16", "int8"] = Field(
         "auto", description="Weights dtype; `auto`: float16 on GPU, float32 on CPU; `int8`: "
-                            "dynamic int8 quantisation of Linear layers, CPU only (faster, "
-                            "outputs differ slightly from float32).")
+                            "CPU only, faster, outputs differ slightly from float32: with "
+                            "onnxruntime its quantisation (agreement with float32 printed "
+                            "at the start), with torch dynamic quantisation of Linear layers.")
+    backend: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto", description="What runs the model: `torch`, or `onnxruntime` (single-forward "
+                            "tasks: the model and the task's reductions exported once to an "
+                            "ONNX graph, cached); `auto`: onnxruntime on CPU when it is "
+                            "installed and the export succeeds, else torch (one line says "
+                            "why); generation tasks always run on torch.")
     cpus_per_actor: float = Field(0.5, gt=0, description="CPUs Ray reserves per inference actor.")
     torch_threads: int | None = Field(None, ge=1, description="torch threads per CPU actor; "
                                       "default: the node's cores divided among the actors.")

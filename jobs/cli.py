@@ -51,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "or $CORPUSMILL_CONNECT_TIMEOUT_S)")
             cmd.add_argument("--verbose", action="store_true", help="show Ray's own logs, "
                              "warnings and progress on the terminal (by default they go to "
-                             "<output>/_logs/<run>.log)")
+                             "<output>/.corpusmill/logs/<run>.log)")
         if name == "evaluate":
             cmd.add_argument("--sample", type=int, default=None, metavar="N", help="run the "
                              "model on a seeded, length-stratified sample of N rows (with gold) "
@@ -73,7 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    parents=[common])
     cmd = sub.add_parser("report", help="rebuild a job's run report from its output folder",
                          parents=[common],
-                         description="rebuild <output>/_report/ (report.json, report.html and, "
+                         description="rebuild <output>/.corpusmill/report/ (report.json, report.html and, "
                                      "for a job with an evaluate block, metrics.json) from the "
                                      "output folder alone")
     cmd.add_argument("output", help="the job's output folder")

@@ -4,7 +4,7 @@ While a run executes, everything Ray writes (its loggers, Ray Data's execution p
 progress dumps, warnings, worker output forwarded to the driver, and lines its C++ core writes
 straight to file descriptors 1 and 2) goes to the run's log file. It is written to a local
 temporary file and, once the run has started writing its output (the manifest exists), moved
-to `<output>/_logs/<run_id>.log` at the end, whether the run succeeded or failed; a run refused
+to `<output>/.corpusmill/logs/<run_id>.log` at the end, whether the run succeeded or failed; a run refused
 before any work leaves no trace in the output. `--verbose` leaves Ray's output on the terminal
 as it is.
 
@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 
+from corpusmill import notices
 from corpusmill.jobs.output import LOG_DIR, output_filesystem, read_manifest
 
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "py.warnings")
@@ -51,6 +52,8 @@ class RunConsole:
         self._saved.append(("sys", sys.stdout, sys.stderr))
         sys.stdout = sys.stderr = log
         self._route_loggers(log)
+        self._saved.append(("notices", notices.sink, None))
+        notices.sink = self.term
         self._saved.append(("warnings", logging.captureWarnings, None))
         logging.captureWarnings(True)
         self._quiet_ray_data()
@@ -75,6 +78,8 @@ class RunConsole:
                 a.propagate = b[1]
             elif kind == "warnings":
                 logging.captureWarnings(False)
+            elif kind == "notices":
+                notices.sink = a
         self._saved.clear()
         self._log.close()
         self._keep_in_output()
@@ -122,7 +127,7 @@ class RunConsole:
         context.print_on_execution_start = False
 
     def _keep_in_output(self) -> None:
-        """Move the log into the output's `_logs/` once the run has written there; a run refused
+        """Move the log into the output's `.corpusmill/logs/` once the run has written there; a run refused
         before writing anything leaves nothing (its error message says why)."""
         try:
             fs, root = output_filesystem(self.output)

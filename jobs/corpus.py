@@ -7,11 +7,20 @@ Fingerprints: the SHA-256 of a file's Parquet footer (schema, row groups, column
 and statistics) plus its size. A file rewritten with other rows almost always changes it; a
 file merely touched (new modification time, same bytes) does not. The manifest and the
 incremental ledger record it for every file a run read, so a rerun notices changed input
-(jobs/output.py)."""
+(jobs/output.py).
+
+Beyond Parquet: Arrow IPC files (`*.arrow`, what `datasets.Dataset.save_to_disk` writes; a
+save_to_disk folder is read in the order its `state.json` lists its files), JSON Lines
+(`*.jsonl`, `*.ndjson`), and `hf://datasets/owner/name[@revision]/path` on the Hugging Face
+hub (jobs/hub.py: the revision is pinned to a commit for the whole run). Arrow and JSON Lines
+files have no footer that summarises their content: their fingerprint is the SHA-256 of the
+whole file (one sequential read at preflight). Their record batches / groups of lines play the
+part of row groups (operators/read_arrow.py, operators/read_jsonl.py)."""
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -23,6 +32,10 @@ from corpusmill.errors import JobError, storage_error
 from corpusmill.operators.read import CorpusFile
 
 _GLOB_CHARS = "*?["
+# input file kinds by name: what a folder or glob picks up
+FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+SAVED_DATASET = ("state.json", "dataset_info.json")  # datasets.Dataset.save_to_disk
+SAVED_DATASET_DICT = "dataset_dict.json"             # datasets.DatasetDict.save_to_disk
 FOOTER_TAIL = 8  # a Parquet file ends with the footer's length (4 bytes) and "PAR1"
 
 
@@ -32,6 +45,7 @@ class Corpus:
     files: list[CorpusFile]
     skipped_files: tuple[str, ...] = ()   # corrupt files left out under skip_corrupt_files
     gone: tuple[str, ...] = field(default=())  # files earlier runs read that are gone now
+    source: dict = field(default_factory=dict)  # where it came from: the hub commit (jobs/hub.py)
 
     @property
     def num_rows(self) -> int:
@@ -80,7 +94,32 @@ def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]
 
     Raises JobError when nothing exists at the path, no Parquet file is found, or the store
     refuses (missing bucket, credentials, permissions), naming the path and the fix."""
+    fs, root, _ = open_input(input_path)
     try:
+        return _find_files(fs, root, input_path)
+    except OSError as e:
+        e = _precise(fs, root, e) if "://" in input_path else e
+        raise storage_error(input_path, e, "read") or JobError(
+            f"input {input_path!r} cannot be listed: {e}") from None
+
+
+def open_corpus(input_path: str, *, skip_corrupt: bool = False) -> Corpus:
+    """The corpus a job's `input` names: its files found and inspected (`find_files`,
+    `inspect_files`), and where it came from (a hub input: the commit read)."""
+    _, _, source = open_input(input_path)
+    fs, paths = find_files(input_path)
+    files, corrupt = inspect_files(fs, paths, skip_corrupt=skip_corrupt)
+    return Corpus(fs, files, tuple(corrupt), source=source)
+
+
+def open_input(input_path: str) -> tuple[pafs.FileSystem, str, dict]:
+    """(filesystem, root path in it, source record) for a local path, an object-store URI or
+    a hub path (`hf://`, pinned to one commit: jobs/hub.py)."""
+    from corpusmill.jobs.hub import is_hub_path, open_hub
+
+    try:
+        if is_hub_path(input_path):
+            return open_hub(input_path)
         if "://" in input_path:
             fs, root = pafs.FileSystem.from_uri(input_path)
         else:
@@ -88,12 +127,7 @@ def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]
     except (OSError, ValueError) as e:
         raise storage_error(input_path, e, "read") or JobError(
             f"input {input_path!r} cannot be opened: {e}") from None
-    try:
-        return _find_files(fs, root, input_path)
-    except OSError as e:
-        e = _precise(fs, root, e) if "://" in input_path else e
-        raise storage_error(input_path, e, "read") or JobError(
-            f"input {input_path!r} cannot be listed: {e}") from None
+    return fs, root, {}
 
 
 def _precise(fs: pafs.FileSystem, root: str, error: OSError) -> OSError:
@@ -119,16 +153,57 @@ def _find_files(fs: pafs.FileSystem, root: str,
         if info.type == pafs.FileType.NotFound:
             _refuse_missing_bucket(fs, root, input_path)
             raise JobError(f"input {input_path!r} does not exist; give a Parquet file, a folder "
-                           f"of Parquet files, or a glob such as 'data/*.parquet'")
+                           f"of Parquet files, or a glob such as 'data/*.parquet' (Arrow and "
+                           f"JSON Lines files, and datasets' save_to_disk folders, work too)")
         if info.type == pafs.FileType.File:
             return fs, [(info.path, os.path.basename(info.path))]
+        saved = _saved_dataset_files(fs, root, input_path)
+        if saved:
+            return fs, saved
         base, infos, kind = root, _list(fs, root, input_path), "folder"
     files = sorted((i.path, os.path.relpath(i.path, base)) for i in infos
-                   if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+                   if i.type == pafs.FileType.File and file_format(i.path)
                    and not os.path.basename(i.path).startswith(("_", ".")))
     if not files:
-        raise JobError(f"no Parquet files (*.parquet) found in {kind} {input_path!r}")
+        raise JobError(f"no Parquet files (*.parquet) found in {kind} {input_path!r}, nor "
+                       f"Arrow (*.arrow) or JSON Lines (*.jsonl, *.ndjson) files")
     return fs, files
+
+
+def file_format(path: str) -> str | None:
+    """parquet, arrow or jsonl by the file's name; None for other files."""
+    return FORMATS.get(os.path.splitext(path)[1].lower())
+
+
+def _saved_dataset_files(fs: pafs.FileSystem, root: str,
+                         input_path: str) -> list[tuple[str, str]]:
+    """The Arrow files of a `datasets` save_to_disk folder, in the dataset's row order (as its
+    state.json lists them); [] for any other folder. A DatasetDict folder is refused naming
+    its splits: one job reads one split."""
+    def read_json(name):
+        try:
+            with fs.open_input_stream(f"{root}/{name}") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise JobError(f"input {input_path!r}: cannot read {name}: {e}") from None
+
+    splits = read_json(SAVED_DATASET_DICT)
+    if splits is not None:
+        names = splits.get("splits", []) if isinstance(splits, dict) else []
+        first = names[0] if names else "train"
+        raise JobError(f"input {input_path!r} is a saved DatasetDict with split(s) "
+                       f"{', '.join(names) or '(none)'}; give one split's folder, e.g. "
+                       f"input: {input_path.rstrip('/')}/{first}")
+    state = read_json(SAVED_DATASET[0])
+    if state is None or read_json(SAVED_DATASET[1]) is None:
+        return []
+    names = [entry["filename"] for entry in state.get("_data_files", [])]
+    if not names:
+        raise JobError(f"input {input_path!r} is a saved dataset whose state.json lists no "
+                       f"data files")
+    return [(f"{root}/{name}", name) for name in names]
 
 
 def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]], *,
@@ -137,24 +212,31 @@ def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]], *,
     Parquet stops the job, named, unless `skip_corrupt`."""
     corpus, corrupt = [], []
     for path, name in files:
+        kind = file_format(path) or "parquet"
         try:
             with fs.open_input_file(path) as f:
-                meta = pq.ParquetFile(f).metadata
-                schema = meta.schema.to_arrow_schema()
                 size = f.size()
-                fingerprint = footer_fingerprint(f, size)
+                if kind == "parquet":
+                    meta = pq.ParquetFile(f).metadata
+                    schema = meta.schema.to_arrow_schema()
+                    groups = tuple(meta.row_group(i).num_rows
+                                   for i in range(meta.num_row_groups))
+                    offsets, fingerprint = (), footer_fingerprint(f, size)
+                else:
+                    schema, groups, offsets = _layout(f, kind)
+                    fingerprint = content_fingerprint(f)
             mtime = fs.get_file_info(path).mtime_ns or 0
-        except (OSError, pa.ArrowInvalid) as e:
+        except (OSError, pa.ArrowInvalid, EOFError) as e:
             refused = storage_error(path, e, "read")
             if refused is not None:  # the store said no: not a corrupt file
                 raise refused from None
             if skip_corrupt:
                 corrupt.append(name)
                 continue
-            raise JobError(f"cannot read Parquet file {name!r} ({path}): {e}. Remove or repair "
+            raise JobError(f"cannot read {KIND_NAMES[kind]} file {name!r} ({path}): {e}. "
+                           f"Remove or repair "
                            f"it, or set skip_corrupt_files: true to skip such files (they are "
                            f"listed in the run summary)") from None
-        groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
         partitions = hive_partitions(name)
         clash = [key for key, _ in partitions if key in schema.names]
         if clash:
@@ -164,11 +246,38 @@ def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]], *,
         for key, _ in partitions:
             schema = schema.append(pa.field(key, pa.string()))
         corpus.append(CorpusFile(path, name, groups, schema, size, mtime, partitions,
-                                 fingerprint))
+                                 fingerprint, format=kind, offsets=offsets))
     if not corpus:
-        raise JobError(f"none of the {len(files)} Parquet file(s) could be read; corrupt: "
+        raise JobError(f"none of the {len(files)} input file(s) could be read; corrupt: "
                        f"{', '.join(corrupt[:10])}")
     return corpus, corrupt
+
+
+KIND_NAMES = {"parquet": "Parquet", "arrow": "Arrow", "jsonl": "JSON Lines"}
+
+
+def _layout(handle, kind: str) -> tuple[pa.Schema, tuple[int, ...], tuple[int, ...]]:
+    """(schema, rows per group, byte offset of each group) of an Arrow or JSON Lines file."""
+    if kind == "arrow":
+        from corpusmill.operators.read_arrow import index_arrow
+
+        layout = index_arrow(handle)
+        return layout.schema, layout.batch_rows, layout.offsets
+    from corpusmill.operators.read_jsonl import index_jsonl
+
+    layout = index_jsonl(handle)
+    return layout.schema, layout.group_rows, layout.offsets
+
+
+def content_fingerprint(handle, chunk: int = 8 << 20) -> str:
+    """SHA-256 of the whole file: for formats without a footer that summarises the content."""
+    digest = hashlib.sha256()
+    handle.seek(0)
+    while True:
+        data = handle.read(chunk)
+        if not data:
+            return digest.hexdigest()[:32]
+        digest.update(data)
 
 
 def corpus_ids(fs: pafs.FileSystem, files: list[CorpusFile], id_column: str | None,
@@ -180,10 +289,22 @@ def corpus_ids(fs: pafs.FileSystem, files: list[CorpusFile], id_column: str | No
         if id_column is None:
             parts.append(pa.array([f"{f.name}:{i}" for i in range(f.num_rows)], pa.string()))
         else:
-            with fs.open_input_file(f.path) as handle:
-                column = pq.read_table(handle, columns=[id_column]).column(0)
+            column = read_column(fs, f, id_column)
             parts.extend(chunk.cast(id_type) for chunk in column.chunks)
     return pa.chunked_array(parts, id_type).combine_chunks()
+
+
+def read_column(fs: pafs.FileSystem, f: CorpusFile, column: str) -> pa.ChunkedArray:
+    """One stored column of a whole file, whatever its format."""
+    from corpusmill.operators.read import read_group
+
+    if f.format == "parquet":
+        with fs.open_input_file(f.path) as handle:
+            return pq.read_table(handle, columns=[column]).column(0)
+    parts = [read_group(fs, f, group, [column]).column(0)
+             for group in range(len(f.row_groups))]
+    chunks = [chunk for part in parts for chunk in part.chunks]
+    return pa.chunked_array(chunks, f.schema.field(column).type)
 
 
 def is_text(arrow_type: pa.DataType) -> bool:

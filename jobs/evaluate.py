@@ -143,7 +143,7 @@ def _number(value) -> str:
 def evaluate_command(spec: JobSpec, sample: int | None, seed: int) -> int:
     """`corpusmill evaluate`: score the finished output of this job, or with `sample` run and
     score a sample first. Prints the metrics; scoring the output also writes them to
-    `_report/metrics.json` and into the report."""
+    `.corpusmill/report/metrics.json` and into the report."""
     from corpusmill.jobs.preflight import preflight
 
     if spec.evaluate_options is None:

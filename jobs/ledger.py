@@ -1,6 +1,6 @@
 """Incremental runs: which input files earlier runs of a job have finished.
 
-`_corpusmill_files.json` in the output folder maps each finished input file (its name relative
+`.corpusmill/files.json` in the output folder maps each finished input file (its name relative
 to the input root) to the size, modification time and content fingerprint it had when
 processed (jobs/corpus.py; ledgers of older versions have no fingerprint, and are compared by
 size and time). A run with
@@ -14,10 +14,9 @@ import json
 
 from corpusmill.errors import JobError
 from corpusmill.jobs.corpus import changed_files, stamp
-from corpusmill.jobs.output import output_filesystem
+from corpusmill.jobs.output import LEDGER, output_filesystem
 from corpusmill.operators.read import CorpusFile
 
-LEDGER = "_corpusmill_files.json"
 
 
 def read_ledger(output: str) -> dict[str, dict]:
@@ -45,6 +44,7 @@ def record_files(output: str, ledger: dict[str, dict], done: list[CorpusFile]) -
     body = json.dumps({"files": {**ledger, **{f.name: stamp(f) for f in done}}},
                       indent=1, sort_keys=True).encode()
     fs, root = output_filesystem(output)
+    fs.create_dir(f"{root}/{LEDGER}".rsplit("/", 1)[0], recursive=True)
     tmp = f"{root}/{LEDGER}.tmp"
     with fs.open_output_stream(tmp) as f:
         f.write(body)

@@ -1,6 +1,6 @@
 """One run at a time per output folder: a lock object that the running driver keeps fresh.
 
-`_corpusmill.lock` in the output folder names its holder (host, pid, run id, start time) and is
+`.corpusmill/lock` in the output folder names its holder (host, pid, run id, start time) and is
 created exclusively; a heartbeat thread refreshes it every few seconds. A second run finds it
 and refuses, naming the holder. A lock left by a run that died (killed driver, lost machine)
 must not block the rerun that finishes the job, so it is stale when its holder's process is
@@ -130,6 +130,7 @@ class LocalLock:
         if not os.path.isdir(self.output):
             os.makedirs(self.output, exist_ok=True)
             self._created_folder = True
+        os.makedirs(os.path.dirname(self.where), exist_ok=True)
 
     def create(self, body: dict) -> bool:
         try:
@@ -169,7 +170,12 @@ class LocalLock:
             pass
 
     def cleanup(self) -> None:
-        if self._created_folder and os.path.isdir(self.output) and not os.listdir(self.output):
+        if not self._created_folder:
+            return
+        state = os.path.dirname(self.where)
+        if os.path.isdir(state) and not os.listdir(state):
+            os.rmdir(state)
+        if os.path.isdir(self.output) and not os.listdir(self.output):
             os.rmdir(self.output)  # refused before writing anything: leave no trace
 
 

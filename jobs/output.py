@@ -2,13 +2,17 @@
 what to do with what it holds (refuse, resume, replace), and reading back what was written
 for the summary. `OutputFolder` is the one object run_job talks to.
 
-Output folder contents: `*.parquet` files (in `key=value/` folders when partitioned), each with
-the job's provenance in its schema metadata; `_corpusmill.json`, the manifest (job id, status,
-spec, the fingerprints of the input files runs read, the last run's counts, placement and
-statistics); `_corpusmill_files.json`, the incremental ledger (jobs/ledger.py);
-`_corpusmill.lock` while a run writes (jobs/lock.py); `_checkpoint/`, Ray Data's record of
-committed row ids, which a rerun uses to resume; `_logs/` (jobs/console.py) and `_report/`
-(jobs/report.py)."""
+Layout: the data files (`*.parquet`, in `key=value/` folders when partitioned), each with the
+job's provenance in its schema metadata, and one hidden folder, `.corpusmill/`, for the rest:
+`manifest.json` (job id, status, spec, the fingerprints of the input files runs read, the last
+run's counts, placement and statistics), `files.json` (the incremental ledger, jobs/ledger.py),
+`lock` while a run writes (jobs/lock.py), `checkpoint/` (Ray Data's record of committed row
+ids, which a rerun uses to resume), `logs/` (jobs/console.py) and `report/` (jobs/report.py:
+report.html, report.json, metrics.json, and the dataset card README.md). Hidden, so every
+reader of a Parquet folder sees only the data: `pandas.read_parquet(OUTPUT)`,
+`datasets.load_dataset("parquet", data_dir=OUTPUT)`, pyarrow datasets skip names starting with
+`.`. Outputs written by earlier versions (`_corpusmill.json`, `_checkpoint/`, ... at the top)
+are moved into `.corpusmill/` by the first run that finds them (`migrate_legacy_layout`)."""
 from __future__ import annotations
 
 import json
@@ -25,14 +29,19 @@ from corpusmill.errors import JobError, storage_error
 from corpusmill.pipelines.base import INPUT_TRUNCATED
 from corpusmill.operators.plan import ERROR
 
-MANIFEST = "_corpusmill.json"
-CHECKPOINT_DIR = "_checkpoint"
-LOCK = "_corpusmill.lock"  # held by a running run (jobs/lock.py)
-LOG_DIR = "_logs"         # Ray's output of each run (jobs/console.py)
-REPORT_DIR = "_report"    # the run report
-OWN_DIRS = (CHECKPOINT_DIR, LOG_DIR, REPORT_DIR)
-# entries that do not make a folder "hold output": another run's lock, logs of refused runs
+STATE_DIR = ".corpusmill"                     # everything but the data files
+MANIFEST = f"{STATE_DIR}/manifest.json"
+LEDGER = f"{STATE_DIR}/files.json"             # incremental runs (jobs/ledger.py)
+LOCK = f"{STATE_DIR}/lock"                     # held by a running run (jobs/lock.py)
+CHECKPOINT_DIR = f"{STATE_DIR}/checkpoint"     # Ray Data's committed row ids
+LOG_DIR = f"{STATE_DIR}/logs"                  # Ray's output of each run (jobs/console.py)
+REPORT_DIR = f"{STATE_DIR}/report"             # the run report and the dataset card
+# what a run may leave in the state folder without the folder holding output: the lock of a
+# run starting now, the logs of runs refused before writing anything
 NOT_OUTPUT = (LOCK, LOG_DIR)
+# the layout of earlier versions, where each of these now lives
+LEGACY_LAYOUT = {"_corpusmill.json": MANIFEST, "_corpusmill_files.json": LEDGER,
+                 "_checkpoint": CHECKPOINT_DIR, "_logs": LOG_DIR, "_report": REPORT_DIR}
 
 
 def output_filesystem(output: str) -> tuple[pafs.FileSystem, str]:
@@ -67,15 +76,15 @@ def check_output(output: str, mode: str, job_id: str,
         return OutputState(False, 0)
     if info.type != pafs.FileType.Directory:
         raise JobError(f"output {output!r} exists and is not a folder")
-    # a lock alone is another run starting: the lock itself refuses this run, with its holder;
-    # logs alone are what a refused run left
-    entries = [e for e in fs.get_file_info(pafs.FileSelector(root))
-               if e.base_name not in NOT_OUTPUT]
-    if not entries:
+    # the state folder alone (a lock, or a refused run's logs) is no output yet; a manifest is
+    entries = [e for e in fs.get_file_info(pafs.FileSelector(root)) if e.base_name != STATE_DIR]
+    manifest = read_manifest(output)
+    if not entries and manifest is None:
         return OutputState(False, 0)
     if mode == "error":
-        raise JobError(f"output folder {output!r} already holds {len(entries)} file(s); choose "
-                       f"an empty folder, or set output_mode: overwrite (or --set "
+        held = f"{len(entries)} file(s)" if entries else "a corpusmill job's state"
+        raise JobError(f"output folder {output!r} already holds {held}; choose an empty "
+                       f"folder, or set output_mode: overwrite (or --set "
                        f"output_mode=overwrite) to replace them")
     foreign = sorted(e.base_name for e in entries if not _ours(e))
     if mode == "overwrite":
@@ -83,7 +92,6 @@ def check_output(output: str, mode: str, job_id: str,
             raise JobError(f"output folder {output!r} holds files corpusmill did not write "
                            f"({', '.join(foreign[:5])}); refusing to overwrite it")
         return OutputState(False, 0, replace=True)
-    manifest = read_manifest(output)
     if manifest is None or foreign:
         raise JobError(f"output folder {output!r} holds files that are not a corpusmill job's "
                        f"output ({', '.join((foreign or [e.base_name for e in entries])[:5])}); "
@@ -138,22 +146,59 @@ def replace_output(output: str) -> None:
     all corpusmill's), except the lock this run holds and the runs' logs (this run's is being
     written)."""
     fs, root = output_filesystem(output)
+    keep = {f"{root}/{name}" for name in NOT_OUTPUT}
     for entry in fs.get_file_info(pafs.FileSelector(root)):
-        if entry.base_name in NOT_OUTPUT:
-            continue
-        if entry.type == pafs.FileType.Directory:
-            fs.delete_dir(entry.path)
+        if entry.base_name == STATE_DIR:
+            for inner in fs.get_file_info(pafs.FileSelector(entry.path)):
+                if inner.path not in keep:
+                    _delete(fs, inner)
         else:
-            fs.delete_file(entry.path)
+            _delete(fs, entry)
+
+
+def _delete(fs: pafs.FileSystem, entry: pafs.FileInfo) -> None:
+    if entry.type == pafs.FileType.Directory:
+        fs.delete_dir(entry.path)
+    else:
+        fs.delete_file(entry.path)
 
 
 def _ours(entry: pafs.FileInfo) -> bool:
-    """Files and folders corpusmill writes: data files, partition folders (`key=value`), the
-    checkpoint, log and report folders, and `_corpusmill*` files (manifest, ledger, lock)."""
+    """What corpusmill writes at the top of an output folder: data files, partition folders
+    (`key=value`), its state folder, and the files and folders of earlier versions' layout."""
     if entry.type == pafs.FileType.Directory:
-        return entry.base_name in OWN_DIRS or "=" in entry.base_name
+        return (entry.base_name in (STATE_DIR, *LEGACY_LAYOUT) or "=" in entry.base_name)
     return entry.type == pafs.FileType.File and (
         entry.base_name.endswith(".parquet") or entry.base_name.startswith("_corpusmill"))
+
+
+def migrate_legacy_layout(output: str) -> list[str]:
+    """Move an output written by an earlier version (`_corpusmill.json`, `_checkpoint/`, ... at
+    the top) into `.corpusmill/`, so runs, resumes and incremental runs go on where it stopped.
+    Returns what was moved. Nothing to do for new outputs."""
+    fs, root = output_filesystem(output)
+    if fs.get_file_info(f"{root}/_corpusmill.json").type == pafs.FileType.NotFound:
+        return []
+    moved = []
+    for old, new in LEGACY_LAYOUT.items():
+        source = fs.get_file_info(f"{root}/{old}")
+        if source.type == pafs.FileType.NotFound:
+            continue
+        fs.create_dir(f"{root}/{STATE_DIR}", recursive=True)
+        if source.type == pafs.FileType.File:
+            fs.move(source.path, f"{root}/{new}")
+        else:  # object stores cannot rename a folder: move its files one by one
+            for entry in fs.get_file_info(pafs.FileSelector(source.path, recursive=True)):
+                if entry.type == pafs.FileType.File:
+                    target = f"{root}/{new}{entry.path[len(source.path):]}"
+                    fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+                    fs.move(entry.path, target)
+            fs.delete_dir(source.path)
+        moved.append(old)
+    stale_lock = fs.get_file_info(f"{root}/_corpusmill.lock")
+    if stale_lock.type == pafs.FileType.File:  # left by an earlier version's killed run
+        fs.delete_file(stale_lock.path)
+    return moved
 
 
 def committed_rows(output: str, id_column: str | None = None,
@@ -231,12 +276,12 @@ def output_counts(output: str, id_column: str | None = None,
 
 
 def _data_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
-    """The output's Parquet files, in partition folders too (`_`-prefixed folders such as the
-    checkpoint are not data)."""
+    """The output's Parquet files, in partition folders too (folders starting with `.` or `_`,
+    such as the state folder and its checkpoint, are not data: readers skip them too)."""
     entries = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True, recursive=True))
     return sorted((e for e in entries
                    if e.type == pafs.FileType.File and e.base_name.endswith(".parquet")
-                   and not any(part.startswith("_")
+                   and not any(part.startswith(("_", "."))
                                for part in e.path[len(root):].strip("/").split("/")[:-1])),
                   key=lambda e: e.path)
 
@@ -271,7 +316,7 @@ def read_manifest(output: str) -> dict | None:
 
 def write_manifest(output: str, manifest: dict) -> None:
     fs, root = output_filesystem(output)
-    fs.create_dir(root, recursive=True)
+    fs.create_dir(f"{root}/{STATE_DIR}", recursive=True)
     with fs.open_output_stream(f"{root}/{MANIFEST}") as f:
         f.write(json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
 
@@ -287,7 +332,9 @@ class OutputFolder:
     # --- before a run -------------------------------------------------------------------
     def state(self, spec) -> OutputState:
         """What to do with what the folder holds (see `check_output`); refuses another job's
-        output naming the settings that differ."""
+        output naming the settings that differ. An earlier version's layout is moved into
+        `.corpusmill/` first."""
+        migrate_legacy_layout(self.path)
         return check_output(self.path, spec.output_mode, spec.job_id, spec.identity)
 
     def refuse_changed_inputs(self, corpus) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ Rules
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -163,6 +164,21 @@ def resolve_placement(resources, cluster: ClusterView, node_cores: int,
     where = (f"; node types from {cluster.source}" if cluster.autoscaling else "")
     return Placement(num_gpus=num_gpus, min_actors=int(low), max_actors=int(high),
                      torch_threads=threads, reason=f"{kind}, {pool}{where}")
+
+
+def fit_to_work(placement: Placement, resources, rows: int, window_rows: int,
+                node_cores: int) -> Placement:
+    """`concurrency: auto` starts no more inference actors than the run has blocks of
+    `window_rows` rows to give them: a 10-row job loads the model once, not once per core (its
+    one actor then gets the driver's node's cores as torch threads)."""
+    blocks = max(1, math.ceil(rows / max(1, window_rows)))
+    if resources.concurrency != "auto" or placement.max_actors <= blocks:
+        return placement
+    low = min(placement.min_actors, blocks)
+    threads = resources.torch_threads or (max(1, node_cores // blocks) if low == blocks else 1)
+    return dataclasses.replace(placement, min_actors=low, max_actors=blocks, torch_threads=threads,
+                               reason=f"{placement.reason}; {blocks} actor(s): the work is "
+                                      f"{blocks} block(s) of up to {window_rows} rows")
 
 
 def _actor_capacity(nodes: list[tuple[float, float]], num_gpus: float, cpus_per_actor: float,

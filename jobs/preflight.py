@@ -11,10 +11,11 @@ import pyarrow as pa
 
 from corpusmill.errors import JobError
 from corpusmill.jobs.evaluate import check_gold
-from corpusmill.spec import JobSpec, looks_like_path
+from corpusmill.operators.engines import check_backend
 from corpusmill.operators.loading import load_tokenizer, local_model, resolve_model_ref
+from corpusmill.spec import JobSpec, looks_like_path
 from corpusmill.operators.plan import ERROR, JobPlan
-from corpusmill.jobs.corpus import Corpus, find_files, inspect_files, is_bytes, is_text
+from corpusmill.jobs.corpus import Corpus, is_bytes, is_text, open_corpus
 from corpusmill.jobs.output import check_writable
 from corpusmill.operators.read import GENERATED_ID
 from corpusmill.pipelines.base import ModelMismatch
@@ -26,13 +27,14 @@ _REMOTE_CODE = ("model {model!r} needs code shipped with the checkpoint (config.
                 "in the job spec only if you trust the model's source.")
 
 
-def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Corpus]:
+def preflight(spec: JobSpec, *, load_weights: bool = False,
+              corpus: Corpus | None = None) -> tuple[JobPlan, Corpus]:
     """Validate everything that can be validated without Ray; `load_weights` also loads the
-    model once (what `corpusmill validate` does)."""
+    model once (what `corpusmill validate` does). `corpus`: rows from elsewhere than the
+    spec's input (a Ray Dataset given to corpusmill.annotate, described by its schema)."""
     task = get_task(spec.task)
-    fs, paths = find_files(spec.input)
-    files, corrupt = inspect_files(fs, paths, skip_corrupt=spec.skip_corrupt_files)
-    corpus = Corpus(fs, files, tuple(corrupt))
+    if corpus is None:
+        corpus = open_corpus(spec.input, skip_corrupt=spec.skip_corrupt_files)
     input_columns = _input_columns(spec, task.input_columns, corpus.files)
     id_column = _id_column(spec, corpus.files)
     if spec.id_column is not None:
@@ -42,6 +44,7 @@ def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Co
     _check_collisions(kept, [f.name for f in task_fields] + [ERROR])
     _check_partition_by(spec, kept, id_column)
     _check_output_location(spec)
+    check_backend(spec)
 
     model_ref = resolve_model_ref(spec.model)
     folder = local_model(model_ref)  # a remote folder's local copy; the plan keeps the URI
@@ -61,7 +64,7 @@ def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Co
     output_fields = ([read_schema.field(id_column)] + [read_schema.field(c) for c in kept]
                      + task.output_fields_for_model(config) + [pa.field(ERROR, pa.string())])
     output_schema = pa.schema(output_fields, metadata={PROVENANCE_KEY: json.dumps(
-        provenance(spec), sort_keys=True).encode()})
+        provenance(spec, corpus), sort_keys=True).encode()})
     plan = JobPlan(
         spec=spec, model_ref=model_ref, max_length=_max_length(spec, tokenizer, config),
         id_column=id_column, input_columns=input_columns, kept_columns=kept,
@@ -71,9 +74,11 @@ def preflight(spec: JobSpec, *, load_weights: bool = False) -> tuple[JobPlan, Co
     return plan, corpus
 
 
-def provenance(spec: JobSpec) -> dict:
-    """How the output was made; written into every output file's Parquet metadata."""
-    return {
+def provenance(spec: JobSpec, corpus: Corpus | None = None) -> dict:
+    """How the output was made; written into every output file's Parquet metadata. `input`:
+    where the corpus came from when that is more than its path (a hub input: the commit)."""
+    source = {"input": corpus.source} if corpus is not None and corpus.source else {}
+    return {**source,
         "task": spec.task, "model": spec.model, "revision": spec.revision,
         "options": spec.task_options.model_dump(mode="json"),
         "corpusmill_version": corpusmill_version(), "job_id": spec.job_id,
@@ -139,14 +144,14 @@ def _check_ids_unique(corpus: Corpus, id_column: str, skip_corrupt: bool = False
     import dataclasses
 
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+
+    from corpusmill.jobs.corpus import read_column
 
     id_type = _unified_types(corpus.files, {id_column})[id_column]
     arrays, owners, readable, corrupt = [], [], [], []
     for f in corpus.files:
         try:
-            with corpus.fs.open_input_file(f.path) as handle:
-                column = pq.read_table(handle, columns=[id_column]).column(id_column)
+            column = read_column(corpus.fs, f, id_column)
         except (OSError, pa.ArrowInvalid) as e:
             if skip_corrupt:
                 corrupt.append(f"{f.name} (id column unreadable)")

@@ -2,12 +2,16 @@
 (from the Parquet footers, less rows an earlier run already committed), and the run's
 statistics actor (operators/stats.py): rows through each stage, errors, skipped, actors.
 
-In a terminal one line redraws in place (rich); anywhere else (cron, CI, `submit` logs) a
-plain line is printed every `interval_s` seconds or each 10% of the rows, and at the end.
+In a terminal one line redraws in place (rich); in a Jupyter notebook (corpusmill.run or
+annotate in a cell) one output redraws in place through IPython's display protocol (rich's own
+Jupyter support needs ipywidgets); anywhere else (cron, CI, `submit` logs) a plain line is
+printed every `interval_s` seconds or each 10% of the rows, and at the end.
 The stage rows pile up in front of, when a block or more waits there, is named as the
 bottleneck."""
 from __future__ import annotations
 
+import html
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -73,7 +77,8 @@ def bottleneck(rows: dict[str, int], block_rows: int) -> str:
 class ProgressDisplay:
     """Shows `ProgressState`s on `stream`: redrawn in place on a TTY, plain lines otherwise."""
 
-    def __init__(self, stream, is_tty: bool, label: str, interval_s: float = PLAIN_INTERVAL_S):
+    def __init__(self, stream, is_tty: bool, label: str, interval_s: float = PLAIN_INTERVAL_S,
+                 notebook=None):
         self.stream = stream
         self.is_tty = is_tty
         self.label = label
@@ -82,6 +87,8 @@ class ProgressDisplay:
         self._last_tenth = -1
         self._last_done = -1
         self._live = None
+        # a notebook's output cell (a display handle), else None
+        self._notebook = notebook if notebook is not None or is_tty else notebook_display()
         if is_tty:
             from rich.console import Console
             from rich.live import Live
@@ -93,6 +100,9 @@ class ProgressDisplay:
     def show(self, state: ProgressState, final: bool = False) -> None:
         if self._live is not None:
             self._live.update(self._renderable(state), refresh=True)
+            return
+        if self._notebook is not None:
+            self._notebook.update(notebook_bundle(self.label, state), raw=True)
             return
         tenth = int(10 * state.done / state.total) if state.total else 10
         now = time.monotonic()
@@ -113,6 +123,28 @@ class ProgressDisplay:
         grid.add_row(self.label, ProgressBar(total=max(1, state.total), completed=state.done,
                                              width=30), state.line())
         return grid
+
+
+def notebook_display():
+    """A display handle in the running Jupyter kernel's output cell, or None outside one (a
+    plain IPython terminal is a terminal). IPython is only looked for, never imported."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython is not None else None
+    if shell is None or not any(cls.__name__ == "ZMQInteractiveShell"
+                                for cls in type(shell).__mro__):
+        return None
+    from IPython.display import display
+
+    return display({"text/plain": ""}, raw=True, display_id=True)
+
+
+def notebook_bundle(label: str, state: ProgressState) -> dict:
+    """The progress as a MIME bundle: an HTML progress bar with the line, and the line."""
+    line = f"{label}: {state.line()}"
+    bar = (f'<progress value="{state.done}" max="{max(1, state.total)}" '
+           f'style="width:24em;vertical-align:middle"></progress>')
+    return {"text/plain": line,
+            "text/html": f'<div style="font-family:monospace">{bar} {html.escape(line)}</div>'}
 
 
 class ProgressWatcher:

@@ -1,5 +1,5 @@
 """What a run records about itself: the `placement` and `stats` sections of the manifest
-(`<output>/_corpusmill.json`), built from the decided placement, the run's statistics
+(`<output>/.corpusmill/manifest.json`), built from the decided placement, the run's statistics
 (operators/stats.py) and Ray's node table; and the summary line that says where it ran.
 
 placement: device, GPUs per actor, dtype, backend, the decision (`decided`), actors
@@ -38,6 +38,8 @@ def placement_record(placement: Placement, plan, snapshot: dict, nodes: list[dic
         "num_gpus_per_actor": placement.num_gpus,
         "dtype": plan.spec.resources.dtype,
         "backend": getattr(plan, "backend", "torch"),
+        "graph": getattr(getattr(plan, "graph", None), "folder", None),  # onnxruntime's graph
+        "int8_agreement": getattr(getattr(plan, "graph", None), "agreement", None),
         "decided": placement.reason,
         "actors": {"min": placement.min_actors, "max": placement.max_actors,
                    "start": started if actors else 0, "peak": peak_concurrent(actors)},

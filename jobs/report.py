@@ -1,9 +1,9 @@
 """The run report: what a job did and what it produced, rebuilt from the output folder alone.
 
-`write_report(output)` reads the manifest (`_corpusmill.json`: summary, placement, run
+`write_report(output)` reads the manifest (`.corpusmill/manifest.json`: summary, placement, run
 statistics; a manifest without placement or statistics, from an older corpusmill or a run that
 died, gives a report that says "not recorded") and the output files, and writes
-`<output>/_report/report.json`, `report.html` (self-contained, plots embedded; jobs/
+`<output>/.corpusmill/report/report.json`, `report.html` (self-contained, plots embedded; jobs/
 report_html.py) and, when the job has an `evaluate` block, `metrics.json`.
 
 What the report holds: row counts; wall time, busy time per stage and throughput over time;
@@ -41,7 +41,7 @@ ERROR_EXAMPLES = 5
 
 def write_report(output: str, manifest: dict | None = None,
                  metrics: dict | None = None) -> dict[str, str]:
-    """Build the report of the job in `output` and write it to `<output>/_report/`; returns
+    """Build the report of the job in `output` and write it to `<output>/.corpusmill/report/`; returns
     the paths written, by name. `manifest`: the run's manifest (default: read from the
     output). `metrics`: scores computed elsewhere (`corpusmill evaluate`); by default the
     job's own `evaluate` block, if it has one, is scored over the whole output."""
@@ -53,7 +53,7 @@ def write_report(output: str, manifest: dict | None = None,
 
 
 def save_report(output: str, report: dict) -> dict[str, str]:
-    """Write a built report's files to `<output>/_report/`; returns their paths, by name."""
+    """Write a built report's files to `<output>/.corpusmill/report/`; returns their paths, by name."""
     from corpusmill.jobs.report_html import render_html
 
     fs, root, _ = data_files(output)
@@ -70,6 +70,9 @@ def save_report(output: str, report: dict) -> dict[str, str]:
         with fs.open_output_stream(f"{folder}/{name}") as f:
             f.write(text.encode())
         written[name] = f"{folder}/{name}"
+    from corpusmill.jobs.card import CARD, write_card  # the output's dataset card
+
+    written[CARD] = write_card(fs, folder, output, report, read_manifest(output) or {})
     return written
 
 

@@ -75,7 +75,7 @@ def render_html(report: dict) -> str:
 {_e(job.get("created") or "")} · output {_e(job.get("output"))}</div></header>
 <main>{problem}{"".join(sections)}
 <footer>corpusmill {_e(job.get("corpusmill_version") or "")} · rebuild with
-<code>corpusmill report {_e(job.get("output"))}</code> · data: <code>_report/report.json</code>
+<code>corpusmill report {_e(job.get("output"))}</code> · data: <code>.corpusmill/report/report.json</code>
 </footer></main></body></html>
 """
 

@@ -17,13 +17,14 @@ from corpusmill.jobs.console import RunConsole
 from corpusmill.jobs.corpus import Corpus, corpus_ids
 from corpusmill.jobs.ledger import new_files
 from corpusmill.jobs.output import OutputFolder, checkpoint_path
-from corpusmill.jobs.placement import TASK_CPUS, Placement, resolve_placement
+from corpusmill.jobs.placement import TASK_CPUS, Placement, fit_to_work, resolve_placement
 from corpusmill.jobs.preflight import preflight, provenance
 from corpusmill.jobs.progress import ProgressDisplay, ProgressWatcher
 from corpusmill.jobs.ray_session import ensure_ray
 from corpusmill.jobs.record import placement_line, placement_record, stats_record
 from corpusmill.jobs.report import report_after_run
 from corpusmill.jobs.storage import check_shared_paths
+from corpusmill.operators.engines import prepare_backend
 from corpusmill.operators.plan import ERROR, JobPlan
 from corpusmill.operators.read import GENERATED_ID
 from corpusmill.operators.stats import RunStats, corrupt_parts, stats_name
@@ -122,9 +123,13 @@ class OutputIntegrityError(RuntimeError):
 
 
 def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
-            connect_timeout_s: float | None = None) -> RunSummary:
+            connect_timeout_s: float | None = None, keep_ray: bool = False,
+            report: bool = True) -> RunSummary:
     """Run `spec` to completion. `address`: a Ray cluster (default RAY_ADDRESS; none: a local
-    Ray); `verbose`: leave Ray's own output on the terminal instead of the run's log file."""
+    Ray); `verbose`: leave Ray's own output on the terminal instead of the run's log file;
+    `keep_ray`: leave a Ray this run started running for the next (the Python API);
+    `report`: build the run report and dataset card (corpusmill.annotate's scratch output
+    does without)."""
     start = time.monotonic()
     plan, corpus = preflight(spec)                 # spec, input, model: JobError before Ray
     output = OutputFolder(spec.output)
@@ -142,15 +147,19 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
             check_shared_paths(spec, plan.model_ref)
             # refuses a placement that cannot run, before any output
             placement = _place(plan, reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0)
+            placement = fit_to_work(placement, spec.resources, corpus.num_rows - work.rows_before,
+                                    spec.batching.window_rows, node_cores=os.cpu_count() or 1)
             plan = dataclasses.replace(plan, num_gpus=placement.num_gpus,
                                        min_actors=placement.min_actors,
                                        max_actors=placement.max_actors,
                                        torch_threads=placement.torch_threads, run_id=run_id,
                                        stats_name=stats_name(run_id))
+            plan = prepare_backend(plan, corpus)  # plan.backend: torch or onnxruntime
             if state.replace:
                 output.replace()
             base_manifest = {"job_id": spec.job_id, "run_id": run_id,
-                             "spec": spec.model_dump(mode="json"), "provenance": provenance(spec),
+                             "spec": spec.model_dump(mode="json"),
+                             "provenance": provenance(spec, corpus),
                              "inputs": {**work.inputs_before, **corpus.stamps()}}
             output.write_manifest({**base_manifest, "status": "running"})
             files_before = set(output.data_files())
@@ -159,7 +168,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
                                           total=corpus.num_rows - work.rows_before)
             nodes = _node_table()
         finally:
-            if started_ray:
+            if started_ray and not keep_ray:
                 import ray
                 ray.shutdown()
         counts = output.counts(plan.id_column, work.scope)
@@ -189,7 +198,8 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
                     "stats": stats_record(snapshot, timeline, started, _now(), written,
                                           rows_written=counts["rows_out"] - work.rows_before)}
         output.write_manifest(manifest)
-        summary = dataclasses.replace(summary, report=report_after_run(spec.output, manifest))
+        if report:
+            summary = dataclasses.replace(summary, report=report_after_run(spec.output, manifest))
     return dataclasses.replace(summary, log_path=console.log_path)  # where the log ended up
 
 
@@ -297,10 +307,7 @@ def build_dataset(plan: JobPlan, corpus: Corpus):
 def _build_dataset(plan: JobPlan, corpus: Corpus):
     import ray.data
 
-    from corpusmill.operators.infer import Infer
-    from corpusmill.operators.postprocess import postprocess_batch
     from corpusmill.operators.read import CorpusDatasource
-    from corpusmill.operators.tokenize import tokenize_batch
 
     spec = plan.spec
     window = spec.batching.window_rows
@@ -310,6 +317,22 @@ def _build_dataset(plan: JobPlan, corpus: Corpus):
     retries = spec.resources.max_retries
     ds = ray.data.read_datasource(source, num_cpus=TASK_CPUS,
                                   ray_remote_args={"max_retries": retries})
+    return process_rows(plan, ds)
+
+
+def process_rows(plan: JobPlan, ds):
+    """tokenize -> infer -> postprocess over `ds`, a Ray Dataset of rows in the reader's
+    column contract (`plan.read_schema`): the files' reader above, or a caller's own Ray
+    Dataset (corpusmill.annotate). Lazy, as `ds` is."""
+    import ray.data
+
+    from corpusmill.operators.infer import Infer
+    from corpusmill.operators.postprocess import postprocess_batch
+    from corpusmill.operators.tokenize import tokenize_batch
+
+    spec = plan.spec
+    window = spec.batching.window_rows
+    retries = spec.resources.max_retries
     # As many tokenize tasks at a time as inference actors at most: a fast tokenizer outruns a
     # model many times over, and each extra task is a worker process importing transformers,
     # which on a small machine delays the actors' start and steals their cores. Tasks carry

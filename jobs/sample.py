@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from corpusmill.operators.plan import JobPlan
 
@@ -87,15 +86,16 @@ def sample_rows(plan: JobPlan, corpus, n: int, seed: int = 0,
     """(up to `n` rows in the reader's column contract, rows they were drawn from): a seeded
     sample stratified by the length of the task's first input; with `gold`, only rows whose
     gold value is not null."""
+    from corpusmill.operators.read import read_group
+
     column = plan.input_columns[plan.task.input_columns[0]]
     where, lengths = [], []
     for f, corpus_file in enumerate(corpus.files):
         first = 0
         for group, count in enumerate(corpus_file.row_groups):
             wanted = [column] + ([gold] if gold and gold != column else [])
-            with corpus.fs.open_input_file(corpus_file.path) as handle:
-                table = pq.ParquetFile(handle).read_row_group(
-                    group, columns=[c for c in wanted if c in corpus_file.schema.names])
+            table = read_group(corpus.fs, corpus_file, group,
+                               [c for c in wanted if c in corpus_file.schema.names])
             keep = np.ones(table.num_rows, bool)
             if gold and gold in table.column_names:
                 keep = pc.is_valid(table.column(gold)).to_numpy(zero_copy_only=False)

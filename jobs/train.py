@@ -5,16 +5,16 @@ takes as its `model`.
     check the output folder      fresh / resume this training / already finished / overwrite
     preflight (no Ray)           input files and columns, field types, base model, tokenizer,
                                  weights, the label set (JobError = exit 2, the fix named)
-    examples                     rows -> Arrow example files in <output>/_training/data
+    examples                     rows -> Arrow example files in <output>/.corpusmill/training/data
                                  (operators/train_data.py); the data fingerprint must match
                                  the one the checkpoints were made from
     train                        operators/train.py: in this process (one worker), or
                                  ray.train.torch.TorchTrainer with one worker per GPU
     report                       training_report.json + training_curves.png in the folder;
-                                 _training/ (checkpoints, examples) is removed
+                                 .corpusmill/training/ (checkpoints, examples) is removed
 
 Output folder: the model (config.json with the label maps, model.safetensors, tokenizer
-files), the report and the curves; while training, `_training/` holds `state.json` (which
+files), the report and the curves; while training, `.corpusmill/training/` holds `state.json` (which
 training this is, from which data), the examples and the checkpoints."""
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from corpusmill.errors import JobError
-from corpusmill.jobs.corpus import find_files, inspect_files
+from corpusmill.jobs.corpus import open_corpus
 from corpusmill.jobs.lock import OutputLock
-from corpusmill.jobs.output import LOCK, output_filesystem, replace_output
+from corpusmill.jobs.output import STATE_DIR, output_filesystem, replace_output
 from corpusmill.jobs.preflight import (
     _check_output_location, _check_weights, _load_config, _load_tokenizer, _unified_types,
     corpusmill_version,
@@ -47,7 +47,7 @@ from corpusmill.pipelines.base import ModelMismatch
 from corpusmill.pipelines.training import get_training_task
 from corpusmill.pipelines.training.base import TrainingTask
 
-WORK = "_training"
+WORK = f"{STATE_DIR}/training"  # examples, checkpoints and state while training
 STATE = "state.json"
 MAX_DEFAULT_LENGTH = 512
 
@@ -132,10 +132,12 @@ def check_train_output(spec: TrainSpec) -> OutputState:
         return OutputState()
     if info.type != pafs.FileType.Directory:
         raise JobError(f"output {spec.output!r} exists and is not a folder")
-    names = {e.base_name for e in fs.get_file_info(pafs.FileSelector(root))} - {LOCK}
-    if not names:
+    # corpusmill's state folder holds the lock, the logs and, while training, the work folder
+    names = {e.base_name for e in fs.get_file_info(pafs.FileSelector(root))} - {STATE_DIR}
+    training = fs.get_file_info(f"{root}/{WORK}").type == pafs.FileType.Directory
+    if not names and not training:
         return OutputState()
-    ours = REPORT in names or WORK in names
+    ours = REPORT in names or training
     if spec.output_mode == "error":
         raise JobError(f"output folder {spec.output!r} is not empty; choose another, or set "
                        f"output_mode: resume or overwrite")
@@ -153,7 +155,7 @@ def check_train_output(spec: TrainSpec) -> OutputState:
         raise JobError(f"output folder {spec.output!r} holds another training's model "
                        f"(train id {report.get('train_id')}, this spec is {spec.train_id}); "
                        f"choose another output, or set output_mode: overwrite to replace it")
-    if WORK in names:
+    if training:
         state_path = f"{root}/{WORK}/{STATE}"
         if fs.get_file_info(state_path).type == pafs.FileType.NotFound:
             return OutputState(resume={})  # killed before its data was written: start over
@@ -222,8 +224,8 @@ def preflight_training(spec: TrainSpec) -> TrainingSetup:
 
 def _source(spec: TrainSpec, task: TrainingTask, path: str, what: str,
             fields: dict[str, str] | None = None) -> Source:
-    fs, paths = find_files(path)
-    files, _ = inspect_files(fs, paths, skip_corrupt=False)
+    corpus = open_corpus(path)  # Parquet, Arrow, JSON Lines, a saved dataset, hf://
+    fs, files = corpus.fs, corpus.files
     present = set.intersection(*(set(f.schema.names) for f in files))
     if fields is None:
         fields = _fields(spec, task, present)
@@ -357,7 +359,7 @@ def ray_placement(res, cluster: dict) -> tuple[int, bool]:
 
 def train_on_ray(plan: TrainPlan) -> None:
     """Data-parallel training with Ray Train: `workers` copies of `train_worker`, checkpoints
-    in `<output>/_training/ray` (Ray resumes from the newest when the run is started again)."""
+    in `<output>/.corpusmill/training/ray` (Ray resumes from the newest when the run is started again)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 

@@ -12,7 +12,7 @@ cut into micro-batches of at most `batching.max_tokens` padded tokens (a window 
 `task.window_cost` tokens: generation adds the tokens it will generate), padded on the task's
 `padding_side` (left for decoder-only generation). A micro-batch that
 raises is split in halves until the failing window is alone, so one poisonous row never takes
-its neighbours with it.
+its neighbours with it. The model runs in an engine (`engines.py`): torch, or onnxruntime.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from corpusmill.errors import RowError
 from corpusmill.operators.batching import pad, plan_microbatches
-from corpusmill.operators.loading import load_model, load_tokenizer, local_model, torch_dtype
+from corpusmill.operators.engines import make_engine
 from corpusmill.operators.plan import ERROR, INPUT_IDS, RAW, TOKEN_TYPE_IDS, JobPlan
 from corpusmill.operators.stats import Timer, announce_actor, node_id, report
 
@@ -34,24 +34,12 @@ log = logging.getLogger(__name__)
 
 class Infer:
     def __init__(self, plan: JobPlan):
-        import torch
-
         self.plan = plan
-        spec = plan.spec
-        use_gpu = plan.num_gpus > 0 and torch.cuda.is_available()
-        self.device = "cuda" if use_gpu else "cpu"
-        if not use_gpu:
-            torch.set_num_threads(plan.torch_threads)
-        self.tokenizer = load_tokenizer(plan.model_ref, spec.revision, spec.trust_remote_code)
-        self.model = load_model(
-            plan.task.model_class(), plan.model_ref, spec.revision,
-            dtype=torch_dtype(spec.resources.dtype, self.device), device=self.device,
-            trust_remote_code=spec.trust_remote_code, allow_pickle=spec.allow_pickle)
-        self.pad_id = _pad_id(self.tokenizer, self.model.config)
-        with torch.inference_mode():
-            self.state = plan.task.prepare(self.model, self.tokenizer, plan.options,
-                                           local_model(plan.model_ref), spec.revision)
-        log.info("Infer actor pid=%s loaded %s on %s", os.getpid(), plan.model_ref, self.device)
+        self.engine = make_engine(plan)
+        self.pad_id = self.engine.pad_id
+        self.device = getattr(self.engine, "device", "cpu")
+        log.info("Infer actor pid=%s runs %s on %s", os.getpid(), plan.model_ref,
+                 self.engine.name)
         self.actor_key = announce_actor(plan.stats_name, self.device)
         self.node = node_id()
         self.padded_tokens = 0  # (rows x longest) of the forward passes of the current block
@@ -83,11 +71,7 @@ class Infer:
         by_row = {row: [results[(row, w)] for w in range(len(row_windows[row]))]
                   for row, e in enumerate(errors) if e is None}
         if by_row:
-            import torch
-
-            with torch.inference_mode():
-                by_row = task.combine_windows(self.model, self.tokenizer, self.state, options,
-                                              self.plan.max_length, by_row, self.device)
+            by_row = self.engine.combine_windows(by_row)
         raw: list = [None] * table.num_rows
         for row, outputs in by_row.items():
             if isinstance(outputs, str):
@@ -126,37 +110,21 @@ class Infer:
                                  for name, array in outputs.items()}
 
     def _forward(self, batch, table) -> dict[str, np.ndarray]:
-        import torch
-
         task = self.plan.task
         side = task.padding_side
         input_ids, mask = pad([w[2] for w in batch], self.pad_id, side)  # (batch, seq)
         self.padded_tokens += input_ids.size
-        tensors = {"input_ids": input_ids, "attention_mask": mask}
+        arrays = {"input_ids": input_ids, "attention_mask": mask}
         if batch[0][3] is not None:
-            tensors["token_type_ids"] = pad([w[3] for w in batch], 0, side)[0]
+            arrays["token_type_ids"] = pad([w[3] for w in batch], 0, side)[0]
         extra = {}
         if task.uses_row_keys:
             ids = table.column(self.plan.id_column)
             extra["row_keys"] = [str(ids[w[0]].as_py()) for w in batch]
-        if self.device == "cpu":
-            tensors = {k: torch.from_numpy(v) for k, v in tensors.items()}
-        else:  # pinned host memory lets the copy to the GPU run asynchronously
-            tensors = {k: torch.from_numpy(v).pin_memory().to(self.device, non_blocking=True)
-                       for k, v in tensors.items()}
-        with torch.inference_mode():
-            return task.forward(self.model, tensors, self.state, self.plan.options, **extra)
+        return self.engine.forward(arrays, **extra)
 
 
 def _own_tokens(array: np.ndarray, length: int, left_padded: bool) -> np.ndarray:
     """A window's own positions of a (seq, ...) token output: the first `length` when right-
     padded, the last `length` when left-padded."""
     return array[array.shape[0] - length:] if left_padded else array[:length]
-
-
-def _pad_id(tokenizer, config) -> int:
-    for candidate in (tokenizer.pad_token_id, getattr(config, "pad_token_id", None),
-                      tokenizer.eos_token_id):
-        if candidate is not None:
-            return int(candidate)
-    return 0

@@ -67,13 +67,15 @@ def _gguf_file(path: str) -> str | None:
     return None
 
 
-def cache_root() -> str:
-    return (os.environ.get("CORPUSMILL_CACHE")
-            or os.path.join(os.path.expanduser("~"), ".cache", "corpusmill"))
+def cache_root(kind: str) -> str:
+    """`$CORPUSMILL_CACHE/<kind>` (default `~/.cache/corpusmill/<kind>`): converted GGUF
+    folders (`gguf`), exported ONNX graphs (`onnx`)."""
+    return os.path.join(os.environ.get("CORPUSMILL_CACHE")
+                        or os.path.join(os.path.expanduser("~"), ".cache", "corpusmill"), kind)
 
 
 def gguf_cache_root() -> str:
-    return os.path.join(cache_root(), "gguf")
+    return cache_root("gguf")
 
 
 def is_remote(model_ref: str) -> bool:
@@ -103,7 +105,7 @@ def local_model(model_ref: str) -> str:
                        f"that model.save_pretrained wrote (config.json, weights, tokenizer)")
     files = sorted((e.path[len(root):].lstrip("/"), e.size, e.mtime_ns or 0) for e in entries)
     key = hashlib.sha256(repr((model_ref.rstrip("/"), files)).encode()).hexdigest()[:16]
-    folder = os.path.join(cache_root(), "models",
+    folder = os.path.join(cache_root("models"),
                           f"{os.path.basename(root.rstrip('/')) or 'model'}-{key}")
     if os.path.isdir(folder):
         return folder

@@ -2,6 +2,7 @@
 (`jobs/preflight.py`) and shipped to every task and actor. Plain data: picklable, no models."""
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,14 @@ class JobPlan:
     model_config: Any                # the checkpoint's transformers config (labels, problem type)
     run_id: str = field(default="")
     stats_name: str = field(default="")  # the run's statistics actor (operators/stats.py)
+    # what runs the model (`operators/engines.py`): "torch" or "onnxruntime", settled on the
+    # driver by `engines.prepare_backend`; for onnxruntime, the exported graph to load
+    backend: str = field(default="torch")
+    graph: Any = field(default=None)  # onnx_export.GraphRef, or None
+    pad_id: int | None = field(default=None)  # the tokenizer's padding id, when known
+
+    def __post_init__(self):
+        object.__setattr__(self, "model_config", LazyConfig.wrap(self.model_config))
 
     @property
     def task(self) -> Task:
@@ -45,3 +54,30 @@ class JobPlan:
     @property
     def options(self) -> TaskOptions:
         return self.spec.task_options
+
+
+class LazyConfig:
+    """A transformers config that travels pickled as bytes and is rebuilt on first use, so
+    unpickling a JobPlan imports neither transformers nor torch (an onnxruntime actor needs
+    neither). Attribute access reads the config's."""
+
+    def __init__(self, config: Any = None, blob: bytes | None = None):
+        self._config, self._blob = config, blob
+
+    @classmethod
+    def wrap(cls, config: Any) -> "LazyConfig | None":
+        return config if config is None or isinstance(config, LazyConfig) else cls(config)
+
+    def unwrap(self) -> Any:
+        if self._config is None:
+            self._config = pickle.loads(self._blob)
+        return self._config
+
+    def __reduce__(self):
+        blob = self._blob if self._blob is not None else pickle.dumps(self._config)
+        return (LazyConfig, (None, blob))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_config", "_blob"):
+            raise AttributeError(name)
+        return getattr(self.unwrap(), name)

@@ -16,8 +16,6 @@ Column contract of every block read:
 """
 from __future__ import annotations
 
-import fnmatch
-import os
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -26,7 +24,7 @@ import pyarrow.parquet as pq
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from corpusmill.errors import JobError, storage_error
+from corpusmill.errors import JobError
 from corpusmill.operators.stats import Timer, report, report_corrupt
 
 GENERATED_ID = "row_id"
@@ -45,6 +43,8 @@ class CorpusFile:
     mtime_ns: int = 0               # modification time, for incremental runs
     partitions: tuple[tuple[str, str], ...] = ()  # hive `key=value` folders on its path
     fingerprint: str = ""           # of its content (jobs/corpus.py): a changed file is noticed
+    format: str = "parquet"         # parquet | arrow (IPC, save_to_disk) | jsonl
+    offsets: tuple[int, ...] = ()   # arrow streams, jsonl: byte offset where each group starts
 
     @property
     def num_rows(self) -> int:
@@ -116,8 +116,7 @@ def read_row_group(fs, corpus_file: CorpusFile, group: int, first_row: int, sche
     present = [name for name in wanted if name in corpus_file.schema.names]
     stored = [name for name in present if name not in partitions]
     try:
-        with fs.open_input_file(corpus_file.path) as f:
-            table = pq.ParquetFile(f).read_row_group(group, columns=stored)
+        table = read_group(fs, corpus_file, group, stored)
     except (OSError, pa.ArrowInvalid) as e:
         if skip_corrupt:
             report_corrupt(stats_name, corpus_file.name, group, corpus_file.row_groups[group],
@@ -144,6 +143,24 @@ def read_row_group(fs, corpus_file: CorpusFile, group: int, first_row: int, sche
             else:
                 columns.append(pa.nulls(part.num_rows, field.type))
         yield pa.Table.from_arrays(columns, schema=schema)
+
+
+def read_group(fs, corpus_file: CorpusFile, group: int, columns: list[str]) -> pa.Table:
+    """One group of a file, only `columns`: a Parquet row group, an Arrow record batch
+    (operators/read_arrow.py) or a group of JSON lines (operators/read_jsonl.py)."""
+    with fs.open_input_file(corpus_file.path) as f:
+        if corpus_file.format == "parquet":
+            return pq.ParquetFile(f).read_row_group(group, columns=columns)
+        stored = pa.schema([field for field in corpus_file.schema
+                            if field.name not in dict(corpus_file.partitions)])
+        if corpus_file.format == "arrow":
+            from corpusmill.operators.read_arrow import read_arrow_batch
+
+            return read_arrow_batch(f, stored, corpus_file.offsets, group, columns)
+        from corpusmill.operators.read_jsonl import read_jsonl_group
+
+        return read_jsonl_group(f, stored, corpus_file.offsets, corpus_file.size_bytes, group,
+                                columns)
 
 
 def _cast(column, field: pa.Field, corpus_file: CorpusFile):

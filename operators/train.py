@@ -53,7 +53,7 @@ class TrainPlan:
     model_ref: str              # what from_pretrained takes
     labels: list[str] | None    # label list in id order, for tasks with labels
     max_length: int             # tokens per example
-    work: str                   # <output>/_training: data, checkpoints, result
+    work: str                   # <output>/.corpusmill/training: data, checkpoints, result
     workers: int
     use_gpu: bool
     torch_threads: int

@@ -93,6 +93,9 @@ class Task:
     # True: `forward` takes `row_keys=` (per window, its row's id as a string), e.g. to seed a
     # per-row random generator that does not depend on batching
     uses_row_keys: ClassVar[bool] = False
+    # options whose values `graph_forward` bakes into the computation (top-k, pooling, label
+    # embeddings): an exported graph is reused only for the same values of these
+    graph_options: ClassVar[tuple[str, ...]] = ()
 
     def output_fields(self) -> list[pa.Field]:
         """The task's output columns: fixed per task, shaped neither by options nor by data."""
@@ -136,8 +139,31 @@ class Task:
         `token_type_ids`: (batch, seq) tensors on the model's device, padded on
         `padding_side`); return numpy arrays shaped (batch, ...). Reduce here what can be
         reduced (top-k, pooling): raw outputs travel between processes. Tasks that set
-        `uses_row_keys` also get `row_keys=` (list[str], one per window)."""
+        `uses_row_keys` also get `row_keys=` (list[str], one per window).
+        Default, for tasks with a `graph_forward`: `finish` of its outputs as numpy."""
+        if not self.has_graph():
+            raise NotImplementedError
+        return self.finish(to_numpy(self.graph_forward(model, tensors, state, options)), options)
+
+    def graph_forward(self, model: Any, tensors: dict[str, Any], state: Any,
+                      options: TaskOptions) -> dict[str, Any]:
+        """The single forward pass of a task as torch operations only: the model call and the
+        reductions after it, from (batch, seq) tensors to tensors (batch, ...), with no Python
+        control flow that depends on values or shapes. Tasks that define it run on every
+        engine: the torch engine runs it eagerly, the onnxruntime engine runs it as an ONNX
+        graph exported once (`operators/onnx_export.py`, which bakes `state` and the
+        `graph_options` into it). Tasks without it (generation: a loop) run on torch only."""
         raise NotImplementedError
+
+    def finish(self, outputs: dict[str, np.ndarray], options: TaskOptions) -> dict[str, np.ndarray]:
+        """numpy after `graph_forward` on the inference actor, where a shape depends on the
+        data (fill-mask packs its per-position predictions mask by mask). Default: as is."""
+        return outputs
+
+    @classmethod
+    def has_graph(cls) -> bool:
+        """Whether the task defines `graph_forward` (and so runs on onnxruntime)."""
+        return cls.graph_forward is not Task.graph_forward
 
     def combine_windows(self, model: Any, tokenizer: Any, state: Any, options: TaskOptions,
                         max_length: int, outputs: dict[int, list[dict[str, np.ndarray]]],
@@ -215,6 +241,12 @@ class Panel:
     title: str
     range: tuple[float, float] | None = None
     per_rows: int | None = None
+
+
+def to_numpy(tensors: dict[str, Any]) -> dict[str, np.ndarray]:
+    """torch tensors on any device -> numpy on the host; floating point as float32."""
+    return {name: (t.float() if t.is_floating_point() else t).cpu().numpy()
+            for name, t in tensors.items()}
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

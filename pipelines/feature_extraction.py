@@ -80,6 +80,7 @@ class FeatureExtraction(Task):
     summary = "Embed each text as one vector (sentence-transformers pooling, or mean/cls/max)."
     input_columns = ("text",)
     Options = FeatureExtractionOptions
+    graph_options = ("pooling", "normalize")
 
     def output_fields(self):
         # the width is the model's hidden size; known once the model config is (see below)
@@ -124,7 +125,7 @@ class FeatureExtraction(Task):
         enc = tokenizer(batch, truncation=True, max_length=max_length)
         return Encoded.single(enc["input_ids"], enc.get("token_type_ids"))
 
-    def forward(self, model, tensors, state, options):
+    def graph_forward(self, model, tensors, state, options):
         import torch.nn.functional as F
 
         hidden = model(**tensors).last_hidden_state  # (batch, seq, hidden)
@@ -134,7 +135,7 @@ class FeatureExtraction(Task):
         embeddings = pool(hidden, tensors["attention_mask"], state["pooling"]).float()
         if state["normalize"]:
             embeddings = F.normalize(embeddings, p=2, dim=-1)
-        return {"embedding": embeddings.cpu().numpy()}  # (batch, hidden)
+        return {"embedding": embeddings}  # (batch, hidden)
 
     def decode(self, rows, options, config, tokenizer):
         return {"embedding": list(rows.stacked("embedding"))}

@@ -86,20 +86,12 @@ def no_mask_error(tokenizer, text: str, max_length: int) -> str:
     return f"no {mask} token in the text; this model's mask token is {mask!r}"
 
 
-def top_predictions(probs, k: int, candidates=None):
-    """(masks, vocab) probabilities -> (masks, k) best scores and their token ids, best first;
-    `candidates` (1-D token ids) restricts the choice as `targets` do."""
-    if candidates is not None:
-        probs = probs[:, candidates]
-    scores, index = probs.topk(min(k, probs.shape[-1]), dim=-1)
-    return scores, (index if candidates is None else candidates[index])
-
-
 class FillMask(Task):
     name = "fill-mask"
     summary = "Predict the tokens hidden behind each mask token with a masked-LM head."
     input_columns = ("text",)
     Options = FillMaskOptions
+    graph_options = ("top_k", "targets")
 
     def output_fields(self):
         return [pa.field("predictions", pa.list_(PREDICTION))]
@@ -150,23 +142,24 @@ class FillMask(Task):
         return Encoded.single(enc["input_ids"], enc.get("token_type_ids"), extras=extras,
                               errors=errors)
 
-    def forward(self, model, tensors, state, options):
+    def graph_forward(self, model, tensors, state, options):
         import torch
 
-        logits = model(**tensors).logits  # (batch, seq, vocab)
+        logits = model(**tensors).logits.float()  # (batch, seq, vocab)
+        # the k best tokens at every position (the masks are picked out in `finish`, where
+        # their number may vary): probabilities exp(logit - logsumexp), the softmax over the
+        # whole vocabulary, as the pipeline computes, without a (batch, seq, vocab) softmax
+        normaliser = torch.logsumexp(logits, dim=-1, keepdim=True)  # (batch, seq, 1)
+        candidates = state["candidates"]
+        pool = logits if candidates is None else logits[..., candidates]
+        best, index = pool.topk(min(options.top_k, pool.shape[-1]), dim=-1)  # (batch, seq, k)
         is_mask = (tensors["input_ids"] == state["mask_id"]) & tensors["attention_mask"].bool()
-        rows, cols = is_mask.nonzero(as_tuple=True)  # (masks,), (masks,) in text order
-        probs = logits[rows, cols].float().softmax(dim=-1)  # (masks, vocab)
-        scores, tokens = top_predictions(probs, options.top_k, state["candidates"])
-        # a row's n-th mask goes to slot n; rows with fewer masks keep padding (nan, -1)
-        slot = is_mask.long().cumsum(dim=1)[rows, cols] - 1
-        shape = (is_mask.shape[0], max(int(is_mask.sum(dim=1).max()), 1), scores.shape[-1])
-        out_scores = torch.full(shape, float("nan"), device=scores.device)
-        out_tokens = torch.full(shape, -1, dtype=torch.long, device=scores.device)
-        out_scores[rows, slot] = scores
-        out_tokens[rows, slot] = tokens
-        return {"scores": out_scores.cpu().numpy(),   # (batch, max masks, k)
-                "tokens": out_tokens.cpu().numpy()}   # (batch, max masks, k)
+        return {"scores": (best - normaliser).exp(),                          # (batch, seq, k)
+                "tokens": index if candidates is None else candidates[index],  # (batch, seq, k)
+                "is_mask": is_mask}                                            # (batch, seq)
+
+    def finish(self, outputs, options):
+        return masks_in_slots(outputs["scores"], outputs["tokens"], outputs["is_mask"])
 
     def decode(self, rows, options, config, tokenizer):
         token_str: dict[int, str] = {}
@@ -229,6 +222,21 @@ def first_per_mask(predictions: list[dict]) -> list[dict]:
             seen.add(p["mask"])
             firsts.append(p)
     return firsts
+
+
+def masks_in_slots(scores: np.ndarray, tokens: np.ndarray,
+                   is_mask: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-position predictions (batch, seq, k) -> each row's masks in text order, (batch,
+    max masks, k): a row's n-th mask goes to slot n; rows with fewer masks keep padding
+    (nan scores, -1 tokens)."""
+    rows, cols = np.nonzero(is_mask)  # (masks,), (masks,) in text order
+    slot = np.cumsum(is_mask, axis=1)[rows, cols] - 1
+    shape = (is_mask.shape[0], max(int(is_mask.sum(axis=1).max(initial=0)), 1), scores.shape[-1])
+    out_scores = np.full(shape, np.nan, dtype=np.float32)
+    out_tokens = np.full(shape, -1, dtype=np.int64)
+    out_scores[rows, slot] = scores[rows, cols]
+    out_tokens[rows, slot] = tokens[rows, cols]
+    return {"scores": out_scores, "tokens": out_tokens}
 
 
 def row_predictions(tokenizer, input_ids: np.ndarray, scores: np.ndarray, tokens: np.ndarray,

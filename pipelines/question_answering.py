@@ -121,7 +121,7 @@ class QuestionAnswering(Task):
             state["global_attention_sep_id"] = int(model.config.sep_token_id)
         return state
 
-    def forward(self, model, tensors, state, options):
+    def graph_forward(self, model, tensors, state, options):
         if not state["token_type_ids"]:
             tensors = {k: v for k, v in tensors.items() if k != "token_type_ids"}
         sep_id = state.get("global_attention_sep_id")
@@ -129,8 +129,8 @@ class QuestionAnswering(Task):
             tensors = {**tensors, "global_attention_mask":
                        question_global_attention(tensors["input_ids"], sep_id)}
         out = model(**tensors)
-        return {"start_logits": out.start_logits.float().cpu().numpy(),  # (batch, seq)
-                "end_logits": out.end_logits.float().cpu().numpy()}      # (batch, seq)
+        return {"start_logits": out.start_logits,  # (batch, seq)
+                "end_logits": out.end_logits}      # (batch, seq)
 
     def decode(self, rows, options, config, tokenizer):
         columns = {name: [] for name in ("answer", "score", "start", "end", "answers")}

@@ -86,9 +86,8 @@ class TextClassification(Task):
         from transformers import AutoModelForSequenceClassification
         return AutoModelForSequenceClassification
 
-    def forward(self, model, tensors, state, options):
-        logits = model(**tensors).logits  # (batch, num_labels)
-        return {"logits": logits.float().cpu().numpy()}
+    def graph_forward(self, model, tensors, state, options):
+        return {"logits": model(**tensors).logits}  # (batch, num_labels)
 
     def decode(self, rows, options, config, tokenizer):
         scores = scores_from_logits(rows.stacked("logits"),  # (rows, num_labels)

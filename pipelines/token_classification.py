@@ -305,9 +305,8 @@ class TokenClassification(Task):
                 special=np.asarray(enc["special_tokens_mask"][w], dtype=bool)))
         return Encoded(windows=windows, token_type_ids=type_ids, extras=extras)
 
-    def forward(self, model, tensors, state, options):
-        logits = model(**tensors).logits  # (batch, seq, num_labels)
-        return {"logits": logits.float().cpu().numpy()}
+    def graph_forward(self, model, tensors, state, options):
+        return {"logits": model(**tensors).logits}  # (batch, seq, num_labels)
 
     def decode(self, rows, options, config, tokenizer):
         id2label = {int(k): v for k, v in config.id2label.items()}

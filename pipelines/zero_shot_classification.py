@@ -165,6 +165,8 @@ class ZeroShotClassification(Task):
                "or embedding similarity with an encoder, no trained head needed.")
     input_columns = ("text",)
     Options = ZeroShotOptions
+    # the label embeddings (embedding-similarity) are constants of the graph
+    graph_options = ("candidate_labels", "hypothesis_template", "mode", "pooling")
 
     def output_fields(self):
         return [pa.field("labels", pa.list_(pa.string())),
@@ -235,13 +237,12 @@ class ZeroShotClassification(Task):
             return super().encode(tokenizer, texts, options, max_length)
         return encode_pairs(tokenizer, texts["text"], options.hypotheses(), max_length)
 
-    def forward(self, model, tensors, state, options):
+    def graph_forward(self, model, tensors, state, options):
         if state["mode"] == NLI:
             logits = model(**tensors, **state["forward_kwargs"]).logits  # (batch, model labels)
-            return {ENTAIL_CONTRA: logits[:, state["columns"]].float().cpu().numpy()}
+            return {ENTAIL_CONTRA: logits[:, state["columns"]]}  # (batch, 2)
         embeddings = _embed(state["encoder"], tensors, state["pooling"])  # (batch, hidden)
-        similarities = embeddings @ state["label_embeddings"].T  # (batch, num_labels)
-        return {SIMILARITIES: similarities.float().cpu().numpy()}
+        return {SIMILARITIES: embeddings @ state["label_embeddings"].T}  # (batch, num_labels)
 
     def decode(self, rows, options, config, tokenizer):
         labels_ = options.candidate_labels

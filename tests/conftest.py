@@ -54,3 +54,12 @@ def write_parquet(path: Path, columns: dict, row_group_size: int | None = None) 
 def write_job(path: Path, **spec) -> Path:
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for test clusters and servers)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -15,20 +15,16 @@ import sys
 import time
 from pathlib import Path
 
+from tests.conftest import free_port
+
 BUCKET = "corpus"
 # IAM calls the server accepts before it enforces authentication: exactly the set-up below
 _SETUP_CALLS = 6
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class MotoS3:
     def __init__(self):
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.keys: dict[str, tuple[str, str]] = {}
         self.proc: subprocess.Popen | None = None

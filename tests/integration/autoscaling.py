@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,16 +18,12 @@ from pathlib import Path
 
 import psutil
 
+from tests.conftest import free_port
+
 from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
 
 WORKER_TYPE = "gpu_worker"
 FAKE_NODE_ENV = "RAY_OVERRIDE_NODE_ID_FOR_TESTING"  # the node id the provider gives each node
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ray_cli() -> str:

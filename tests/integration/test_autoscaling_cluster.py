@@ -58,7 +58,7 @@ def test_auto_resources_launch_both_gpu_nodes_and_write_every_id_once(tmp_path, 
     assert run.wait(timeout=420) == 0, run.output()[-4000:]
     every_id_once(tmp_path / "out")
 
-    manifest = json.loads((tmp_path / "out" / "_corpusmill.json").read_text())
+    manifest = json.loads((tmp_path / "out" / ".corpusmill" / "manifest.json").read_text())
     placement = manifest["placement"]
     assert placement["device"] == "gpu" and placement["num_gpus_per_actor"] == 1.0
     assert (placement["actors"]["min"], placement["actors"]["max"]) == (1, 2)

@@ -64,13 +64,13 @@ def test_every_row_once_with_kept_columns(tmp_path, tiny, ray_session, multi_fil
     assert progress and all(line.startswith("corpusmill text-classification: ")
                             for line in progress), printed.err
     assert f"{len(rows)}/{len(rows)} rows (100%)" in progress[-1]
-    logs = list((tmp_path / "out" / "_logs").glob("*.log"))
+    logs = list((tmp_path / "out" / ".corpusmill" / "logs").glob("*.log"))
     assert len(logs) == 1 and logs[0].stat().st_size > 0
     meta = json.loads(pq.read_schema(next((tmp_path / "out").glob("*.parquet")))
                       .metadata[b"corpusmill"])
     assert meta["task"] == "text-classification" and meta["options"]["top_k"] == 2
     assert meta["model"] == tiny.classifier and meta["corpusmill_version"]
-    manifest = json.loads((tmp_path / "out" / "_corpusmill.json").read_text())
+    manifest = json.loads((tmp_path / "out" / ".corpusmill" / "manifest.json").read_text())
     assert manifest["summary"]["rows_errored"] == nulls and manifest["provenance"]["job_id"]
     # where it ran and what each stage did, for the report
     placement, stats = manifest["placement"], manifest["stats"]
@@ -80,7 +80,7 @@ def test_every_row_once_with_kept_columns(tmp_path, tiny, ray_session, multi_fil
     assert stats["stages"]["postprocess"]["errors"] == nulls
     assert 0 < stats["tokens"]["tokens"] <= stats["tokens"]["padded_tokens"]
     assert sorted(stats["files_written"]) == sorted(
-        p.name for p in (tmp_path / "out").rglob("*.parquet") if "_checkpoint" not in p.parts)
+        p.name for p in (tmp_path / "out").rglob("*.parquet") if ".corpusmill" not in p.parts)
 
 
 def test_generated_ids_and_skip_policy(tmp_path, tiny, ray_session, multi_file_corpus):

@@ -6,32 +6,20 @@ are torn down (matched by its temp dir and port), never another Ray on the machi
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from corpusmill.jobs.cli import EXIT_NOTHING_NEW, EXIT_OK, main
-from tests.conftest import write_job, write_parquet
+from tests.conftest import free_port, write_job, write_parquet
 from tests.corpora import varied_texts
+from tests.integration.autoscaling import ray_cli
 
 GCS_PORT, DASHBOARD_PORT = 46391, 48291
 ADDRESS = f"http://127.0.0.1:{DASHBOARD_PORT}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def ray_cli() -> str:
-    return str(Path(sys.executable).with_name("ray"))
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ def test_driver_killed_at_many_points_then_resumed(tmp_path, tiny, corpus):
     job = job_file(tmp_path, tiny, corpus, "faulty")
     kill_points = [  # each run is killed at the first of these that holds for it
         ("while Ray starts", lambda run, before: run.elapsed() > 1.0),
-        ("before any row is written", lambda run, before: (out / "_corpusmill.json").exists()
+        ("before any row is written", lambda run, before: (out / ".corpusmill" / "manifest.json").exists()
          and run.elapsed() > 4.0 and not data_files(out)),
         ("after the first file", lambda run, before: len(data_files(out)) > before),
         ("after a few files", lambda run, before: len(data_files(out)) >= before + 3),
@@ -79,7 +79,7 @@ def test_resume_after_a_mid_job_kill_redoes_no_committed_row(tmp_path, tiny, cor
     assert run.kill_when(lambda: committed_rows(out) >= FILES * ROWS_PER_FILE // 2)
     # committed = ids in Ray's committed checkpoint files (a data file whose checkpoint was
     # still pending at the kill is deleted by the resume and its rows recomputed)
-    committed = sum(pq.read_metadata(p).num_rows for p in (out / "_checkpoint").glob("*.parquet")
+    committed = sum(pq.read_metadata(p).num_rows for p in (out / ".corpusmill" / "checkpoint").glob("*.parquet")
                     if ".pending." not in p.name)
     assert committed > 0
     resume = CliRun(job)

@@ -30,11 +30,11 @@ def test_demo_labels_the_sample_corpus_with_real_topics(tmp_path, ray_session):
     }
     assert {a: rows[a]["labels"][0] for a in obvious} == obvious
     # scored against the hand-assigned topics: the run report's metrics
-    metrics = json.loads((out / "_report" / "metrics.json").read_text())
+    metrics = json.loads((out / ".corpusmill" / "report" / "metrics.json").read_text())
     right = sum(r["labels"][0] == r["topic"] for r in rows.values())
     assert metrics["rows"]["scored"] == CORPUS_ROWS
     assert metrics["metrics"]["accuracy"] == right / CORPUS_ROWS > 0.7
-    assert (out / "_report" / "report.html").is_file()
+    assert (out / ".corpusmill" / "report" / "report.html").is_file()
 
 
 def test_text_classification_example_with_a_locally_built_model(tmp_path, ray_session):

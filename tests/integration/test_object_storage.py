@@ -63,14 +63,14 @@ def test_a_job_reads_writes_and_loads_its_model_on_object_storage(s3, s3_model, 
     assert "200 rows in from 2 file(s), 200 out" in cli.output()
     ids_once(s3, output, 200)
 
-    manifest_text = s3.read_text(f"{output}_corpusmill.json")
+    manifest_text = s3.read_text(f"{output}.corpusmill/manifest.json")
     manifest = json.loads(manifest_text)
     assert manifest["status"] == "complete" and manifest["spec"]["model"] == s3_model
     for secret in s3.keys["admin"]:  # credentials are never written down
         assert secret not in manifest_text and secret not in cli.output()
-    assert s3.data_files(f"{output}_checkpoint/"), "Ray's checkpoint lives in the output"
-    assert s3.exists(f"{output}_logs/{manifest['run_id']}.log")
-    assert not s3.exists(f"{output}_corpusmill.lock"), "the lock is released"
+    assert s3.data_files(f"{output}.corpusmill/checkpoint/"), "Ray's checkpoint lives in the output"
+    assert s3.exists(f"{output}.corpusmill/logs/{manifest['run_id']}.log")
+    assert not s3.exists(f"{output}.corpusmill/lock"), "the lock is released"
 
     again = run(s3, job(tmp_path, "full", model=s3_model, input=source, output=output))
     assert again.wait() == EXIT_OK and "resumed: 200 rows were already done" in again.output()
@@ -105,7 +105,7 @@ def test_incremental_runs_on_object_storage_add_only_new_files(s3, s3_model, tmp
     assert added.wait() == EXIT_OK, added.output()[-3000:]
     assert "incremental: 1 new file(s); 1 done by earlier runs" in added.output()
     ids_once(s3, output, 150)
-    ledger = json.loads(s3.read_text(f"{output}_corpusmill_files.json"))["files"]
+    ledger = json.loads(s3.read_text(f"{output}.corpusmill/files.json"))["files"]
     assert sorted(ledger) == ["part-0.parquet", "part-new.parquet"]
 
 
@@ -138,7 +138,7 @@ def test_object_storage_refusals_are_exit_2_naming_the_path_and_fix(
         monkeypatch.setenv(key, value)
     assert main(["run", str(job(tmp_path, "refused", **spec))]) == EXIT_INVALID
     err = capsys.readouterr().err
-    assert f"cannot " in err and repr(path_at_fault) in err and fix in err, err
+    assert "cannot " in err and repr(path_at_fault) in err and fix in err, err
     assert "Traceback" not in err
     for secret in s3.keys[user]:
         assert secret not in err
@@ -161,4 +161,4 @@ def test_a_second_run_on_the_same_object_storage_output_is_refused(s3, s3_model,
         with pytest.raises(Exception, match="being written by run other-run"):
             OutputLock(output, "third-run").__enter__()
     assert "being written by run other-run" in capsys.readouterr().err
-    assert not s3.exists(f"{output}_corpusmill.lock")
+    assert not s3.exists(f"{output}.corpusmill/lock")

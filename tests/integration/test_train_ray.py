@@ -28,7 +28,7 @@ def test_two_ray_train_workers(tmp_path, ray_session, capsys):
     epochs = report["epochs"]
     assert len(epochs) == 8 and epochs[-1]["training_loss"] < epochs[0]["training_loss"]
     assert report["final_metrics"]["accuracy"] > 0.8
-    assert not (output / "_training").exists()  # Ray's checkpoints went with the work folder
+    assert not (output / ".corpusmill" / "training").exists()  # Ray's checkpoints went with the work folder
     predicted = pipeline("text-classification", model=str(output))(rows[0]["body"])
     assert predicted[0]["label"] in {"food", "sports", "tech"}
 
@@ -52,7 +52,7 @@ def test_training_into_object_storage(tmp_path):
         for name in ("config.json", "model.safetensors", "tokenizer.json",
                      "training_report.json", "training_curves.png"):
             assert s3.exists(f"{output}{name}"), name
-        assert not s3.exists(f"{output}_training")
+        assert not s3.exists(f"{output}.corpusmill/training")
         report = json.loads(s3.read_text(f"{output}training_report.json"))
         assert report["steps"] > 0 and report["epochs_run"] == 2
     finally:

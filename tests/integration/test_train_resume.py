@@ -12,7 +12,7 @@ from tests.tiny_training import build_bert_base, topic_rows, write_training
 
 def complete_checkpoints(output) -> list[int]:
     """Steps of the checkpoints whose trainer state (written last) exists."""
-    folder = output / "_training" / "checkpoints"
+    folder = output / ".corpusmill" / "training" / "checkpoints"
     if not folder.is_dir():
         return []
     return sorted(int(p.name.rsplit("-", 1)[1]) for p in folder.glob("checkpoint-*")
@@ -41,7 +41,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     assert steps[0] == 6 <= done_before and steps == sorted(set(steps))
     assert steps == list(range(6, report["steps"] + 1, 6))
     assert report["epochs_run"] == 4 and not report["stopped_early"]
-    assert not (output / "_training").exists()
+    assert not (output / ".corpusmill" / "training").exists()
 
     again = subprocess.run([sys.executable, "-m", "corpusmill.jobs.cli", "train", str(job)],
                            cwd=REPO, capture_output=True, text=True, timeout=300)

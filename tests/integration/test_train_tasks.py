@@ -45,7 +45,7 @@ def assert_trained(folder: Path, report: dict) -> None:
     assert epochs[-1]["training_loss"] < epochs[0]["training_loss"]
     assert {"config.json", "model.safetensors", "tokenizer.json", "training_report.json",
             "training_curves.png"} <= {p.name for p in folder.iterdir()}
-    assert not (folder / "_training").exists()
+    assert not (folder / ".corpusmill" / "training").exists()
     assert (folder / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     provenance = report["provenance"]
     assert provenance["data_fingerprint"] and provenance["seed"] == 0
@@ -222,7 +222,7 @@ def test_example_train_spec_is_ready_to_run():
 def refusal(tmp_path, capsys, rows, **spec) -> str:
     job, output = write_training(tmp_path, rows, **spec)
     assert main(["train", str(job)]) == EXIT_INVALID
-    assert not (Path(output) / "_training" / "checkpoints").exists()  # refused before training
+    assert not (Path(output) / ".corpusmill" / "training" / "checkpoints").exists()  # refused before training
     return capsys.readouterr().err
 
 

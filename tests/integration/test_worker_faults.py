@@ -98,11 +98,11 @@ def test_interrupted_object_store_commit_loses_no_row(tmp_path, tiny, corpus, ra
     job = job_file(tmp_path, tiny, corpus, "object-store")
     out = tmp_path / "object-store"
     assert main(["run", str(job)]) == EXIT_OK
-    committed = sorted(p for p in (out / "_checkpoint").glob("*.parquet")
+    committed = sorted(p for p in (out / ".corpusmill" / "checkpoint").glob("*.parquet")
                        if ".pending." not in p.name)
     assert committed
     victim = committed[len(committed) // 2]
     shutil.copy(victim, victim.with_name(victim.name.replace(".parquet", ".pending.parquet")))
     assert main(["run", str(job)]) == EXIT_OK
-    assert not list((out / "_checkpoint").glob("*.pending.parquet"))
+    assert not list((out / ".corpusmill" / "checkpoint").glob("*.pending.parquet"))
     assert_same_as_clean(out, clean_rows)

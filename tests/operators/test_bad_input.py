@@ -162,8 +162,8 @@ def test_output_mode_error_refuses_any_existing_output(tmp_path, capsys, tiny, c
 def test_output_of_another_job_is_refused(tmp_path, capsys, tiny, corpus):
     import json
 
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "_corpusmill.json").write_text(json.dumps(
+    (tmp_path / "out" / ".corpusmill").mkdir(parents=True)
+    (tmp_path / "out" / ".corpusmill" / "manifest.json").write_text(json.dumps(
         {"job_id": "0123456789abcdef", "provenance": {"task": "text-classification",
                                                       "model": "other-model"}}))
     err = fails(tmp_path, capsys, model=tiny.classifier, input=str(corpus),

@@ -198,16 +198,16 @@ def test_cli_report_rebuilds_from_the_output_alone(tmp_path, models, capsys):
     plan, _ = run_task(tmp_path, models, "zero-shot-classification")
     assert cli.main(["report", plan.spec.output]) == cli.EXIT_OK
     assert "report.html" in capsys.readouterr().out
-    report = json.loads((tmp_path / "out" / "_report" / "report.json").read_text())
+    report = json.loads((tmp_path / "out" / ".corpusmill" / "report" / "report.json").read_text())
     assert report["metrics"]["rows"]["scored"] > 0
     assert cli.main(["report", str(tmp_path / "nowhere")]) == cli.EXIT_INVALID
-    # _report/ is corpusmill's own: a rerun resumes the folder, overwrite removes it
+    # .corpusmill/report/ is corpusmill's own: a rerun resumes the folder, overwrite removes it
     from corpusmill.jobs.output import check_output, replace_output
 
     assert check_output(plan.spec.output, "resume", plan.spec.job_id).resumed  # not refused
     assert check_output(plan.spec.output, "overwrite", plan.spec.job_id).replace
     replace_output(plan.spec.output)
-    assert not (tmp_path / "out" / "_report").exists()
+    assert not (tmp_path / "out" / ".corpusmill" / "report").exists()
 
 
 def test_cli_evaluate_scores_the_output_and_a_sample(tmp_path, models, capsys):

@@ -38,7 +38,7 @@ def test_ledger_keeps_finished_files_and_offers_only_new_ones(tmp_path):
     assert [f.name for f in new_files(grown, ledger)] == ["c.parquet"]
     record_files(out, ledger, [corpus_file("c.parquet")])
     assert new_files(grown, read_ledger(out)) == []
-    assert not os.path.exists(os.path.join(out, "_corpusmill_files.json.tmp"))
+    assert not os.path.exists(os.path.join(out, ".corpusmill", "files.json.tmp"))
 
 
 def test_a_finished_file_that_changed_is_refused_by_name(tmp_path):
@@ -74,6 +74,7 @@ def test_lock_of_a_dead_run_is_taken_over(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
     import socket
+    (out / LOCK).parent.mkdir()
     (out / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead),
                                         "run_id": "killed"}))
     with OutputLock(str(out), "rerun"):
