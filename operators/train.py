@@ -65,7 +65,6 @@ def train_worker(plan: TrainPlan, ray_train: bool = False) -> None:
     import torch
     from transformers import EarlyStoppingCallback, Trainer, set_seed
     from transformers.trainer_callback import PrinterCallback
-
     from transformers.utils import logging as transformers_logging
 
     if not plan.use_gpu:
@@ -76,35 +75,14 @@ def train_worker(plan: TrainPlan, ray_train: bool = False) -> None:
     set_seed(spec.training.seed)
     tokenizer, model = load_base(plan)
     fs, work = storage(plan.work)  # work: the folder's path inside its filesystem
-    paths = data_paths(work)
-    features = model_inputs(model)
-    train_set = ExampleBatches(open_arrow(fs, paths[TRAIN]), features,
-                               spec.training.max_tokens, spec.training.seed)
-    eval_examples = open_arrow(fs, paths[VALIDATION]) if plan.has_validation else None
-    eval_set = ExampleRows(eval_examples, features) if eval_examples is not None else None
-    train_collator, eval_collator = task.collators(tokenizer, model, spec.task_options,
-                                                   spec.training.seed)
-    compute_metrics = None
-    details: dict = {}  # the last evaluation's per-class / per-type scores, for the report
-    validation_rows = open_arrow(fs, paths[VALIDATION_ROWS]) if eval_set is not None else None
-    if eval_set is not None and task.has_metrics():
-        data = EvalData(examples=eval_examples, rows=validation_rows, labels=plan.labels,
-                        tokenizer=tokenizer, extra={"max_length": plan.max_length})
-
-        def compute_metrics(prediction):
-            scores = task.metrics(prediction.predictions, prediction.label_ids, data,
-                                  spec.task_options)
-            details.clear()
-            details.update({k: v for k, v in scores.items() if not _is_number(v)})
-            return {k: v for k, v in scores.items() if _is_number(v)}
-
+    data = WorkerData(plan, fs, work, model, tokenizer)
     with tempfile.TemporaryDirectory(prefix="corpusmill-train-") as scratch:
         local_checkpoints = (os.path.join(plan.work, CHECKPOINTS) if not ray_train
                              else os.path.join(scratch, CHECKPOINTS))
         args = training_arguments(plan, local_checkpoints)
-        trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                          data_collator=BatchCollator(train_collator, eval_collator),
-                          processing_class=tokenizer, compute_metrics=compute_metrics)
+        trainer = Trainer(model=model, args=args, train_dataset=data.train,
+                          eval_dataset=data.validation, data_collator=data.collator,
+                          processing_class=tokenizer, compute_metrics=data.compute_metrics)
         trainer.remove_callback(PrinterCallback)
         if args.should_log:
             trainer.add_callback(ProgressPrinter(task, spec.training.epochs))
@@ -122,33 +100,63 @@ def train_worker(plan: TrainPlan, ray_train: bool = False) -> None:
                 print(f"resuming from {checkpoint_name(checkpoint, ray_train)}", flush=True)
             output = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.remove_callback(ProgressPrinter)
-        final = trainer.evaluate() if eval_set is not None else {}
+        final = trainer.evaluate() if data.validation is not None else {}
         if trainer.is_world_process_zero():
             model = getattr(trainer.model, "module", trainer.model)  # DDP wrapper
-            generated = ({} if validation_rows is None else task.generation_metrics(
-                model, tokenizer, validation_rows, spec.task_options, plan.max_length))
-            details.update({k: v for k, v in generated.items() if not _is_number(v)})
+            generated = ({} if data.validation_rows is None else task.generation_metrics(
+                model, tokenizer, data.validation_rows, spec.task_options, plan.max_length))
+            data.details.update({k: v for k, v in generated.items() if not _is_number(v)})
             save_model(plan, model, tokenizer, scratch)
-            write_result(trainer, output, {**final, **generated}, details,
+            write_result(trainer, output, {**final, **generated}, data.details,
                          time.monotonic() - started, fs, f"{work}/{RESULT}", task)
+
+
+class WorkerData:
+    """A worker's view of the example files: the training batches, the validation examples
+    and rows, the collator, and the validation metric the trainer calls."""
+
+    def __init__(self, plan: TrainPlan, fs, work: str, model, tokenizer):
+        spec, task = plan.spec, plan.task
+        paths = data_paths(work)
+        features = model_inputs(model)
+        self.train = ExampleBatches(open_arrow(fs, paths[TRAIN]), features,
+                                    spec.training.max_tokens, spec.training.seed)
+        examples = open_arrow(fs, paths[VALIDATION]) if plan.has_validation else None
+        self.validation = ExampleRows(examples, features) if examples is not None else None
+        self.validation_rows = (open_arrow(fs, paths[VALIDATION_ROWS])
+                                if self.validation is not None else None)
+        self.collator = BatchCollator(*task.collators(tokenizer, model, spec.task_options,
+                                                      spec.training.seed))
+        self.details: dict = {}  # the last evaluation's per-class / per-type scores
+        self.compute_metrics = None
+        if self.validation is not None and task.has_metrics():
+            eval_data = EvalData(examples=examples, rows=self.validation_rows,
+                                 labels=plan.labels, tokenizer=tokenizer,
+                                 extra={"max_length": plan.max_length})
+
+            def compute_metrics(prediction):
+                scores = task.metrics(prediction.predictions, prediction.label_ids, eval_data,
+                                      spec.task_options)
+                self.details.clear()
+                self.details.update({k: v for k, v in scores.items() if not _is_number(v)})
+                return {k: v for k, v in scores.items() if _is_number(v)}
+
+            self.compute_metrics = compute_metrics
 
 
 def load_base(plan: TrainPlan):
     """The base checkpoint's tokenizer and model, with the task's head (new heads are
     initialised from the seed; a head of another size is replaced)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     spec = plan.spec
-    tokenizer = AutoTokenizer.from_pretrained(plan.model_ref, revision=spec.revision,
-                                              trust_remote_code=spec.trust_remote_code)
-    from transformers import AutoConfig
-    config = AutoConfig.from_pretrained(plan.model_ref, revision=spec.revision,
-                                        trust_remote_code=spec.trust_remote_code)
+    common = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(plan.model_ref, **common)
+    config = AutoConfig.from_pretrained(plan.model_ref, **common)
     kwargs = plan.task.model_kwargs(plan.labels, spec.task_options, config)
     model = plan.task.model_class().from_pretrained(
-        plan.model_ref, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
-        use_safetensors=None if spec.allow_pickle else True, ignore_mismatched_sizes=bool(kwargs),
-        **kwargs)
+        plan.model_ref, use_safetensors=None if spec.allow_pickle else True,
+        ignore_mismatched_sizes=bool(kwargs), **common, **kwargs)
     return tokenizer, model
 
 
