@@ -42,7 +42,9 @@ from corpusmill.jobs.train_spec import TrainSpec
 from corpusmill.operators.loading import resolve_model_ref
 from corpusmill.operators.read import GENERATED_ID
 from corpusmill.operators.train import RAY_RUN, RESULT, TrainPlan, train_worker
-from corpusmill.operators.train_data import Source, build_examples, data_paths, scan_labels
+from corpusmill.operators.train_data import (
+    TRAIN, VALIDATION, Source, build_examples, data_paths, scan_labels,
+)
 from corpusmill.pipelines.base import ModelMismatch
 from corpusmill.pipelines.training import get_training_task
 from corpusmill.pipelines.training.base import TrainingTask
@@ -79,44 +81,47 @@ def run_training(spec: TrainSpec) -> TrainSummary:
         fs, root = output_filesystem(spec.output)
         if state.replace:
             replace_output(spec.output)  # check_train_output made sure they are ours
-        work = _join(spec.output, WORK)
-        data_started = time.monotonic()
-        data = build_examples(setup.task, setup.tokenizer, setup.labels, spec.task_options,
-                              setup.config, setup.max_length, setup.train, setup.validation,
-                              setup.split, fs, data_paths(_path(root, WORK))["dir"])
-        if state.resume and state.resume.get("fingerprint") != data.fingerprint:
-            raise JobError(f"the input changed since this training's checkpoints in "
-                           f"{spec.output!r} were made (data fingerprint "
-                           f"{state.resume.get('fingerprint', '?')[:12]} then, "
-                           f"{data.fingerprint[:12]} now); rerun with output_mode: overwrite "
-                           f"to train afresh on the new data")
-        if not data.splits["train"].examples:
-            raise JobError(f"no training rows: all {data.rows_read} rows read went to "
-                           f"validation or had a null field ({data.rows_skipped} did); label "
-                           f"more rows or lower validation.split")
-        has_validation = data.splits["validation"].examples > 0
-        if spec.validation is not None and not has_validation:
-            raise JobError("the validation split holds no rows; raise validation.split, give "
-                           "validation: {input: PATH}, or set validation: null to train without")
-        _write_json(fs, f"{_path(root, WORK)}/{STATE}",
-                    {"train_id": spec.train_id, "fingerprint": data.fingerprint,
-                     "spec": spec.model_dump(mode="json")})
-        data_seconds = time.monotonic() - data_started
-        train_started = time.monotonic()
-        workers, use_gpu = train_somewhere(spec, setup, work, has_validation, data)
+        data = examples(spec, setup, state, fs, root)
+        data_seconds = time.monotonic() - started
+        workers, use_gpu = train_somewhere(spec, setup, _join(spec.output, WORK), data)
         result = _read_json(fs, f"{_path(root, WORK)}/{RESULT}")
         result["metric"] = setup.task.metric
         report = build_report(
             spec=spec, train_id=spec.train_id, provenance=provenance(spec, setup, data),
             data=data.as_dict(), result=result,
             seconds={"total": time.monotonic() - started, "data": data_seconds,
-                     "train": time.monotonic() - train_started},
+                     "train": result["train_seconds"]},
             workers=workers, device="cuda" if use_gpu else "cpu", labels=setup.labels)
         plot_curves(report, f"{root}/{CURVES}", setup.task.metric, fs.open_output_stream)
         fs.delete_dir(_path(root, WORK))
         with fs.open_output_stream(f"{root}/{REPORT}") as f:  # last: marks the folder done
             f.write(dumps(report))
     return TrainSummary(report, spec.output)
+
+
+def examples(spec: TrainSpec, setup: "TrainingSetup", state: OutputState, fs, root: str):
+    """The training and validation examples written into the work folder, checked against
+    what a resumed training's checkpoints were made from; the data summary."""
+    data = build_examples(setup.task, setup.tokenizer, setup.labels, spec.task_options,
+                          setup.config, setup.max_length, setup.train, setup.validation,
+                          setup.split, fs, data_paths(_path(root, WORK))["dir"])
+    if state.resume and state.resume.get("fingerprint") != data.fingerprint:
+        raise JobError(f"the input changed since this training's checkpoints in "
+                       f"{spec.output!r} were made (data fingerprint "
+                       f"{state.resume.get('fingerprint', '?')[:12]} then, "
+                       f"{data.fingerprint[:12]} now); rerun with output_mode: overwrite "
+                       f"to train afresh on the new data")
+    if not data.splits[TRAIN].examples:
+        raise JobError(f"no training rows: all {data.rows_read} rows read went to "
+                       f"validation or had a null field ({data.rows_skipped} did); label "
+                       f"more rows or lower validation.split")
+    if spec.validation is not None and not data.splits[VALIDATION].examples:
+        raise JobError("the validation split holds no rows; raise validation.split, give "
+                       "validation: {input: PATH}, or set validation: null to train without")
+    _write_json(fs, f"{_path(root, WORK)}/{STATE}",
+                {"train_id": spec.train_id, "fingerprint": data.fingerprint,
+                 "spec": spec.model_dump(mode="json")})
+    return data
 
 
 # ---- output folder -----------------------------------------------------------------------------
@@ -302,23 +307,23 @@ def uses_ray(spec: TrainSpec) -> bool:
             or (workers != "auto" and workers > 1))
 
 
-def train_somewhere(spec: TrainSpec, setup: TrainingSetup, work: str, has_validation: bool,
+def train_somewhere(spec: TrainSpec, setup: "TrainingSetup", work: str,
                     data) -> tuple[int, bool]:
     """Train in this process or on Ray; (workers, GPUs used)."""
     res = spec.resources
     cores = os.cpu_count() or 1
+    ray_train = uses_ray(spec)
 
     def plan(workers: int, use_gpu: bool, threads: int) -> TrainPlan:
-        print(f"training {spec.train_id}: {spec.task}, {data.splits['train'].rows} rows "
-              f"({data.splits['train'].examples} examples), validation "
-              f"{data.splits['validation'].rows} rows, on {workers} worker(s)"
+        train, validation = data.splits[TRAIN], data.splits[VALIDATION]
+        print(f"training {spec.train_id}: {spec.task}, {train.rows} rows ({train.examples} "
+              f"examples), validation {validation.rows} rows, on {workers} worker(s)"
               f"{' with Ray Train' if ray_train else ''}", flush=True)
         return TrainPlan(spec=spec, task=setup.task, model_ref=setup.model_ref,
                          labels=setup.labels, max_length=setup.max_length, work=work,
                          workers=workers, use_gpu=use_gpu, torch_threads=threads,
-                         has_validation=has_validation)
+                         has_validation=validation.examples > 0)
 
-    ray_train = uses_ray(spec)
     if not ray_train:
         import torch
 
