@@ -197,28 +197,31 @@ def _valid_windows(plan: JobPlan, tokenizer, texts: dict[str, list[str]]) -> lis
 
 
 def _sample_texts(plan: JobPlan, corpus, rows: int) -> dict[str, list[str]]:
-    import pyarrow.parquet as pq
+    """Up to `rows` rows of the input columns, from the first group of each file in turn,
+    read as the job reads them (Parquet, Arrow, JSON Lines). A file that cannot be read here is
+    passed over: the run itself reports it, naming the file, or skips it on request."""
+    import pyarrow as pa
+
+    from corpusmill.operators.read import read_group
 
     columns = plan.input_columns
     texts: dict[str, list[str]] = {name: [] for name in columns}
-    files = corpus.files
-    per_file = max(1, rows // max(1, len(files)))
-    for f in files:
-        with corpus.fs.open_input_file(f.path) as handle:
-            parquet = pq.ParquetFile(handle)
-            names = [c for c in columns.values() if c in parquet.schema_arrow.names]
-            if len(names) < len(columns):
+    per_file = max(1, rows // max(1, len(corpus.files)))
+    for f in corpus.files:
+        names = [c for c in columns.values() if c in f.schema.names]
+        if len(names) < len(columns) or not f.row_groups or not f.row_groups[0]:
+            continue
+        try:
+            table = read_group(corpus.fs, f, 0, sorted(set(names))).slice(0, per_file)
+        except (OSError, pa.ArrowException):
+            continue
+        values = {name: table.column(column).to_pylist() for name, column in columns.items()}
+        for i in range(table.num_rows):
+            row = {n: v[i] for n, v in values.items()}
+            if any(v is None for v in row.values()):
                 continue
-            for batch in parquet.iter_batches(batch_size=per_file, columns=names):
-                values = {name: batch.column(column).to_pylist()
-                          for name, column in columns.items()}
-                for i in range(batch.num_rows):
-                    row = {n: v[i] for n, v in values.items()}
-                    if any(v is None for v in row.values()):
-                        continue
-                    for n, v in row.items():
-                        texts[n].append(v.decode("utf-8", "replace") if isinstance(v, bytes) else v)
-                break
+            for n, v in row.items():
+                texts[n].append(v.decode("utf-8", "replace") if isinstance(v, bytes) else v)
         if len(texts[next(iter(texts))]) >= rows:
             break
     return texts

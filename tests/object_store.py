@@ -94,7 +94,7 @@ class MotoS3:
         return uri
 
     def read_table(self, uri: str, columns: list[str] | None = None):
-        """The data files of an output folder (`_`-prefixed folders left out)."""
+        """The data files of an output folder (hidden `.` and `_` folders left out)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -112,7 +112,7 @@ class MotoS3:
         except OSError:
             return []
         return sorted(i.path for i in infos if i.path.endswith(".parquet")
-                      and not any(part.startswith("_")
+                      and not any(part.startswith(("_", "."))
                                   for part in i.path[len(root):].split("/")[:-1]))
 
     def read_text(self, uri: str) -> str:

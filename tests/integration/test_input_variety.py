@@ -39,7 +39,7 @@ def test_corrupt_files_skipped_on_request_and_listed(tmp_path, tiny, ray_session
     assert main(["run", str(job)]) == EXIT_PARTIAL  # a file was skipped
     assert pq.read_table(tmp_path / "out").num_rows == 2
     out = capsys.readouterr().out
-    assert "skipped 1 corrupt file(s): torn.parquet" in out
+    assert "skipped 1 corrupt file(s) or part(s): torn.parquet" in out
 
 
 def test_weights_that_cannot_load_fail_fast_with_the_loaders_error(tmp_path, tiny, ray_session,
