@@ -108,9 +108,9 @@ def lock_store(output: str):
     if "://" not in output:
         return LocalLock(output)
     if output.startswith("s3://"):
-        try:
-            import boto3  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("boto3") is None:
             log.warning("boto3 is not installed: the lock on %s is best effort (pip install "
                         "boto3 for S3's conditional writes)", output)
         else:

@@ -246,7 +246,7 @@ def _outputs_section(outputs: list[dict]) -> str:
             cards.append(_card(panel["title"], _img(histogram_png(panel)), note))
     tiles = "".join(_tile(s["title"], _pct_value(s["share"]),
                           f'{_n(s["true"])} of {_n(s["total"])} rows') for s in shares)
-    return (f'<h2>Outputs</h2>' + (f'<div class="tiles">{tiles}</div><br>' if tiles else "")
+    return ('<h2>Outputs</h2>' + (f'<div class="tiles">{tiles}</div><br>' if tiles else "")
             + f'<div class="grid">{"".join(cards)}</div>')
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 from typing import ClassVar, Literal
 
-import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 

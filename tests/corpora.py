@@ -1,4 +1,5 @@
-"""Varied test texts and an in-process runner of the operator chain (no Ray)."""
+"""Varied test texts, and the operator chain run in this process (no Ray) over a one-file
+corpus, as the parity tests compare it with transformers."""
 from __future__ import annotations
 
 import random
@@ -26,6 +27,35 @@ def varied_texts(n: int = 300, seed: int = 0) -> list[str]:
     texts += [rng.choice(texts) for _ in range(n - len(texts))]  # duplicates
     rng.shuffle(texts)
     return texts
+
+
+SMALL_BATCHES = {"max_tokens": 512, "window_rows": 64}  # many micro-batches of mixed lengths
+
+
+def job_plan(tmp_path, task: str, model: str, data: dict[str, list], *, options=None,
+             batching=None, columns=None, torch_threads: int = 1):
+    """(plan, corpus) of a job over one Parquet file `<tmp_path>/in/corpus.parquet` holding
+    `data` (column -> values), preflighted as `corpusmill run` does; ids are generated
+    (`corpus.parquet:<row>`); `torch_threads` for the in-process inference."""
+    import dataclasses
+
+    from corpusmill.jobs.preflight import preflight
+    from corpusmill.spec import parse_spec
+    from tests.conftest import write_parquet
+
+    path = write_parquet(tmp_path / "in" / "corpus.parquet", data)
+    spec = {"task": task, "model": model, "input": str(path), "output": str(tmp_path / "out"),
+            "options": options or {}, "batching": batching or SMALL_BATCHES}
+    if columns:
+        spec["columns"] = columns
+    plan, corpus = preflight(parse_spec(spec))
+    return dataclasses.replace(plan, torch_threads=torch_threads), corpus
+
+
+def run_task(tmp_path, task: str, model: str, data: dict[str, list], **settings) -> list[dict]:
+    """The output rows, in input order, of a job over `data` (see job_plan for `settings`)."""
+    plan, corpus = job_plan(tmp_path, task, model, data, **settings)
+    return rows_in_input_order(run_operators(plan, corpus), len(next(iter(data.values()))))
 
 
 def run_operators(plan, corpus) -> pa.Table:
@@ -68,10 +98,14 @@ def run_on_both_engines(spec_data: dict) -> tuple[list[dict], list[dict]]:
             rows_in_input_order(run_operators(onnx_plan, corpus)))
 
 
-def rows_in_input_order(table: pa.Table) -> list[dict]:
-    """Rows of a one-file corpus with generated ids, sorted by their row number."""
-    rows = table.to_pylist()
-    return sorted(rows, key=lambda r: int(r["row_id"].rsplit(":", 1)[1]))
+def rows_in_input_order(table: pa.Table, num_rows: int | None = None) -> list[dict]:
+    """Rows of a one-file corpus with generated ids, sorted by their row number; with
+    `num_rows`, every row of the input is checked to be there exactly once."""
+    rows = sorted(table.to_pylist(), key=lambda r: int(r["row_id"].rsplit(":", 1)[1]))
+    if num_rows is not None:
+        numbers = [int(r["row_id"].rsplit(":", 1)[1]) for r in rows]
+        assert numbers == list(range(num_rows)), "every input row exactly once"
+    return rows
 
 
 def assert_same_rows(ours: list[dict], expected: list[dict], atol: float = 1e-4) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.tiny_models import INIT_RANGE, TRAINING_TEXT, bert_config, fast_tokenizer, save
+from tests.tiny_models import (
+    INIT_RANGE, TRAINING_TEXT, bert_config, distilbert_config, fast_tokenizer, save,
+)
 
 
 def build_bert_mlm(folder: Path, seed: int = 10) -> str:
@@ -21,14 +23,11 @@ def build_bert_mlm(folder: Path, seed: int = 10) -> str:
 
 def build_distilbert_mlm(folder: Path, seed: int = 11) -> str:
     import torch
-    from transformers import DistilBertConfig, DistilBertForMaskedLM
+    from transformers import DistilBertForMaskedLM
 
     torch.manual_seed(seed)
     tokenizer = fast_tokenizer()
-    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=4,
-                              hidden_dim=37, max_position_embeddings=64,
-                              pad_token_id=tokenizer.pad_token_id, initializer_range=INIT_RANGE,
-                              architectures=["DistilBertForMaskedLM"])
+    config = distilbert_config(tokenizer, architectures=["DistilBertForMaskedLM"])
     return save(DistilBertForMaskedLM(config).eval(), tokenizer, folder)
 
 

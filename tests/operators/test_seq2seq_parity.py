@@ -5,7 +5,6 @@ pipelines did, on tiny T5, BART and Marian models, over 100 varied rows run thro
 chain with a small token budget, so micro-batches mix lengths and pad."""
 from __future__ import annotations
 
-import dataclasses
 import functools
 from types import SimpleNamespace
 
@@ -23,7 +22,7 @@ from corpusmill.pipelines.seq2seq import (
 )
 from tests import tiny_seq2seq
 from tests.conftest import write_parquet
-from tests.corpora import run_operators, varied_texts
+from tests.corpora import run_task, varied_texts
 
 TEXTS = varied_texts(100, seed=5)
 WINDOW = 64  # the tiny tokenizers' model_max_length: the encoder window
@@ -39,19 +38,10 @@ def s2s(tmp_path_factory) -> SimpleNamespace:
 
 
 def run_ours(tmp_path, task, model, texts=TEXTS, window=None, **options):
-    path = write_parquet(tmp_path / "in" / "corpus.parquet", {"text": texts})
     batching = {"max_tokens": 512, "window_rows": 64}
     if window:
         batching["max_length"] = window
-    spec = parse_spec({"task": task, "model": model, "input": str(path),
-                       "output": str(tmp_path / "out"), "options": options,
-                       "batching": batching})
-    plan, corpus = preflight(spec)
-    plan = dataclasses.replace(plan, torch_threads=1)
-    table = run_operators(plan, corpus)
-    by_row = {int(r.split(":")[1]): i for i, r in enumerate(table.column("row_id").to_pylist())}
-    rows = table.to_pylist()
-    return [rows[by_row[i]] for i in range(len(texts))]
+    return run_task(tmp_path, task, model, {"text": texts}, options=options, batching=batching)
 
 
 @functools.lru_cache(maxsize=4)

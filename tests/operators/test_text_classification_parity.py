@@ -3,31 +3,18 @@ same label for every row, scores within 1e-4, over 300 varied rows (empty, emoji
 5,000-word text that must be truncated, duplicates)."""
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 from transformers import pipeline
 
-from corpusmill.jobs.preflight import preflight
-from corpusmill.spec import parse_spec
-from tests.conftest import write_parquet
-from tests.corpora import run_operators, varied_texts
+from tests.corpora import run_task, varied_texts
 
 TEXTS = varied_texts(300)
 
 
 def run_ours(tmp_path, model, **options):
-    path = write_parquet(tmp_path / "in" / "corpus.parquet", {"text": TEXTS})
-    spec = parse_spec({"task": "text-classification", "model": model, "input": str(path),
-                       "output": str(tmp_path / "out"), "options": options,
-                       # a small token budget forces many micro-batches of mixed lengths
-                       "batching": {"max_tokens": 512, "window_rows": 64}})
-    plan, corpus = preflight(spec)
-    plan = dataclasses.replace(plan, torch_threads=2)
-    table = run_operators(plan, corpus)
-    by_row = {int(r.split(":")[1]): i for i, r in enumerate(table.column("row_id").to_pylist())}
-    rows = table.to_pylist()
-    return [rows[by_row[i]] for i in range(len(TEXTS))]
+    return run_task(tmp_path, "text-classification", model, {"text": TEXTS}, options=options,
+                    torch_threads=2)
 
 
 @pytest.mark.parametrize("which", ["classifier", "distilbert", "multi_label"])

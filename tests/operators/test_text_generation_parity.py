@@ -7,22 +7,18 @@ with left padding into many micro-batches of mixed lengths. Sampled outputs are 
 whatever the batch sizes and however the blocks are dealt to actors."""
 from __future__ import annotations
 
-import dataclasses
 
 import pyarrow as pa
 import pytest
 from transformers import pipeline
 
-from corpusmill.jobs.preflight import preflight
-from corpusmill.spec import parse_spec
 from corpusmill.operators.infer import Infer
 from corpusmill.operators.postprocess import postprocess_batch
 from corpusmill.operators.read import CorpusDatasource
 from corpusmill.operators.tokenize import tokenize_batch
 from corpusmill.pipelines.generation import cut_at_stop
 from tests import tiny_generation
-from tests.conftest import write_parquet
-from tests.corpora import run_operators, varied_texts
+from tests.corpora import job_plan, rows_in_input_order, run_operators, varied_texts
 
 # prompts of up to ~300 characters (two far longer ones stay: they do not fit the window)
 TEXTS = [t if len(t) < 300 or len(t) > 5000 else t[:300] for t in varied_texts(120, seed=5)]
@@ -38,23 +34,13 @@ def models(tmp_path_factory):
 
 
 def make_plan(tmp_path, model, batching, texts=TEXTS, **options):
-    path = write_parquet(tmp_path / "in" / "corpus.parquet", {"text": texts})
-    spec = parse_spec({"task": "text-generation", "model": model, "input": str(path),
-                       "output": str(tmp_path / "out"), "options": options,
-                       "batching": batching})
-    plan, corpus = preflight(spec)
-    return dataclasses.replace(plan, torch_threads=2), corpus
-
-
-def in_input_order(table, n):
-    by_row = {int(r.split(":")[1]): i for i, r in enumerate(table.column("row_id").to_pylist())}
-    rows = table.to_pylist()
-    return [rows[by_row[i]] for i in range(n)]
+    return job_plan(tmp_path, "text-generation", model, {"text": texts}, options=options,
+                    batching=batching, torch_threads=2)
 
 
 def run_ours(tmp_path, model, batching=SMALL_BATCHES, texts=TEXTS, **options):
     plan, corpus = make_plan(tmp_path, model, batching, texts, **options)
-    return in_input_order(run_operators(plan, corpus), len(texts))
+    return rows_in_input_order(run_operators(plan, corpus), len(texts))
 
 
 def run_two_actors(tmp_path, model, batching, **options):
@@ -68,7 +54,7 @@ def run_two_actors(tmp_path, model, batching, **options):
             parts.append(postprocess_batch(actors[k % 2](tokenize_batch(block, plan)), plan))
             k += 1
     assert k >= 2, "both actors must get work"
-    return in_input_order(pa.concat_tables(parts), len(TEXTS))
+    return rows_in_input_order(pa.concat_tables(parts), len(TEXTS))
 
 
 def reference_outputs(model, texts, *, long_prompt="error", **generate):

@@ -6,7 +6,6 @@ longer than the 64-token window are compared with the pipeline called with the s
 an entity placed at every position across window boundaries is found exactly once."""
 from __future__ import annotations
 
-import dataclasses
 
 import pyarrow as pa
 import pytest
@@ -14,16 +13,13 @@ import torch
 from transformers import pipeline
 from transformers.pipelines.token_classification import AggregationStrategy
 
-from corpusmill.jobs.preflight import preflight
-from corpusmill.spec import parse_spec
 from corpusmill.operators.infer import Infer
 from corpusmill.operators.postprocess import postprocess_batch
 from corpusmill.operators.read import CorpusDatasource
 from corpusmill.operators.tokenize import tokenize_batch
 from corpusmill.pipelines.token_classification import default_stride
 from tests import tiny_token_classification as tiny_ner
-from tests.conftest import write_parquet
-from tests.corpora import WORDS, run_operators, varied_texts
+from tests.corpora import WORDS, job_plan, rows_in_input_order, run_task, varied_texts
 
 STRATEGIES = ["none", "simple", "first", "average", "max"]
 STRIDE = 16
@@ -55,32 +51,18 @@ def ner(tmp_path_factory):
             "rigged": tiny_ner.build_rigged_ner(root / "rigged")}
 
 
-def job_plan(tmp_path, model, texts, **options):
-    path = write_parquet(tmp_path / "in" / "corpus.parquet", {"text": texts})
-    spec = parse_spec({"task": "token-classification", "model": model, "input": str(path),
-                       "output": str(tmp_path / "out"), "options": options,
-                       # a small token budget forces many micro-batches of mixed lengths
-                       "batching": {"max_tokens": 512, "window_rows": 64}})
-    plan, corpus = preflight(spec)
-    return dataclasses.replace(plan, torch_threads=1), corpus
-
-
-def in_row_order(table, num_rows):
-    by_row = {int(r.split(":")[1]): i for i, r in enumerate(table.column("row_id").to_pylist())}
-    assert sorted(by_row) == list(range(num_rows)), "every row exactly once"
-    rows = table.to_pylist()
-    return [rows[by_row[i]] for i in range(num_rows)]
+def ner_plan(tmp_path, model, texts, **options):
+    return job_plan(tmp_path, "token-classification", model, {"text": texts}, options=options)
 
 
 def run_ours(tmp_path, model, texts, **options):
-    plan, corpus = job_plan(tmp_path, model, texts, **options)
-    return in_row_order(run_operators(plan, corpus), len(texts))
+    return run_task(tmp_path, "token-classification", model, {"text": texts}, options=options)
 
 
 def run_ours_every_strategy(tmp_path, model, texts, **options) -> dict[str, list[dict]]:
     """The operator chain once through tokenize and infer (which `aggregation_strategy` does not
     touch), then postprocess once per strategy."""
-    plans = {s: job_plan(tmp_path / s, model, texts, aggregation_strategy=s, **options)
+    plans = {s: ner_plan(tmp_path / s, model, texts, aggregation_strategy=s, **options)
              for s in STRATEGIES}
     plan, corpus = plans["none"]
     source = CorpusDatasource(corpus.fs, corpus.files, plan.read_schema, plan.spec.id_column,
@@ -88,8 +70,8 @@ def run_ours_every_strategy(tmp_path, model, texts, **options) -> dict[str, list
     infer = Infer(plan)
     inferred = [infer(tokenize_batch(block, plan))
                 for task in source.get_read_tasks(1) for block in task.read_fn()]
-    return {s: in_row_order(pa.concat_tables([postprocess_batch(t, p) for t in inferred]),
-                            len(texts))
+    return {s: rows_in_input_order(pa.concat_tables([postprocess_batch(t, p) for t in inferred]),
+                                   len(texts))
             for s, (p, _) in plans.items()}
 
 

@@ -5,7 +5,6 @@ a 5,000-word text whose premise must be truncated, duplicates), single- and mult
 mode resolution, refusals and row errors."""
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from corpusmill.jobs.preflight import preflight
 from corpusmill.spec import parse_spec
 from tests import tiny_nli
 from tests.conftest import write_parquet
-from tests.corpora import run_operators, varied_texts
+from tests.corpora import run_task, varied_texts
 from tests.tiny_models import build_bert_encoder
 
 TEXTS = varied_texts(240, seed=5)
@@ -35,18 +34,10 @@ def nli(tmp_path_factory):
 
 
 def run_ours(tmp_path, model, texts=TEXTS, batching=None, **options):
-    path = write_parquet(tmp_path / "in" / "corpus.parquet", {"text": texts})
     options = {"candidate_labels": LABELS, "hypothesis_template": TEMPLATE, **options}
-    spec = parse_spec({"task": "zero-shot-classification", "model": model, "input": str(path),
-                       "output": str(tmp_path / "out"), "options": options,
-                       # a small token budget: a row's windows land in different micro-batches
-                       "batching": batching or {"max_tokens": 512, "window_rows": 64}})
-    plan, corpus = preflight(spec)
-    table = run_operators(dataclasses.replace(plan, torch_threads=1), corpus)
-    by_row = {int(r.split(":")[1]): i for i, r in enumerate(table.column("row_id").to_pylist())}
-    rows = table.to_pylist()
-    assert len(rows) == len(texts) == len(by_row)
-    return [rows[by_row[i]] for i in range(len(texts))]
+    # a small token budget: a row's windows land in different micro-batches
+    return run_task(tmp_path, "zero-shot-classification", model, {"text": texts},
+                    options=options, batching=batching)
 
 
 def reference(model, texts, labels=LABELS, **kwargs):

