@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -154,11 +155,7 @@ class JobSpec(_Strict):
             task = get_task(self.task)
         except UnknownTask as e:
             raise ValueError(str(e)) from None
-        try:
-            self._options = task.Options(**self.options)
-        except ValidationError as e:
-            raise ValueError(_describe(e, task.Options, prefix="options.",
-                                      what=f"{task.name} option")) from None
+        self._options = validate_options(task.Options, self.options, f"{task.name} option")
         if self.evaluate is not None:
             self._evaluate = _evaluate_options(task, self.evaluate)
         return self
@@ -175,8 +172,7 @@ class JobSpec(_Strict):
     @property
     def job_id(self) -> str:
         """Stable id of what this job computes (not of where or how fast): same spec, same id."""
-        blob = json.dumps(self.identity, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return stable_id(self.identity)
 
     @property
     def identity(self) -> dict:
@@ -208,21 +204,49 @@ def identity_differences(before: dict, now: dict) -> list[str]:
 
 def parse_spec(data: Any, *, base_dir: str | os.PathLike = ".", source: str = "job spec") -> JobSpec:
     """Validate a spec mapping; relative paths resolve against `base_dir`."""
+    spec = validate_spec(JobSpec, data, source, "task, model, input, ...")
+    return _resolve_paths(spec, Path(base_dir))
+
+
+def validate_spec(model: type[BaseModel], data: Any, source: str, keys: str) -> Any:
+    """`data` as a spec `model`, or a JobError naming what is wrong (unknown keys with the
+    accepted ones)."""
     if not isinstance(data, dict):
-        raise JobError(f"{source}: expected a mapping of keys (task, model, input, ...), "
+        raise JobError(f"{source}: expected a mapping of keys ({keys}), "
                        f"got {type(data).__name__}")
     try:
-        spec = JobSpec(**data)
+        return model(**data)
     except ValidationError as e:
-        raise JobError(f"{source}: {_describe(e, JobSpec, what='key')}") from None
-    return _resolve_paths(spec, Path(base_dir))
+        raise JobError(f"{source}: {_describe(e, model, what='key')}") from None
+
+
+def validate_options(options: type[TaskOptions], values: dict, what: str) -> TaskOptions:
+    """A task's `values` as its `options` model, or a ValueError naming what is wrong (unknown
+    options with the accepted ones), for a spec validator to raise."""
+    try:
+        return options(**values)
+    except ValidationError as e:
+        raise ValueError(_describe(e, options, prefix="options.", what=what)) from None
+
+
+def stable_id(identity: dict) -> str:
+    """A short hash of what a spec computes (its JSON, keys sorted)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_spec(path: str | os.PathLike, overrides: list[str] = ()) -> JobSpec:
     """Read a YAML job file, apply `--set key.sub=value` overrides, validate."""
+    data = read_spec_file(path, overrides)
+    return parse_spec(data, base_dir=Path(path).parent, source=str(path))
+
+
+def read_spec_file(path: str | os.PathLike, overrides: list[str] = (), *,
+                   kind: str = "job") -> Any:
+    """The YAML of a spec file (job or train) with `--set key.sub=value` overrides applied;
+    not yet validated."""
     path = Path(path)
     if not path.is_file():
-        raise JobError(f"job file {str(path)!r} does not exist")
+        raise JobError(f"{kind} file {str(path)!r} does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -230,7 +254,7 @@ def load_spec(path: str | os.PathLike, overrides: list[str] = ()) -> JobSpec:
     if isinstance(data, dict):
         for item in overrides:
             apply_override(data, item)
-    return parse_spec(data, base_dir=path.parent, source=str(path))
+    return data
 
 
 def apply_override(data: dict, item: str) -> None:
@@ -249,10 +273,8 @@ def apply_override(data: dict, item: str) -> None:
 
 
 def _resolve_paths(spec: JobSpec, base: Path) -> JobSpec:
-    updates = {"input": _resolve(spec.input, base), "output": _resolve(spec.output, base)}
-    model = spec.model
-    if _looks_local(model) or (base / model).exists():
-        updates["model"] = _resolve(model, base)
+    updates = {"input": _resolve(spec.input, base), "output": _resolve(spec.output, base),
+               "model": resolve_model_path(spec.model, base)}
     resolved = spec.model_copy(update=updates)
     resolved._options = spec.task_options
     resolved._evaluate = spec.evaluate_options
@@ -271,6 +293,13 @@ def _evaluate_options(task, block: dict) -> EvaluateOptions:
     except ValidationError as e:
         raise ValueError(_describe(e, task.Evaluate, prefix="evaluate.",
                                    what=f"{task.name} evaluate key")) from None
+
+
+def resolve_model_path(model: str, base: Path) -> str:
+    """A local model folder made absolute against `base`; hub ids and `package:` unchanged."""
+    if _looks_local(model) or (base / model).exists():
+        return _resolve(model, base)
+    return model
 
 
 def _looks_local(model: str) -> bool:
@@ -315,7 +344,15 @@ def _describe(error: ValidationError, model: type[BaseModel], *, prefix: str = "
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     for part in loc:
         annotation = model.model_fields[part].annotation
+        # an optional section (`Section | None`) lists the section's keys
+        annotation = next((a for a in typing.get_args(annotation)
+                           if isinstance(a, type) and issubclass(a, BaseModel)), annotation)
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation
     return list(model.model_fields)
+
+
+# Shared with the other spec of the same style (jobs/train_spec.py: `corpusmill train`).
+StrictModel = _Strict
+resolve_path = _resolve

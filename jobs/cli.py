@@ -1,5 +1,5 @@
-"""The `corpusmill` command: run | validate | evaluate | report | tasks | submit | status | logs |
-stop.
+"""The `corpusmill` command: run | validate | evaluate | report | train | tasks | submit |
+status | logs | stop.
 
 Exit status of `run` (and of `submit --wait`): 0 success; 1 the job failed while running;
 2 the job spec, input, model or output is wrong (nothing was run); 3 the job completed, but
@@ -62,6 +62,13 @@ def parse_args(argv=None) -> argparse.Namespace:
             _address_argument(cmd)
             cmd.add_argument("--wait", action="store_true", help="follow the job until it "
                              "ends; exit with the job's own status (see `run`)")
+    text = ("fine-tune a base model for a task on a labelled corpus; the output folder is a "
+            "model `corpusmill run` takes (the same command again resumes)")
+    cmd = sub.add_parser("train", help=text, description=text, parents=[common])
+    cmd.add_argument("spec", help="train spec (YAML)")
+    cmd.add_argument("--set", dest="overrides", action="append", default=[],
+                     metavar="KEY=VALUE", help="override a spec key, e.g. training.epochs=5 "
+                     "(repeatable; values parse as YAML)")
     sub.add_parser("tasks", help="list the tasks, their inputs, options and output columns",
                    parents=[common])
     cmd = sub.add_parser("report", help="rebuild a job's run report from its output folder",
@@ -112,6 +119,8 @@ def _dispatch(args, debug: bool) -> int:
         return follow(args.command, args.submission_id, args.address)
     if args.command == "report":
         return report(args.output)
+    if args.command == "train":
+        return train(args.spec, args.overrides, debug)
     from corpusmill.spec import load_spec
 
     overrides = list(args.overrides)
@@ -174,6 +183,36 @@ def run(spec, address: str | None = None, verbose: bool = False,
     if summary.nothing_new:
         return EXIT_NOTHING_NEW
     return EXIT_PARTIAL if summary.partial else EXIT_OK
+
+
+def train(path: str, overrides: list[str], debug: bool = False) -> int:
+    """`corpusmill train`: 0 when the model folder is complete (also when an earlier run had
+    finished it), 2 for a spec, input, label or base model error, 1 when training failed,
+    130 / 143 when stopped (the same command resumes from the last checkpoint)."""
+    from corpusmill.jobs.train import run_training
+    from corpusmill.jobs.train_spec import load_train_spec
+
+    spec = load_train_spec(path, overrides)
+    try:
+        summary = run_training(spec)
+    except JobError as e:
+        raise (user_error(e) or e) from None
+    except Interrupted as e:
+        print(f"corpusmill: {e.signal_name}: training stopped; run the same command again to "
+              f"resume from its last checkpoint", file=sys.stderr)
+        return e.exit_code
+    except Exception as e:  # noqa: BLE001 - one line: our error behind Ray's wrapper, or the cause
+        if debug:
+            print_traceback(e)
+        found = user_error(e)
+        if isinstance(found, JobError):
+            raise found from None
+        print(f"corpusmill: training failed: {describe(e)}" + ("" if debug else
+              " (--debug shows the traceback)"), file=sys.stderr)
+        return EXIT_FAILED
+    for line in summary.lines():
+        print(line)
+    return EXIT_OK
 
 
 def report(output: str) -> int:

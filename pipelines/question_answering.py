@@ -37,9 +37,10 @@ ANSWER = pa.struct([pa.field("answer", pa.string()), pa.field("score", pa.float3
                     pa.field("start", pa.int32()), pa.field("end", pa.int32())])
 
 
-class QuestionAnsweringOptions(TaskOptions):
-    top_k: int = Field(1, ge=1, description="How many answers go into `answers`, best first; "
-                                             "`answer`, `score`, `start`, `end` hold the best.")
+class QuestionWindowOptions(TaskOptions):
+    """How a question and its context become windows, and how answers are read back from
+    them: shared by inference and training (`pipelines/training/question_answering.py`)."""
+
     doc_stride: int | None = Field(
         None, ge=0, description="Tokens of overlap between consecutive windows of a long "
                                 "context; default: min(max_seq_len // 2, 128), as transformers.")
@@ -59,6 +60,11 @@ class QuestionAnsweringOptions(TaskOptions):
             raise ValueError(f"`doc_stride` must be smaller than `max_seq_len` "
                              f"({self.max_seq_len}), got {self.doc_stride}")
         return self
+
+
+class QuestionAnsweringOptions(QuestionWindowOptions):
+    top_k: int = Field(1, ge=1, description="How many answers go into `answers`, best first; "
+                                             "`answer`, `score`, `start`, `end` hold the best.")
 
 
 def window_limits(options: QuestionAnsweringOptions, max_length: int) -> tuple[int, int]:

@@ -113,7 +113,9 @@ class SummarizationOptions(GenerationOptions):
                                 "split into windows whose summaries are joined in order (chunk).")
 
 
-class TranslationOptions(GenerationOptions):
+class LanguagePairOptions(TaskOptions):
+    """The languages of a translation: shared by inference and training."""
+
     src_lang: str | None = Field(None, description="Source language: a language code of a "
                                  "multilingual tokenizer (en_XX, eng_Latn, ...), or the xx of a "
                                  "T5-style `translation_xx_to_yy` entry. Single-pair models "
@@ -126,6 +128,10 @@ class TranslationOptions(GenerationOptions):
             raise ValueError(f"set both `src_lang` and `tgt_lang` or neither, got "
                              f"src_lang={self.src_lang!r}, tgt_lang={self.tgt_lang!r}")
         return self
+
+
+class TranslationOptions(LanguagePairOptions, GenerationOptions):
+    pass
 
 
 # ---- pure helpers ---------------------------------------------------------------------------

@@ -30,17 +30,18 @@ def committed_rows(output: Path) -> int:
 
 
 class CliRun:
-    """`corpusmill run JOB` in its own process group with its own Ray temp dir (a local Ray,
-    unless `env` names a cluster with RAY_ADDRESS)."""
+    """`corpusmill run JOB` (or another `command`, e.g. train) in its own process group with
+    its own Ray temp dir (a local Ray, unless `env` names a cluster with RAY_ADDRESS)."""
 
-    def __init__(self, job: Path, *args: str, env: dict | None = None):
+    def __init__(self, job: Path, *args: str, env: dict | None = None, command: str = "run"):
         self.ray_tmp = tempfile.mkdtemp(prefix="cmray")  # short: Ray's socket paths are limited
         base = {**os.environ, "RAY_TMPDIR": self.ray_tmp, "PYTHONUNBUFFERED": "1"}
         base.pop("RAY_ADDRESS", None)
         env = {**base, **(env or {})}
         self.log = Path(self.ray_tmp) / "cli.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "corpusmill.jobs.cli", "run", str(job), *args], cwd=REPO, env=env,
+            [sys.executable, "-m", "corpusmill.jobs.cli", command, str(job), *args], cwd=REPO,
+            env=env,
             stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
         self.started = time.monotonic()
 
