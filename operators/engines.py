@@ -202,8 +202,6 @@ def _sample_texts(plan: JobPlan, corpus, rows: int) -> dict[str, list[str]]:
     passed over: the run itself reports it, naming the file, or skips it on request."""
     import pyarrow as pa
 
-    from corpusmill.operators.read import read_group
-
     columns = plan.input_columns
     texts: dict[str, list[str]] = {name: [] for name in columns}
     per_file = max(1, rows // max(1, len(corpus.files)))
@@ -212,8 +210,8 @@ def _sample_texts(plan: JobPlan, corpus, rows: int) -> dict[str, list[str]]:
         if len(names) < len(columns) or not f.row_groups or not f.row_groups[0]:
             continue
         try:
-            table = read_group(corpus.fs, f, 0, sorted(set(names))).slice(0, per_file)
-        except (OSError, pa.ArrowException):
+            table = _first_rows(corpus.fs, f, sorted(set(names)), per_file)
+        except (OSError, pa.ArrowException, StopIteration):
             continue
         values = {name: table.column(column).to_pylist() for name, column in columns.items()}
         for i in range(table.num_rows):
@@ -225,6 +223,21 @@ def _sample_texts(plan: JobPlan, corpus, rows: int) -> dict[str, list[str]]:
         if len(texts[next(iter(texts))]) >= rows:
             break
     return texts
+
+
+def _first_rows(fs, corpus_file, columns: list[str], rows: int):
+    """The first `rows` rows of `columns`: a Parquet file streams only its first batch; other
+    formats read their first group (operators/read.py)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from corpusmill.operators.read import read_group
+
+    if corpus_file.format != "parquet":
+        return read_group(fs, corpus_file, 0, columns).slice(0, rows)
+    with fs.open_input_file(corpus_file.path) as handle:
+        batch = next(pq.ParquetFile(handle).iter_batches(batch_size=rows, columns=columns))
+        return pa.Table.from_batches([batch])
 
 
 def _builtin_texts(plan: JobPlan, tokenizer) -> dict[str, list[str]]:
