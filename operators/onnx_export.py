@@ -1,7 +1,9 @@
 """A task's forward pass exported once to ONNX, and the cache that keeps the graphs.
 
 A graph is `task.graph_forward` (the model call and the task's reductions: top-k, pooling,
-label similarities) traced by `torch.onnx.export(dynamo=False, opset_version=17)`. Inputs:
+label similarities) traced by `torch.onnx.export(dynamo=False, opset_version=17)` with the
+model's attention in eager form, then, for BERT-like encoders, ONNX Runtime's transformer
+fusions (attention, layer norms, GELU: `_fuse`) where the fused graph still equals torch. Inputs:
 `input_ids`, `attention_mask` and, when the tokenizer makes them, `token_type_ids` (int64,
 (batch, seq), both axes dynamic); outputs: the task's raw outputs by name (before `finish`).
 
@@ -42,10 +44,14 @@ from corpusmill.operators.batching import pad, plan_microbatches
 from corpusmill.operators.loading import cache_root
 
 OPSET = 17
-FORMAT = 1  # bump when what an exported folder holds changes
+FORMAT = 2  # bump when what an exported folder holds changes (2: transformer fusions)
 GRAPH_FILE = "model.onnx"
+PLAIN_FILE = "plain.onnx"  # the graph before fusions, where they were applied: int8 starts here
 INFO_FILE = "graph.json"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# encoders whose exported graphs ONNX Runtime's "bert" optimizer fuses (`_fuse`)
+FUSABLE = {"bert", "distilbert", "roberta", "xlm-roberta", "camembert", "electra", "mpnet",
+           "albert"}
 
 
 class ExportFailed(RuntimeError):
@@ -181,10 +187,13 @@ def build(request: dict) -> dict:
         from corpusmill.operators.onnx_quantize import quantize
 
         fp32 = os.path.join(cache_root("onnx"), request["fp32_folder"], GRAPH_FILE)
+        plain = os.path.join(cache_root("onnx"), request["fp32_folder"], PLAIN_FILE)
         if not is_built(request["int8_folder"]):
+            # onnxruntime's quantiser does not take the fused operators: it quantises the
+            # plain graph (its MatMuls), and the session fuses what it can when it loads
             _publish(request["int8_folder"], lambda work: quantize(
-                fp32, os.path.join(work, GRAPH_FILE), request["scheme"],
-                sample_batches(request)))
+                plain if os.path.exists(plain) else fp32, os.path.join(work, GRAPH_FILE),
+                request["scheme"], sample_batches(request)))
             result["built"].append(request["int8_folder"])
         if request.get("agreement"):
             int8 = os.path.join(cache_root("onnx"), request["int8_folder"], GRAPH_FILE)
@@ -257,6 +266,7 @@ def export(request: dict, work: str) -> dict:
         dynamic[name] = {0: "batch", 1: "seq"} if value.dim() > 1 and value.shape[1] == seq \
             else {0: "batch"}
     path = os.path.join(work, GRAPH_FILE)
+    _eager_attention(model)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # the tracer's notes on Python values it records as constants: the check below
@@ -268,9 +278,54 @@ def export(request: dict, work: str) -> dict:
                               do_constant_folding=True)
     except Exception as e:  # noqa: BLE001 - the exporter's errors vary; report them whole
         raise ExportFailed(f"torch.onnx.export failed: {type(e).__name__}: {e}") from None
-    _check_against_torch(path, task, model, state, options, batches)
+    fusions = _fuse(path, model.config, task, model, state, options, batches)
+    if not fusions:  # a fused graph was checked before it replaced the plain one
+        _check_against_torch(path, task, model, state, options, batches)
     return {"model_ref": ref, "task": task.name, "inputs": inputs, "outputs": graph.outputs,
-            "options": request["options"]}
+            "options": request["options"], "fusions": fusions}
+
+
+def _eager_attention(model) -> None:
+    """Attention written out as matmul/softmax (not torch's SDPA kernel), which is the form
+    ONNX Runtime's transformer optimizer recognises and fuses (`_fuse`)."""
+    try:
+        model.set_attn_implementation("eager")
+    except Exception:  # noqa: BLE001 - a model without the switch exports as it is
+        pass
+
+
+def _fuse(path, config, task, model, state, options, batches) -> dict:
+    """ONNX Runtime's transformer fusions for BERT-like encoders (attention, embedding and
+    skip layer norms, bias GELU: one kernel each instead of a dozen nodes), in place of the
+    graph at `path` when the fused graph still equals torch; else the plain graph is kept.
+    Returns the fused operator counts ({} when nothing was fused)."""
+    if getattr(config, "model_type", None) not in FUSABLE:
+        return {}
+    try:
+        import logging
+
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fused = optimize_model(path, model_type="bert",
+                                   num_heads=getattr(config, "num_attention_heads", 0) or 0,
+                                   hidden_size=getattr(config, "hidden_size", 0) or 0,
+                                   opt_level=0)
+        counts = {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
+        if not counts:
+            return {}
+        candidate = path + ".fused"
+        fused.save_model_to_file(candidate)
+        _check_against_torch(candidate, task, model, state, options, batches)
+    except Exception:  # noqa: BLE001 - fusion is an optimisation: the plain graph stays
+        if os.path.exists(path + ".fused"):
+            os.unlink(path + ".fused")
+        return {}
+    os.replace(path, os.path.join(os.path.dirname(path), PLAIN_FILE))
+    os.replace(candidate, path)
+    return counts
 
 
 class _Graph:  # a torch.nn.Module, built lazily so importing this module needs no torch

@@ -111,3 +111,19 @@ def test_zero_shot_nli(tmp_path, models, which, options):
 def test_zero_shot_embedding_similarity(tmp_path, tiny):
     both(tmp_path, "zero-shot-classification", tiny.encoder, candidate_labels=LABELS,
          mode="embedding-similarity")
+
+
+def test_bert_graph_runs_fused_and_equal(tmp_path, tiny):
+    """A BERT classifier's graph is served with onnxruntime's transformer fusions (one
+    Attention kernel per layer), and still gives torch's outputs."""
+    import json
+    import os
+
+    from corpusmill.operators.loading import cache_root
+
+    both(tmp_path, "text-classification", tiny.classifier, top_k=3)
+    infos = [json.load(open(os.path.join(cache_root("onnx"), name, "graph.json")))
+             for name in os.listdir(cache_root("onnx")) if not name.startswith(".")]
+    fused = [i for i in infos if i.get("model_ref") == tiny.classifier
+             and i.get("task") == "text-classification"]
+    assert fused and all(i["fusions"].get("Attention", 0) >= 1 for i in fused), fused
