@@ -111,6 +111,7 @@ class Placement:
     torch_threads: int    # per CPU inference actor
     reason: str = ""      # one line: what was decided and why
     notes: tuple[str, ...] = field(default=())
+    single_node: bool = False  # the pool's actors all run on the driver's node
 
     @property
     def elastic(self) -> bool:
@@ -163,7 +164,8 @@ def resolve_placement(resources, cluster: ClusterView, node_cores: int,
     pool = f"{low} actor(s)" if low == high else f"{low} to {high} actors (elastic)"
     where = (f"; node types from {cluster.source}" if cluster.autoscaling else "")
     return Placement(num_gpus=num_gpus, min_actors=int(low), max_actors=int(high),
-                     torch_threads=threads, reason=f"{kind}, {pool}{where}")
+                     torch_threads=threads, reason=f"{kind}, {pool}{where}",
+                     single_node=len(cluster.nodes) == 1 and not cluster.autoscaling)
 
 
 def fit_to_work(placement: Placement, resources, rows: int, window_rows: int,
@@ -179,6 +181,28 @@ def fit_to_work(placement: Placement, resources, rows: int, window_rows: int,
     return dataclasses.replace(placement, min_actors=low, max_actors=blocks, torch_threads=threads,
                                reason=f"{placement.reason}; {blocks} actor(s): the work is "
                                       f"{blocks} block(s) of up to {window_rows} rows")
+
+
+ONNX_THREADS_PER_ACTOR = 4
+
+
+def group_onnx_actors(placement: Placement, resources, node_cores: int) -> Placement:
+    """For the onnxruntime backend, a fixed CPU pool that `concurrency: auto` sized on one node
+    becomes fewer actors with more intra-op threads each (up to `ONNX_THREADS_PER_ACTOR`): an
+    ONNX Runtime session on 2 threads ran 1.85x its speed on 1 (bench/RESULTS.md), and every
+    actor holds its own copy of the graph and its working memory, so 2 cores run best as one
+    actor of 2 threads. `node_cores`: the driver's node's cores. An explicit concurrency or
+    torch_threads is kept as given."""
+    if (placement.num_gpus or placement.elastic or not placement.single_node
+            or resources.concurrency != "auto" or resources.torch_threads):
+        return placement
+    actors = max(1, math.ceil(node_cores / ONNX_THREADS_PER_ACTOR))
+    if actors >= placement.min_actors:
+        return placement
+    threads = max(1, node_cores // actors)
+    return dataclasses.replace(
+        placement, min_actors=actors, max_actors=actors, torch_threads=threads,
+        reason=f"{placement.reason}; onnxruntime: {actors} actor(s) of {threads} threads")
 
 
 def _actor_capacity(nodes: list[tuple[float, float]], num_gpus: float, cpus_per_actor: float,

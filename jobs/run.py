@@ -17,14 +17,17 @@ from corpusmill.jobs.console import RunConsole
 from corpusmill.jobs.corpus import Corpus, corpus_ids
 from corpusmill.jobs.ledger import new_files
 from corpusmill.jobs.output import OutputFolder, checkpoint_path
-from corpusmill.jobs.placement import TASK_CPUS, Placement, fit_to_work, resolve_placement
+from corpusmill.jobs.placement import (
+    TASK_CPUS, Placement, fit_to_work, group_onnx_actors, resolve_placement,
+)
 from corpusmill.jobs.preflight import preflight, provenance
 from corpusmill.jobs.progress import ProgressDisplay, ProgressWatcher
 from corpusmill.jobs.ray_session import ensure_ray
 from corpusmill.jobs.record import placement_line, placement_record, stats_record
 from corpusmill.jobs.report import report_after_run
 from corpusmill.jobs.storage import check_shared_paths
-from corpusmill.operators.engines import prepare_backend
+from corpusmill.operators import light_workers
+from corpusmill.operators.engines import ONNXRUNTIME, prepare_backend
 from corpusmill.operators.plan import ERROR, JobPlan
 from corpusmill.operators.read import GENERATED_ID
 from corpusmill.operators.stats import RunStats, corrupt_parts, stats_name
@@ -155,6 +158,12 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
                                        torch_threads=placement.torch_threads, run_id=run_id,
                                        stats_name=stats_name(run_id))
             plan = prepare_backend(plan, corpus)  # plan.backend: torch or onnxruntime
+            if plan.backend == ONNXRUNTIME:
+                placement = group_onnx_actors(placement, spec.resources,
+                                              node_cores=os.cpu_count() or 1)
+                plan = dataclasses.replace(plan, min_actors=placement.min_actors,
+                                           max_actors=placement.max_actors,
+                                           torch_threads=placement.torch_threads)
             if state.replace:
                 output.replace()
             base_manifest = {"job_id": spec.job_id, "run_id": run_id,
@@ -258,7 +267,8 @@ def _execute(plan: JobPlan, corpus: Corpus, console: RunConsole,
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             build_dataset(plan, corpus).write_parquet(
                 spec.output, partition_cols=spec.partition_by or None,
-                ray_remote_args={"num_cpus": TASK_CPUS, "max_retries": spec.resources.max_retries})
+                ray_remote_args={"num_cpus": TASK_CPUS, "max_retries": spec.resources.max_retries,
+                                 "runtime_env": light_workers.runtime_env()})
         return watcher.snapshot, watcher.timeline
     finally:
         ray.kill(stats)
@@ -338,9 +348,12 @@ def process_rows(plan: JobPlan, ds):
     # which on a small machine delays the actors' start and steals their cores. Tasks carry
     # `max_retries`, actors `max_restarts`: their remote args never match, so Ray does not fuse
     # tokenization into the inference actors, and it overlaps with inference.
+    # Tokenize and postprocess (with the write) tasks run in workers without torch, which the
+    # inference actors never share (operators/light_workers.py).
     ds = ds.map_batches(tokenize_batch, fn_kwargs={"plan": plan}, batch_format="pyarrow",
                         batch_size=window, num_cpus=TASK_CPUS, max_retries=retries,
-                        compute=ray.data.TaskPoolStrategy(size=plan.max_actors))
+                        compute=ray.data.TaskPoolStrategy(size=plan.max_actors),
+                        runtime_env=light_workers.runtime_env())
     # Blocks of `window` rows are the units actors take, one at a time on CPU: a whole file
     # arriving as one block, or two blocks queued on one actor while another idles, would
     # leave cores unused (a 4,096-row window ran at half speed on 2 actors that way).
@@ -359,7 +372,8 @@ def process_rows(plan: JobPlan, ds):
                         num_cpus=spec.resources.cpus_per_actor, num_gpus=plan.num_gpus,
                         max_restarts=retries, max_task_retries=-1)
     return ds.map_batches(postprocess_batch, fn_kwargs={"plan": plan}, batch_format="pyarrow",
-                          batch_size=None, num_cpus=TASK_CPUS, max_retries=retries)
+                          batch_size=None, num_cpus=TASK_CPUS, max_retries=retries,
+                          runtime_env=light_workers.runtime_env())
 
 
 def _fractional_cpu(ds):

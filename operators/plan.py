@@ -56,6 +56,30 @@ class JobPlan:
         return self.spec.task_options
 
 
+def _without_torch(config: Any) -> Any:
+    """A shallow copy of `config` (and of configs inside it) whose torch dtypes are their names
+    ("float32", as transformers also accepts), so unpickling it needs no torch: tokenize and
+    postprocess workers run without it (operators/light_workers.py)."""
+    import copy
+
+    state = getattr(config, "__dict__", None)
+    if state is None:
+        return config
+    changed = {}
+    for key, value in state.items():
+        if type(value).__module__ == "torch" and type(value).__name__ == "dtype":
+            changed[key] = str(value).removeprefix("torch.")
+        elif hasattr(value, "to_dict") and hasattr(value, "model_type"):
+            inner = _without_torch(value)
+            if inner is not value:
+                changed[key] = inner
+    if not changed:
+        return config
+    clone = copy.copy(config)
+    clone.__dict__.update(changed)
+    return clone
+
+
 class LazyConfig:
     """A transformers config that travels pickled as bytes and is rebuilt on first use, so
     unpickling a JobPlan imports neither transformers nor torch (an onnxruntime actor needs
@@ -74,7 +98,7 @@ class LazyConfig:
         return self._config
 
     def __reduce__(self):
-        blob = self._blob if self._blob is not None else pickle.dumps(self._config)
+        blob = self._blob if self._blob is not None else pickle.dumps(_without_torch(self._config))
         return (LazyConfig, (None, blob))
 
     def __getattr__(self, name: str) -> Any:

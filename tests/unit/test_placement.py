@@ -9,7 +9,8 @@ from corpusmill.jobs.cluster_view import (
     node_types_from_autoscaling_config, node_types_from_cluster_config,
 )
 from corpusmill.jobs.placement import (
-    MAX_AUTO_CPU_ACTORS, UNLIMITED, ClusterView, NodeNow, NodeType, resolve_placement,
+    MAX_AUTO_CPU_ACTORS, UNLIMITED, ClusterView, NodeNow, NodeType, group_onnx_actors,
+    resolve_placement,
 )
 from corpusmill.spec import ActorRange, Resources
 
@@ -26,6 +27,30 @@ def test_cpu_machine_gets_one_single_threaded_actor_per_core():
     assert (placed.num_gpus, placed.min_actors, placed.max_actors, placed.torch_threads) == \
         (0.0, 2, 2, 1)
     assert not placed.elastic and placed.device == "cpu"
+
+
+@pytest.mark.parametrize("cores,actors,threads", [(2, 1, 2), (4, 1, 4), (8, 2, 4), (12, 3, 4),
+                                                  (1, 1, 1)])
+def test_onnxruntime_runs_fewer_actors_with_more_threads_on_one_machine(cores, actors, threads):
+    placed = group_onnx_actors(resolve_placement(Resources(), machine(cores), node_cores=cores),
+                               Resources(), node_cores=cores)
+    assert (placed.min_actors, placed.max_actors, placed.torch_threads) == \
+        (actors, actors, threads)
+
+
+@pytest.mark.parametrize("resources", [Resources(concurrency=2), Resources(torch_threads=1)])
+def test_onnxruntime_keeps_an_explicit_pool(resources):
+    placed = resolve_placement(resources, machine(2), node_cores=2)
+    assert group_onnx_actors(placed, resources, node_cores=2) == placed
+
+
+def test_onnxruntime_grouping_leaves_clusters_and_gpus_alone():
+    two_nodes = ClusterView(nodes=(NodeNow("head", cpus=2, gpus=0, is_head=True),
+                                   NodeNow("worker", cpus=2, gpus=0, is_head=False)))
+    placed = resolve_placement(Resources(), two_nodes, node_cores=2)
+    assert group_onnx_actors(placed, Resources(), node_cores=2) == placed
+    gpu = resolve_placement(Resources(), machine(2, gpus=1), node_cores=2)
+    assert group_onnx_actors(gpu, Resources(), node_cores=2) == gpu
 
 
 def test_one_core_still_gets_an_actor_and_room_for_tasks():
