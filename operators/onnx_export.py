@@ -409,6 +409,9 @@ def open_session(path: str, threads: int, providers: list[str] | None = None):
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only: no shape-annotation warnings per batch
+    # threads sleep between operators instead of spinning: on a small machine the tokenize and
+    # postprocess tasks share the cores with the actor
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(path, opts, providers=providers or ["CPUExecutionProvider"])
 
 

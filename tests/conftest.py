@@ -40,7 +40,7 @@ def ray_session():
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level="WARNING")
+                 logging_level="WARNING", _system_config={"num_workers_soft_limit": 6})
     yield ray
     ray.shutdown()
 
