@@ -278,7 +278,7 @@ def export(request: dict, work: str) -> dict:
                               do_constant_folding=True)
     except Exception as e:  # noqa: BLE001 - the exporter's errors vary; report them whole
         raise ExportFailed(f"torch.onnx.export failed: {type(e).__name__}: {e}") from None
-    fusions = _fuse(path, model.config, task, model, state, options, batches)
+    fusions = _fuse(path, task, model, state, options, batches)
     if not fusions:  # a fused graph was checked before it replaced the plain one
         _check_against_torch(path, task, model, state, options, batches)
     return {"model_ref": ref, "task": task.name, "inputs": inputs, "outputs": graph.outputs,
@@ -294,11 +294,12 @@ def _eager_attention(model) -> None:
         pass
 
 
-def _fuse(path, config, task, model, state, options, batches) -> dict:
+def _fuse(path, task, model, state, options, batches) -> dict:
     """ONNX Runtime's transformer fusions for BERT-like encoders (attention, embedding and
     skip layer norms, bias GELU: one kernel each instead of a dozen nodes), in place of the
     graph at `path` when the fused graph still equals torch; else the plain graph is kept.
     Returns the fused operator counts ({} when nothing was fused)."""
+    config = model.config
     if getattr(config, "model_type", None) not in FUSABLE:
         return {}
     try:
