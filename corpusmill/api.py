@@ -419,7 +419,7 @@ def _annotate_ray(ds, spec_data: dict, address, connect_timeout):
     from corpusmill.jobs.placement import TASK_CPUS
     from corpusmill.jobs.preflight import preflight
     from corpusmill.jobs.ray_session import ensure_ray
-    from corpusmill.jobs.run import _place, process_rows
+    from corpusmill.jobs.run import _place, process_rows, tokenize_in_actor
     from corpusmill.operators.ray_input import conform_batch
     from corpusmill.operators.read import GENERATED_ID, CorpusFile
 
@@ -440,6 +440,7 @@ def _annotate_ray(ds, spec_data: dict, address, connect_timeout):
                                max_actors=placement.max_actors,
                                torch_threads=placement.torch_threads,
                                run_id=uuid.uuid4().hex[:12])
+    plan = dataclasses.replace(plan, tokenize_in_actor=tokenize_in_actor(plan))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         out = ds.map_batches(conform_batch, fn_kwargs={"schema": plan.read_schema,

@@ -96,9 +96,16 @@ class Resources(_Strict):
     backend: Literal["auto", "torch", "onnxruntime"] = Field(
         "auto", description="What runs the model: `torch`, or `onnxruntime` (single-forward "
                             "tasks: the model and the task's reductions exported once to an "
-                            "ONNX graph, cached); `auto`: onnxruntime on CPU when it is "
-                            "installed and the export succeeds, else torch (one line says "
+                            "ONNX graph, cached); `auto`: torch, except with `dtype: int8` on "
+                            "CPU, where onnxruntime's quantised graph runs when onnxruntime is "
+                            "installed and the export succeeds (else torch, one line says "
                             "why); generation tasks always run on torch.")
+    tokenize: Literal["auto", "actor", "tasks"] = Field(
+        "auto", description="Where texts are tokenized: `actor` inside the inference actors "
+                            "(token ids never leave the process; best when the actors' cores "
+                            "are the ones that would tokenize), `tasks` in CPU tasks ahead of "
+                            "them (tokenizing overlaps a GPU's inference); `auto`: tasks "
+                            "beside GPU actors or multi-threaded CPU actors, else actor.")
     cpus_per_actor: float = Field(0.5, gt=0, description="CPUs Ray reserves per inference actor.")
     torch_threads: int | None = Field(None, ge=1, description="torch threads per CPU actor; "
                                       "default: the node's cores divided among the actors.")

@@ -50,7 +50,11 @@ def placement_record(placement: Placement, plan, snapshot: dict, nodes: list[dic
 
 
 def stats_record(snapshot: dict, timeline: list, started: str, finished: str,
-                 files_written: list[str], rows_written: int) -> dict:
+                 files_written: list[str], rows_written: int,
+                 process_started: float | None = None) -> dict:
+    """The manifest's `stats`. `process_started` (epoch seconds): when the command's process
+    began, for `seconds_to_first_output`: from it to the first block handed to the Parquet
+    sink (its postprocess done; the write follows in the same task)."""
     stages = {}
     for stage in STAGES:
         values = snapshot.get("stages", {}).get(stage)
@@ -59,8 +63,11 @@ def stats_record(snapshot: dict, timeline: list, started: str, finished: str,
                              for key, value in values.items()}
     stages["write"] = {"rows": rows_written, "files": len(files_written)}
     inference = snapshot.get("stages", {}).get("inference", {})
+    first = snapshot.get("first_output_at")
     return {
         "started": started, "finished": finished, "stages": stages,
+        "seconds_to_first_output": (round(first - process_started, 2)
+                                    if first is not None and process_started else None),
         "tokens": {"tokens": int(inference.get("tokens", 0)),
                    "padded_tokens": int(inference.get("padded_tokens", 0)),
                    "windows": int(inference.get("windows", 0))},

@@ -234,6 +234,7 @@ def _time(summary: dict, stats: dict) -> dict | None:
         "wall_seconds": seconds, "started": stats.get("started"),
         "finished": stats.get("finished"),
         "rows_per_second": done / seconds if seconds else None,
+        "seconds_to_first_output": stats.get("seconds_to_first_output"),
         "stages": [{"stage": name, "seconds": float(stages[name].get("seconds") or 0),
                     "share": float(stages[name].get("seconds") or 0) / busy if busy else 0.0,
                     "rows": stages[name].get("rows"),

@@ -126,7 +126,9 @@ def _tiles(report: dict) -> str:
         _tile("skipped", _n(rows.get("skipped")), cls="bad" if rows.get("skipped") else ""),
         _tile("truncated", _n(rows.get("truncated")), "cut to the window"),
         _tile("resumed", _n(rows.get("resumed")), "done before"),
-        _tile("wall time", _duration(time.get("wall_seconds"))),
+        _tile("wall time", _duration(time.get("wall_seconds")),
+              (f'first rows written at {_duration(time["seconds_to_first_output"])}'
+               if time.get("seconds_to_first_output") is not None else "")),
         _tile("rows / s", _n(time.get("rows_per_second"), 1)),
         _tile("padding efficiency", _pct_value(tokens.get("padding_efficiency")),
               "real / computed tokens" if tokens else "not recorded"),

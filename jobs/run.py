@@ -56,6 +56,8 @@ class RunSummary:
     incremental: bool = False
     files_done_before: int = 0       # incremental: input files earlier runs had finished
     rows_truncated: int = 0          # rows whose input was cut to the model's window
+    seconds_to_first_output: float | None = None  # from the command's start to the first
+                                                   # rows handed to the writer
     inputs_gone: tuple[str, ...] = ()  # input files earlier runs read that are gone now
     placement: dict = field(default_factory=dict)  # where it ran (jobs/record.py)
     log_path: str | None = None      # Ray's output during the run
@@ -84,7 +86,8 @@ class RunSummary:
         lines += [f"job {self.job_id}: {self.rows_in} rows in from {self.files_in} file(s), "
                   f"{self.rows_out} out, {self.rows_errored} with errors, {self.rows_skipped} "
                   f"skipped",
-                  f"{self.seconds:.1f} s ({rate:.1f} rows/s); output: {self.output}"]
+                  f"{self.seconds:.1f} s ({rate:.1f} rows/s{self._first_output()}); "
+                  f"output: {self.output}"]
         if self.placement.get("nodes"):
             lines.append(placement_line(self.placement))
         if self.rows_before:
@@ -100,6 +103,11 @@ class RunSummary:
             lines.append(f"{len(self.inputs_gone)} input file(s) that earlier runs read are gone "
                          f"({', '.join(self.inputs_gone[:5])}); their rows stay in the output")
         return lines + [_preview_line(row) for row in self.preview] + list(self.report)
+
+
+    def _first_output(self) -> str:
+        first = self.seconds_to_first_output
+        return "" if first is None else f", first rows written at {first:.1f} s"
 
 
 def _preview_line(row: dict, width: int = 160) -> str:
@@ -134,6 +142,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
     `report`: build the run report and dataset card (corpusmill.annotate's scratch output
     does without)."""
     start = time.monotonic()
+    process_started = _process_started()
     plan, corpus = preflight(spec)                 # spec, input, model: JobError before Ray
     output = OutputFolder(spec.output)
     state = output.state(spec)                     # refuse, resume or replace what it holds
@@ -164,6 +173,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
                 plan = dataclasses.replace(plan, min_actors=placement.min_actors,
                                            max_actors=placement.max_actors,
                                            torch_threads=placement.torch_threads)
+            plan = dataclasses.replace(plan, tokenize_in_actor=tokenize_in_actor(plan))
             if state.replace:
                 output.replace()
             base_manifest = {"job_id": spec.job_id, "run_id": run_id,
@@ -197,6 +207,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
             corrupt_files_skipped=corpus.skipped_files + corrupt_parts(snapshot),
             inputs_gone=work.gone, seconds=time.monotonic() - start,
             rows_before=work.rows_before,
+            seconds_to_first_output=_first_output(snapshot, process_started),
             preview=tuple(output.preview(_preview_columns(plan))),
             incremental=spec.incremental, files_done_before=len(work.ledger), placement=where)
         written = sorted(set(output.data_files()) - files_before)
@@ -205,7 +216,8 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
             del record[key]
         manifest = {**base_manifest, "status": "complete", "summary": record, "placement": where,
                     "stats": stats_record(snapshot, timeline, started, _now(), written,
-                                          rows_written=counts["rows_out"] - work.rows_before)}
+                                          rows_written=counts["rows_out"] - work.rows_before,
+                                          process_started=process_started)}
         output.write_manifest(manifest)
         if report:
             summary = dataclasses.replace(summary, report=report_after_run(spec.output, manifest))
@@ -327,22 +339,38 @@ def _build_dataset(plan: JobPlan, corpus: Corpus):
     retries = spec.resources.max_retries
     ds = ray.data.read_datasource(source, num_cpus=TASK_CPUS,
                                   ray_remote_args={"max_retries": retries})
-    return process_rows(plan, ds)
+    return process_rows(plan, ds, blocks_sized=True)
 
 
-def process_rows(plan: JobPlan, ds):
-    """tokenize -> infer -> postprocess over `ds`, a Ray Dataset of rows in the reader's
-    column contract (`plan.read_schema`): the files' reader above, or a caller's own Ray
-    Dataset (corpusmill.annotate). Lazy, as `ds` is."""
+def tokenize_in_actor(plan: JobPlan) -> bool:
+    """`resources.tokenize` settled against the placement: `auto` tokenizes inside the
+    inference actors when each is one CPU thread (on a CPU node the cores that would run
+    tokenize tasks are the actors' own: no hand-off of token ids, no extra processes), and
+    in tasks ahead of GPU actors or of multi-threaded CPU actors (onnxruntime's), which a
+    serial tokenizer inside them would leave waiting."""
+    choice = plan.spec.resources.tokenize
+    if choice != "auto":
+        return choice == "actor"
+    return not plan.num_gpus and plan.torch_threads <= 1
+
+
+def process_rows(plan: JobPlan, ds, *, blocks_sized: bool = False):
+    """[tokenize ->] infer -> postprocess over `ds`, a Ray Dataset of rows in the reader's
+    column contract (`plan.read_schema`): the files' reader above (`blocks_sized`: its blocks
+    hold at most `window_rows` rows already), or a caller's own Ray Dataset
+    (corpusmill.annotate). Tokenizing runs in tasks or inside the inference actors
+    (`plan.tokenize_in_actor`). Lazy, as `ds` is."""
     import ray.data
 
-    from corpusmill.operators.infer import Infer
-    from corpusmill.operators.postprocess import postprocess_batch
     from corpusmill.operators.tokenize import tokenize_batch
 
     spec = plan.spec
     window = spec.batching.window_rows
     retries = spec.resources.max_retries
+    if plan.tokenize_in_actor:
+        if not blocks_sized:
+            ds = _fractional_cpu(ds.repartition(target_num_rows_per_block=window))
+        return _infer_and_postprocess(plan, ds)
     # As many tokenize tasks at a time as inference actors at most: a fast tokenizer outruns a
     # model many times over, and each extra task is a worker process importing transformers,
     # which on a small machine delays the actors' start and steals their cores. Tasks carry
@@ -358,6 +386,18 @@ def process_rows(plan: JobPlan, ds):
     # arriving as one block, or two blocks queued on one actor while another idles, would
     # leave cores unused (a 4,096-row window ran at half speed on 2 actors that way).
     ds = _fractional_cpu(ds.repartition(target_num_rows_per_block=window))
+    return _infer_and_postprocess(plan, ds)
+
+
+def _infer_and_postprocess(plan: JobPlan, ds):
+    import ray.data
+
+    from corpusmill.operators.infer import Infer
+    from corpusmill.operators.postprocess import postprocess_batch
+
+    spec = plan.spec
+    window = spec.batching.window_rows
+    retries = spec.resources.max_retries
     # The inference pool: fixed (min == max) or elastic, growing while blocks queue; on an
     # autoscaling cluster its pending actors make the cluster autoscaler add nodes. Actor
     # restarts are bounded (`max_retries`); a block sent to an actor that is restarting waits
@@ -403,6 +443,19 @@ def _node_table() -> list[dict]:
         return ray.nodes()
     except Exception:  # noqa: BLE001 - the record is informative; never fail a run for it
         return []
+
+
+def _process_started() -> float:
+    """When this process began (epoch seconds): a run's start-up is timed from the command,
+    imports included."""
+    import psutil
+
+    return psutil.Process().create_time()
+
+
+def _first_output(snapshot: dict, process_started: float) -> float | None:
+    first = snapshot.get("first_output_at")
+    return None if first is None else round(first - process_started, 1)
 
 
 def _now() -> str:

@@ -34,14 +34,16 @@ def run_in_process(plan: JobPlan, corpus) -> pa.Table:
 
 
 def process_blocks(plan: JobPlan, blocks, infer=None) -> pa.Table:
-    """Output rows of blocks in the reader's column contract (tokenize, infer, postprocess);
-    `infer`: an already loaded `Infer`, else one is loaded."""
+    """Output rows of blocks in the reader's column contract (tokenize, infer, postprocess;
+    tokenized inside `infer` when the plan says so); `infer`: an already loaded `Infer`, else
+    one is loaded."""
     from corpusmill.operators.infer import Infer
     from corpusmill.operators.postprocess import postprocess_batch
     from corpusmill.operators.tokenize import tokenize_batch
 
     infer = infer or Infer(plan)
-    parts = [postprocess_batch(infer(tokenize_batch(block, plan)), plan) for block in blocks]
+    parts = [postprocess_batch(infer(block if plan.tokenize_in_actor else
+                                     tokenize_batch(block, plan)), plan) for block in blocks]
     return pa.concat_tables(parts) if parts else plan.output_schema.empty_table()
 
 

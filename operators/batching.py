@@ -9,17 +9,20 @@ import numpy as np
 
 def plan_microbatches(lengths: list[int] | np.ndarray, max_tokens: int) -> list[np.ndarray]:
     """Index arrays into `lengths`, each a micro-batch with rows * max(length) <= max_tokens
-    (a row longer than the budget goes alone). Every index appears exactly once."""
+    (a row longer than the budget goes alone). Every index appears exactly once. One numpy
+    search per micro-batch, none per row."""
     lengths = np.asarray(lengths, dtype=np.int64)
     order = np.argsort(lengths, kind="stable")
-    batches, start = [], 0
-    for end in range(1, len(order) + 1):
-        # lengths are ascending within the slice, so its longest row is its last
-        if end > start + 1 and (end - start) * lengths[order[end - 1]] > max_tokens:
-            batches.append(order[start:end - 1])
-            start = end - 1
-    if start < len(order):
-        batches.append(order[start:])
+    ordered = lengths[order]
+    batches, start, n = [], 0, len(order)
+    while start < n:
+        # a batch from `start` holds at most max_tokens // its shortest row rows: look no further
+        horizon = min(n, start + max_tokens // max(int(ordered[start]), 1) + 1)
+        # padded size of the batch start..end-1 for each end; ascending, as lengths are sorted
+        sizes = np.arange(1, horizon - start + 1) * ordered[start:horizon]
+        end = start + max(1, int(np.searchsorted(sizes, max_tokens, side="right")))
+        batches.append(order[start:end])
+        start = end
     return batches
 
 

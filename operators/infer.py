@@ -1,8 +1,12 @@
 """Inference operator: an actor that loads the model once and runs it on token-budget batches.
 
 Column contract
-    in:  tokenize's output (_cm_input_ids, _cm_token_type_ids, _cm_extras, error, ...)
-    out: the same without the token columns, plus
+    in:  tokenize's output (_cm_input_ids, _cm_token_type_ids, _cm_extras, error, ...), or,
+         when the plan tokenizes in the actor (`JobPlan.tokenize_in_actor`), the reader's
+         columns, tokenized here by the same `encode_block` the tokenize tasks run
+    out: the same without the token columns, plus the raw outputs: for tasks with
+         `typed_outputs`, typed columns (operators/raw_outputs.py: _cm_window_lengths and one
+         _cm_raw:<name>:... column per output); for the others
          _cm_raw  binary  pickled list, one entry per window of the row, of the task's raw
                           outputs (name -> numpy array); null for rows with an error
          a row whose forward pass fails gets `error` set (or stops the job under on_error: raise)
@@ -10,9 +14,11 @@ Column contract
 Within one block (the batch Ray hands over), the windows of all rows are sorted by length and
 cut into micro-batches of at most `batching.max_tokens` padded tokens (a window counts as
 `task.window_cost` tokens: generation adds the tokens it will generate), padded on the task's
-`padding_side` (left for decoder-only generation). A micro-batch that
-raises is split in halves until the failing window is alone, so one poisonous row never takes
-its neighbours with it. The model runs in an engine (`engines.py`): torch, or onnxruntime.
+`padding_side` (left for decoder-only generation). Windows stay in flat arrays
+(operators/windows.py); padding and the outputs' hand-back are numpy operations, with no
+per-row Python for tasks with typed outputs. A micro-batch that raises is split in halves
+until the failing window is alone, so one poisonous row never takes its neighbours with it.
+The model runs in an engine (`engines.py`): torch, or onnxruntime.
 """
 from __future__ import annotations
 
@@ -24,10 +30,13 @@ import numpy as np
 import pyarrow as pa
 
 from corpusmill.errors import RowError
-from corpusmill.operators.batching import pad, plan_microbatches
+from corpusmill.operators.batching import plan_microbatches
 from corpusmill.operators.engines import make_engine
 from corpusmill.operators.plan import ERROR, INPUT_IDS, RAW, TOKEN_TYPE_IDS, JobPlan
+from corpusmill.operators.raw_outputs import OutputCollector
 from corpusmill.operators.stats import Timer, announce_actor, node_id, report
+from corpusmill.operators.tokenize import encode_block
+from corpusmill.operators.windows import Windows
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,7 @@ log = logging.getLogger(__name__)
 class Infer:
     def __init__(self, plan: JobPlan):
         self.plan = plan
+        self.task = plan.task
         self.engine = make_engine(plan)
         self.pad_id = self.engine.pad_id
         self.device = getattr(self.engine, "device", "cpu")
@@ -46,30 +56,42 @@ class Infer:
 
     def __call__(self, table: pa.Table) -> pa.Table:
         self.padded_tokens = 0
+        if self.plan.tokenize_in_actor:
+            with Timer() as timer:
+                encoded = encode_block(table, self.plan)
+            table, windows = encoded.table, encoded.windows
+            report(self.plan.stats_name, "tokenize", rows=table.num_rows,
+                   seconds=timer.seconds, tokens=len(windows.ids))
+        else:
+            windows = Windows.from_arrow(table.column(INPUT_IDS), table.column(TOKEN_TYPE_IDS))
+            table = table.drop_columns([INPUT_IDS, TOKEN_TYPE_IDS])
         with Timer() as timer:
-            out = self._infer(table)
-        windows = [w for row in table.column(INPUT_IDS).to_pylist() if row for w in row]
+            out = self._infer(table, windows)
         report(self.plan.stats_name, "inference", actor=self.actor_key, node=self.node,
                device=self.device, rows=table.num_rows, seconds=timer.seconds,
-               windows=len(windows), tokens=sum(len(w) for w in windows),
+               windows=windows.num_windows, tokens=len(windows.ids),
                padded_tokens=self.padded_tokens)
         return out
 
-    def _infer(self, table: pa.Table) -> pa.Table:
+    def _infer(self, table: pa.Table, windows: Windows) -> pa.Table:
         errors = table.column(ERROR).to_pylist()
-        row_windows = table.column(INPUT_IDS).to_pylist()
-        row_type_ids = table.column(TOKEN_TYPE_IDS).to_pylist()
-        # every window of every valid row, as (row, window index, ids, type ids)
-        windows = [(row, w, ids, None if row_type_ids[row] is None else row_type_ids[row][w])
-                   for row, e in enumerate(errors) if e is None
-                   for w, ids in enumerate(row_windows[row])]
-        results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-        task, options = self.plan.task, self.plan.options
-        for micro in plan_microbatches([task.window_cost(len(w[2]), options) for w in windows],
-                                       self.plan.spec.batching.max_tokens):
-            self._run_isolating([windows[k] for k in micro], results, errors, table)
-        by_row = {row: [results[(row, w)] for w in range(len(row_windows[row]))]
-                  for row, e in enumerate(errors) if e is None}
+        task, options = self.task, self.plan.options
+        window_rows = windows.window_rows
+        typed = task.typed_outputs
+        collector = OutputCollector(windows, task.token_outputs) if typed else None
+        results: dict[int, dict[str, np.ndarray]] = {}  # untyped: window -> raw outputs
+        costs = task.window_cost(windows.lengths, options)
+        for micro in plan_microbatches(costs, self.plan.spec.batching.max_tokens):
+            self._run_isolating(micro, windows, window_rows, collector, results, errors, table)
+        valid = np.array([e is None for e in errors], dtype=bool)
+        table = table.drop_columns([ERROR])
+        if typed:
+            for name, column in collector.columns(valid).items():
+                table = table.append_column(name, column)
+            return table.append_column(ERROR, pa.array(errors, pa.string()))
+        by_row = {row: [results[w] for w in range(windows.row_offsets[row],
+                                                  windows.row_offsets[row + 1])]
+                  for row in np.flatnonzero(valid).tolist()}
         if by_row:
             by_row = self.engine.combine_windows(by_row)
         raw: list = [None] * table.num_rows
@@ -82,49 +104,41 @@ class Infer:
                                    f"{outputs} (on_error: raise)")
             else:
                 raw[row] = pickle.dumps(outputs, protocol=pickle.HIGHEST_PROTOCOL)
-        table = table.drop_columns([INPUT_IDS, TOKEN_TYPE_IDS, ERROR])
         return (table.append_column(RAW, pa.array(raw, pa.binary()))
                      .append_column(ERROR, pa.array(errors, pa.string())))
 
-    def _run_isolating(self, batch, results, errors, table):
+    def _run_isolating(self, micro, windows, window_rows, collector, results, errors, table):
         try:
-            outputs = self._forward(batch, table)
+            arrays = windows.pad(micro, self.pad_id, self.task.padding_side)
+            outputs = self._forward(arrays, micro, window_rows, table)
         except Exception as e:  # noqa: BLE001 - any failure is narrowed to its row
-            if len(batch) > 1:
-                half = len(batch) // 2
-                self._run_isolating(batch[:half], results, errors, table)
-                self._run_isolating(batch[half:], results, errors, table)
+            if len(micro) > 1:
+                half = len(micro) // 2
+                for part in (micro[:half], micro[half:]):
+                    self._run_isolating(part, windows, window_rows, collector, results, errors,
+                                        table)
                 return
-            row = batch[0][0]
+            row = int(window_rows[micro[0]])
             row_id = table.column(self.plan.id_column)[row].as_py()
             message = f"inference failed: {type(e).__name__}: {e}"
             if self.plan.spec.on_error == "raise":
                 raise RowError(f"row {self.plan.id_column}={row_id!r}: {message}") from e
             errors[row] = message
             return
-        token_outputs = self.plan.task.token_outputs
-        left = self.plan.task.padding_side == "left"
-        for k, (row, w, ids, _) in enumerate(batch):
-            results[(row, w)] = {name: _own_tokens(array[k], len(ids), left)
-                                 if name in token_outputs else array[k]
-                                 for name, array in outputs.items()}
+        mask = arrays["attention_mask"].astype(bool)
+        if collector is not None:
+            collector.add(micro, outputs, mask)
+            return
+        token_outputs = self.task.token_outputs
+        for k, window in enumerate(micro.tolist()):
+            results[window] = {name: array[k][:mask.shape[1]][mask[k]]
+                               if name in token_outputs else array[k]
+                               for name, array in outputs.items()}
 
-    def _forward(self, batch, table) -> dict[str, np.ndarray]:
-        task = self.plan.task
-        side = task.padding_side
-        input_ids, mask = pad([w[2] for w in batch], self.pad_id, side)  # (batch, seq)
-        self.padded_tokens += input_ids.size
-        arrays = {"input_ids": input_ids, "attention_mask": mask}
-        if batch[0][3] is not None:
-            arrays["token_type_ids"] = pad([w[3] for w in batch], 0, side)[0]
+    def _forward(self, arrays, micro, window_rows, table) -> dict[str, np.ndarray]:
+        self.padded_tokens += arrays["input_ids"].size
         extra = {}
-        if task.uses_row_keys:
+        if self.task.uses_row_keys:
             ids = table.column(self.plan.id_column)
-            extra["row_keys"] = [str(ids[w[0]].as_py()) for w in batch]
+            extra["row_keys"] = [str(ids[int(window_rows[w])].as_py()) for w in micro]
         return self.engine.forward(arrays, **extra)
-
-
-def _own_tokens(array: np.ndarray, length: int, left_padded: bool) -> np.ndarray:
-    """A window's own positions of a (seq, ...) token output: the first `length` when right-
-    padded, the last `length` when left-padded."""
-    return array[array.shape[0] - length:] if left_padded else array[:length]

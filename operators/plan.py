@@ -17,7 +17,10 @@ INPUT_IDS = "_cm_input_ids"            # list<list<int32>>: a row's windows of t
 TOKEN_TYPE_IDS = "_cm_token_type_ids"  # list<list<int32>>, or null
 EXTRAS = "_cm_extras"                  # binary: pickled per-row data from encode for decode
 TRUNCATED = "_cm_truncated"            # bool: encode cut the row's input to the window
-RAW = "_cm_raw"                        # binary: pickled list (one per window) of raw outputs
+RAW = "_cm_raw"                        # binary: pickled list (one per window) of raw outputs,
+                                       # for tasks whose outputs have no fixed shape
+RAW_PREFIX = "_cm_raw:"                # typed raw outputs (operators/raw_outputs.py)
+WINDOW_LENGTHS = "_cm_window_lengths"  # list<int32>: tokens of each of a row's windows
 ERROR = "error"
 
 
@@ -43,6 +46,9 @@ class JobPlan:
     backend: str = field(default="torch")
     graph: Any = field(default=None)  # onnx_export.GraphRef, or None
     pad_id: int | None = field(default=None)  # the tokenizer's padding id, when known
+    # tokenize inside the inference actors (True) or in tasks before them (False); settled on
+    # the driver from `resources.tokenize` and the placement (jobs/run.py)
+    tokenize_in_actor: bool = field(default=False)
 
     def __post_init__(self):
         object.__setattr__(self, "model_config", LazyConfig.wrap(self.model_config))
@@ -54,6 +60,10 @@ class JobPlan:
     @property
     def options(self) -> TaskOptions:
         return self.spec.task_options
+
+    @property
+    def task_output_names(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.task.output_fields())
 
 
 def _without_torch(config: Any) -> Any:

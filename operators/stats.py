@@ -31,12 +31,15 @@ class RunStats:
         self.stages: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         self.actors: dict[str, dict] = {}
         self.first_block_at: float | None = None  # seconds: the first inference block done
+        self.first_output_at: float | None = None  # epoch seconds: the first block to the sink
         self.corrupt: list[dict] = []  # row groups skipped as unreadable (skip_corrupt_files)
 
     def add(self, stage: str, actor: str | None = None, node: str | None = None,
             device: str | None = None, **counts: float) -> None:
         totals = self.stages[stage]
         totals["blocks"] += 1
+        if stage == "postprocess" and self.first_output_at is None:
+            self.first_output_at = time.time()
         for key, value in counts.items():
             totals[key] += value
         if actor is not None:
@@ -64,7 +67,8 @@ class RunStats:
     def snapshot(self) -> dict:
         return {"stages": {stage: dict(values) for stage, values in self.stages.items()},
                 "actors": [dict(a) for a in self.actors.values()],
-                "first_block_at": self.first_block_at, "corrupt": list(self.corrupt)}
+                "first_block_at": self.first_block_at, "first_output_at": self.first_output_at,
+                "corrupt": list(self.corrupt)}
 
 
 def peak_concurrent(actors: list[dict]) -> int:

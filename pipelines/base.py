@@ -56,19 +56,38 @@ class Encoded:
                    **kwargs)
 
 
-@dataclass
 class Rows:
-    """What decode sees for a batch of rows that were all processed without error."""
+    """What decode sees for a batch of rows that were all processed without error.
 
-    outputs: list[list[dict[str, np.ndarray]]]  # (row, window) -> raw output name -> array
-    texts: dict[str, list[str]]                 # input name -> the rows' input texts
-    extras: list[Any] = field(default_factory=list)  # per row, what encode kept (or None)
+    `outputs`: per row, per window, raw output name -> array. Given either as that list, or
+    as `raw`: typed columns read in place (operators/raw_outputs.py), from which `stacked`
+    takes (rows, ...) arrays without per-row work and `outputs` is built on first use."""
+
+    def __init__(self, outputs: list[list[dict[str, np.ndarray]]] | None = None,
+                 texts: dict[str, list[str]] | None = None, extras: list[Any] | None = None,
+                 raw: Any = None):
+        if (outputs is None) == (raw is None):
+            raise ValueError("Rows takes outputs or raw, one of them")
+        self._outputs = outputs
+        self.raw = raw
+        self.texts = texts or {}                # input name -> the rows' input texts
+        self.extras = extras if extras is not None else []  # per row, what encode kept
+
+    @property
+    def outputs(self) -> list[list[dict[str, np.ndarray]]]:
+        if self._outputs is None:
+            self._outputs = self.raw.per_row()
+        return self._outputs
 
     def __len__(self) -> int:
-        return len(self.outputs)
+        return len(self.raw) if self._outputs is None else len(self._outputs)
 
     def stacked(self, name: str) -> np.ndarray:
         """(rows, ...) from each row's single window: for one-window-per-row tasks."""
+        if self._outputs is None:
+            stacked = self.raw.stacked(name)
+            if stacked is not None:
+                return stacked
         return np.stack([windows[0][name] for windows in self.outputs])
 
 
@@ -93,6 +112,13 @@ class Task:
     # True: `forward` takes `row_keys=` (per window, its row's id as a string), e.g. to seed a
     # per-row random generator that does not depend on batching
     uses_row_keys: ClassVar[bool] = False
+    # True: every raw output of `forward` has, per window, a shape fixed by the model and the
+    # options (for `token_outputs`, after the token axis), so outputs travel from the actor as
+    # typed Arrow columns (operators/raw_outputs.py); False: as one pickle per row
+    typed_outputs: ClassVar[bool] = False
+    # False: `decode` never looks at its `tokenizer` argument (given None), so postprocess
+    # workers load no tokenizer (and import no transformers) for the task
+    decode_uses_tokenizer: ClassVar[bool] = True
     # options whose values `graph_forward` bakes into the computation (top-k, pooling, label
     # embeddings): an exported graph is reused only for the same values of these
     graph_options: ClassVar[tuple[str, ...]] = ()

@@ -80,6 +80,8 @@ class FeatureExtraction(Task):
     summary = "Embed each text as one vector (sentence-transformers pooling, or mean/cls/max)."
     input_columns = ("text",)
     Options = FeatureExtractionOptions
+    typed_outputs = True
+    decode_uses_tokenizer = False
     graph_options = ("pooling", "normalize")
 
     def output_fields(self):
@@ -138,7 +140,7 @@ class FeatureExtraction(Task):
         return {"embedding": embeddings}  # (batch, hidden)
 
     def decode(self, rows, options, config, tokenizer):
-        return {"embedding": list(rows.stacked("embedding"))}
+        return {"embedding": rows.stacked("embedding")}  # (rows, hidden)
 
     def report_facts(self, outputs):
         column = outputs.column("embedding").combine_chunks()

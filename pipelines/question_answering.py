@@ -82,6 +82,7 @@ class QuestionAnswering(Task):
     input_columns = ("question", "context")
     Options = QuestionAnsweringOptions
     token_outputs = frozenset({"start_logits", "end_logits"})
+    typed_outputs = True
 
     def output_fields(self):
         return [pa.field("answer", pa.string()), pa.field("score", pa.float32()),

@@ -10,6 +10,7 @@ import pkgutil
 from corpusmill.pipelines.base import Task
 
 _TASKS: dict[str, Task] = {}
+_LOADED = False
 
 
 class UnknownTask(KeyError):
@@ -40,8 +41,13 @@ def all_tasks() -> list[Task]:
 
 
 def _load_builtin_tasks() -> None:
-    # Imported lazily so `pipelines.base` stays light; importing twice is a no-op.
+    """Import every task module once. Lazily, so `pipelines.base` stays light; only once, as
+    `get_task` is on the hot path (listing the package's folder cost ~100 us a call)."""
+    global _LOADED
+    if _LOADED:
+        return
     from corpusmill import pipelines
 
     for module in pkgutil.iter_modules(pipelines.__path__):
         importlib.import_module(f"corpusmill.pipelines.{module.name}")
+    _LOADED = True

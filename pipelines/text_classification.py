@@ -63,6 +63,8 @@ class TextClassification(Task):
     summary = "Label each text with a sequence-classification model (sentiment, topic, ...)."
     input_columns = ("text",)
     Options = TextClassificationOptions
+    typed_outputs = True
+    decode_uses_tokenizer = False
 
     def output_fields(self):
         return [pa.field("label", pa.string()), pa.field("score", pa.float32()),
@@ -92,15 +94,16 @@ class TextClassification(Task):
     def decode(self, rows, options, config, tokenizer):
         scores = scores_from_logits(rows.stacked("logits"),  # (rows, num_labels)
                                     score_function(config, options.function_to_apply))
-        best = top_k_indices(scores, options.top_k)  # (batch, top_k)
-        id2label = config.id2label
-        labels, score, pairs = [], [], []
-        for row_scores, row_best in zip(scores, best):
-            ranked = [{"label": id2label[int(i)], "score": float(row_scores[i])} for i in row_best]
-            pairs.append(ranked)
-            labels.append(ranked[0]["label"])
-            score.append(ranked[0]["score"])
-        return {"label": labels, "score": score, "labels": pairs}
+        best = top_k_indices(scores, options.top_k)  # (rows, top_k)
+        names = np.array([config.id2label[i] for i in range(scores.shape[1])], dtype=object)
+        best_scores = np.take_along_axis(scores, best, axis=1).astype(np.float32)
+        pairs = pa.StructArray.from_arrays(
+            [pa.array(names[best].reshape(-1), pa.string()),
+             pa.array(best_scores.reshape(-1), pa.float32())], fields=list(LABEL_SCORE))
+        offsets = np.arange(0, best.size + 1, options.top_k, dtype=np.int32)
+        return {"label": pa.array(names[best[:, 0]], pa.string()),
+                "score": pa.array(best_scores[:, 0], pa.float32()),
+                "labels": pa.ListArray.from_arrays(pa.array(offsets), pairs)}
 
     Evaluate = EvaluateOptions  # gold: the expected label (string)
 

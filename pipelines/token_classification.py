@@ -254,6 +254,7 @@ class TokenClassification(Task):
     input_columns = ("text",)
     Options = TokenClassificationOptions
     token_outputs = frozenset({"logits"})
+    typed_outputs = True
 
     def output_fields(self):
         return [pa.field("entities", pa.list_(ENTITY))]

@@ -165,6 +165,8 @@ class ZeroShotClassification(Task):
                "or embedding similarity with an encoder, no trained head needed.")
     input_columns = ("text",)
     Options = ZeroShotOptions
+    typed_outputs = True
+    decode_uses_tokenizer = False
     # the label embeddings (embedding-similarity) are constants of the graph
     graph_options = ("candidate_labels", "hypothesis_template", "mode", "pooling")
 

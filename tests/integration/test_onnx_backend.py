@@ -1,6 +1,6 @@
-"""A whole job through the CLI on the default backend (`auto`: onnxruntime on CPU, the graph
-exported in a child process on the first run, read from the cache on the next) writes what
-the torch backend writes."""
+"""A whole job through the CLI on onnxruntime (the graph exported in a child process on the
+first run, read from the cache on the next) writes what the torch backend writes; the default
+`auto` runs torch in float32 and exports nothing."""
 from __future__ import annotations
 
 import pyarrow.parquet as pq
@@ -11,13 +11,14 @@ from tests.conftest import write_job, write_parquet
 from tests.corpora import varied_texts
 
 
-def test_auto_runs_onnxruntime_and_writes_what_torch_writes(tmp_path, tiny, ray_session,
+def test_onnxruntime_writes_what_torch_writes_and_auto_exports_nothing(tmp_path, tiny, ray_session,
                                                           monkeypatch, capsys):
     monkeypatch.setenv("CORPUSMILL_CACHE", str(tmp_path / "cache"))
     texts = [t for t in varied_texts(120, seed=9) if t.strip()]
     path = write_parquet(tmp_path / "in" / "corpus.parquet", {"text": texts})
     outputs = {}
-    for name, backend in (("torch", "torch"), ("auto", "auto"), ("auto-again", "auto")):
+    for name, backend in (("torch", "torch"), ("onnx", "onnxruntime"), ("onnx-again", "onnxruntime"),
+                          ("auto", "auto")):
         job = write_job(tmp_path / f"{name}.yaml", task="text-classification",
                         model=tiny.classifier, input=str(path), output=str(tmp_path / name),
                         options={"top_k": 2}, batching={"max_tokens": 512, "window_rows": 40},
@@ -25,9 +26,9 @@ def test_auto_runs_onnxruntime_and_writes_what_torch_writes(tmp_path, tiny, ray_
         assert main(["run", str(job)]) == EXIT_OK
         outputs[name] = {r["row_id"]: r for r in pq.read_table(tmp_path / name).to_pylist()}
         err = capsys.readouterr().err
-        assert ("backend onnxruntime: graph built once" in err) == (name == "auto"), err
+        assert ("backend onnxruntime: graph built once" in err) == (name == "onnx"), err
     assert len(outputs["torch"]) == len(texts)
-    for name in ("auto", "auto-again"):
+    for name in ("onnx", "onnx-again", "auto"):
         assert outputs[name].keys() == outputs["torch"].keys()
         for row_id, want in outputs["torch"].items():
             got = outputs[name][row_id]

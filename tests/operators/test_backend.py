@@ -1,5 +1,5 @@
-"""`resources.backend`: what is refused before any work, what `auto` falls back to (with one
-line saying why), the export cache (built once, keyed by what the graph bakes in, safe when
+"""`resources.backend`: what is refused before any work, what `auto` picks (torch in float32,
+with no export; onnxruntime's graph for int8) and falls back to (with one line saying why), the export cache (built once, keyed by what the graph bakes in, safe when
 two builders race), int8's agreement report, and an onnxruntime actor that imports neither
 torch nor transformers."""
 from __future__ import annotations
@@ -52,11 +52,25 @@ def test_without_onnxruntime_explicit_is_refused_and_auto_says_why(tmp_path, tin
     monkeypatch.setattr(engines, "onnxruntime_installed", lambda: False)
     with pytest.raises(JobError, match="onnxruntime is not installed.*pip install"):
         job(tmp_path / "a", tiny.classifier, backend="onnxruntime")
-    plan, corpus = job(tmp_path / "b", tiny.classifier)
+    plan, corpus = job(tmp_path / "b", tiny.classifier, dtype="int8")
     assert prepare_backend(plan, corpus, isolated=False).backend == "torch"
     assert capsys.readouterr().err.strip().splitlines() == [
         "corpusmill: backend auto: torch (onnxruntime is not installed (pip install "
         "'corpusmill[onnx]', or pip install onnxruntime onnx))"]
+
+
+def test_auto_runs_torch_in_float32_and_exports_nothing(tmp_path, tiny, monkeypatch, capsys):
+    """onnxruntime's float32 graph does not run faster than torch here (bench/RESULTS.md):
+    `auto` never spends a run's seconds exporting one."""
+    def refuse(request):
+        raise AssertionError("auto exported a graph in float32")
+
+    monkeypatch.setattr(onnx_export, "build", refuse)
+    monkeypatch.setattr(onnx_export, "run_build", refuse)
+    plan, corpus = job(tmp_path, tiny.classifier)
+    chosen = prepare_backend(plan, corpus, isolated=False)
+    assert chosen.backend == "torch" and chosen.graph is None
+    assert capsys.readouterr().err == ""
 
 
 def test_a_failed_export_falls_back_under_auto_and_stops_an_explicit_request(
@@ -65,7 +79,7 @@ def test_a_failed_export_falls_back_under_auto_and_stops_an_explicit_request(
         raise onnx_export.ExportFailed("the exported graph's 'logits' differs from torch's")
 
     monkeypatch.setattr(onnx_export, "build", fail)
-    plan, corpus = job(tmp_path, tiny.classifier)
+    plan, corpus = job(tmp_path, tiny.classifier, dtype="int8")
     assert prepare_backend(plan, corpus, isolated=False).backend == "torch"
     assert "backend auto: torch (the ONNX export failed: the exported graph's 'logits' " \
            "differs from torch's)" in capsys.readouterr().err
@@ -76,7 +90,7 @@ def test_a_failed_export_falls_back_under_auto_and_stops_an_explicit_request(
 
 
 def test_graph_is_built_once_and_keyed_by_the_options_it_bakes_in(tmp_path, tiny, capsys):
-    plan, corpus = job(tmp_path, tiny.encoder, task="feature-extraction")
+    plan, corpus = job(tmp_path, tiny.encoder, task="feature-extraction", backend="onnxruntime")
     first = prepare_backend(plan, corpus, isolated=False)
     assert first.backend == "onnxruntime" and "graph built once" in capsys.readouterr().err
     again = prepare_backend(plan, corpus, isolated=False)
@@ -131,7 +145,7 @@ def test_int8_reports_its_agreement_with_float32_at_the_start(tmp_path, tiny, ca
 def test_an_onnxruntime_actor_imports_neither_torch_nor_transformers(tmp_path, tiny):
     from corpusmill.operators.tokenize import tokenize_batch
 
-    plan, corpus = job(tmp_path, tiny.classifier)
+    plan, corpus = job(tmp_path, tiny.classifier, backend="onnxruntime")
     plan = prepare_backend(plan, corpus, isolated=False)
     from corpusmill.operators.read import CorpusDatasource
 
@@ -153,10 +167,10 @@ def test_an_onnxruntime_actor_imports_neither_torch_nor_transformers(tmp_path, t
     assert done.stdout.split() == ["60", "60", "False", "False"]
 
 
-def test_an_export_wrong_on_other_shapes_is_caught_and_auto_runs_torch(tmp_path, capsys):
+def test_an_export_wrong_on_other_shapes_is_caught(tmp_path):
     """Longformer pads its input to a multiple of its attention window in Python, which the
     trace records as constants: the graph is right only for the traced shape. The check on
-    batches of other shapes finds that, and `auto` runs torch."""
+    batches of other shapes finds that, and the job is refused before any work."""
     from tests.tiny_question_answering import build_longformer_qa
 
     model = build_longformer_qa(tmp_path / "longformer")
@@ -166,9 +180,8 @@ def test_an_export_wrong_on_other_shapes_is_caught_and_auto_runs_torch(tmp_path,
     path = write_parquet(tmp_path / "in" / "qa.parquet", {"question": [q for q, _ in rows],
                                                           "context": [c for _, c in rows]})
     spec = parse_spec({"task": "question-answering", "model": model, "input": str(path),
-                       "output": str(tmp_path / "out")})
+                       "output": str(tmp_path / "out"), "resources": {"backend": "onnxruntime"}})
     plan, corpus = preflight(spec)
-    plan = prepare_backend(dataclasses.replace(plan, torch_threads=1), corpus, isolated=False)
-    assert plan.backend == "torch"
-    assert "backend auto: torch (the ONNX export failed: the exported graph's 'start_logits' " \
-           "differs from torch's on a batch of shape" in capsys.readouterr().err
+    with pytest.raises(JobError, match="could not be exported to ONNX: the exported graph's "
+                                       "'start_logits' differs from torch's on a batch of shape"):
+        prepare_backend(dataclasses.replace(plan, torch_threads=1), corpus, isolated=False)
