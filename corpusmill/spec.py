@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from corpusmill.errors import JobError
+from corpusmill.kube_spec import KubeSettings
 from corpusmill.pipelines.base import EvaluateOptions, TaskOptions
 from corpusmill.pipelines.registry import UnknownTask, get_task
 
@@ -145,6 +146,10 @@ class JobSpec(_Strict):
         None, description="Score the output against a gold column after the run: {gold: "
                           "<column>} plus the task's gold options; rows with null gold are "
                           "left out and counted. Does not change what the job computes.")
+    kube: KubeSettings | None = Field(
+        None, description="How `corpusmill kube` runs the job on Kubernetes (KubeRay): "
+                          "image, namespace, Secret, worker groups, volumes. Ignored by "
+                          "`corpusmill run`; not part of the job id.")
 
     _options: TaskOptions = PrivateAttr()
     _evaluate: EvaluateOptions | None = PrivateAttr(None)
@@ -343,6 +348,8 @@ def _describe(error: ValidationError, model: type[BaseModel], *, prefix: str = "
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     for part in loc:
+        if isinstance(part, int):  # an item of a list of sections (kube.volumes.0)
+            continue
         annotation = model.model_fields[part].annotation
         # an optional section (`Section | None`) lists the section's keys
         annotation = next((a for a in typing.get_args(annotation)
