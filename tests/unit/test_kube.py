@@ -4,6 +4,7 @@ Kubernetes, and never carrying a credential. No cluster, no Ray, no model."""
 from __future__ import annotations
 
 import copy
+import shlex
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,9 @@ def test_demo_job_renders_a_configmap_and_a_rayjob_that_pass_the_crd_check(tmp_p
                                                                     "ray.io/v1")
     body = job["spec"]
     assert body["entrypoint"].startswith("corpusmill run /etc/corpusmill/job.yaml")
+    # KubeRay's submitter pastes the entrypoint into a shell line (`ray job submit ... --
+    # ENTRYPOINT ;`): it must be plain words, with nothing a shell would reinterpret
+    assert shlex.join(shlex.split(body["entrypoint"])) == body["entrypoint"]
     assert body["shutdownAfterJobFinishes"] is True
     assert body["ttlSecondsAfterFinished"] > 0 and body["backoffLimit"] >= 1
     assert "activeDeadlineSeconds" not in body
@@ -256,3 +260,16 @@ def test_flags_override_the_kube_block(tmp_path, capsys):
 def test_kube_without_a_job_or_check_is_a_clear_error(capsys):
     assert main(["kube"]) == EXIT_INVALID
     assert "give a job spec" in capsys.readouterr().err
+
+
+def test_a_raycluster_document_is_checked_against_the_raycluster_crd(tmp_path, capsys):
+    _, job = render_cli(capsys, str(gpu_job(tmp_path)))
+    cluster = {"apiVersion": "ray.io/v1", "kind": "RayCluster",
+               "metadata": {"name": "reviews", "namespace": "batch"},
+               "spec": copy.deepcopy(job["spec"]["rayClusterSpec"])}
+    assert kube.check_documents([cluster]) == []
+    cluster["spec"]["headGroupSpec"]["serviceTyp"] = "ClusterIP"
+    (problem,) = kube.check_documents([cluster])
+    assert "RayCluster reviews: spec.headGroupSpec:" in problem and "'serviceTyp'" in problem
+    assert kube.check_documents([{**cluster, "apiVersion": "ray.io/v1alpha1"}])
+    assert "is not one this check knows" in kube.check_documents([{"kind": "Deployment"}])[0]
