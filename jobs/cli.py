@@ -291,6 +291,7 @@ def kube(args) -> int:
     from pathlib import Path
 
     from corpusmill.jobs import kube as kuberay
+    from corpusmill.jobs.kube_check import KUBERAY_VERSION, check_text
     from corpusmill.spec import load_spec
 
     if args.check:
@@ -299,9 +300,9 @@ def kube(args) -> int:
         path = Path(args.check)
         if not path.is_file():
             raise JobError(f"kube --check: {args.check!r} does not exist")
-        documents = kuberay.check_text(path.read_text(encoding="utf-8"), args.check)
+        documents = check_text(path.read_text(encoding="utf-8"), args.check)
         kinds = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in documents)
-        print(f"ok: {kinds} match the KubeRay {kuberay.KUBERAY_VERSION} CRDs")
+        print(f"ok: {kinds} match the KubeRay {KUBERAY_VERSION} CRDs")
         return EXIT_OK
     if not args.job:
         raise JobError("kube: give a job spec (corpusmill kube JOB.yaml) or --check FILE")
@@ -316,7 +317,7 @@ def kube(args) -> int:
     Path(args.output).write_text(text, encoding="utf-8")
     kind = "RayCronJob" if args.schedule else "RayJob"
     print(f"wrote {args.output}: a ConfigMap with the job spec and a {kind} (checked against "
-          f"the KubeRay {kuberay.KUBERAY_VERSION} CRDs); apply with kubectl apply -f "
+          f"the KubeRay {KUBERAY_VERSION} CRDs); apply with kubectl apply -f "
           f"{args.output}")
     return EXIT_OK
 

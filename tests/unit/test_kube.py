@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from corpusmill.jobs import kube
+from corpusmill.jobs import kube_check
 from corpusmill.jobs.cli import EXIT_INVALID, EXIT_OK, main
 from corpusmill.spec import load_spec, parse_spec
 from tests.conftest import write_job
@@ -47,7 +47,7 @@ def test_demo_job_renders_a_configmap_and_a_rayjob_that_pass_the_crd_check(tmp_p
     out = tmp_path / "demo.yaml"
     assert main(["kube", str(DEMO), *ON_S3, *PIP, "-o", str(out)]) == EXIT_OK
     assert "kubectl apply -f" in capsys.readouterr().out
-    config_map, job = kube.check_text(out.read_text(), str(out))  # raises on any problem
+    config_map, job = kube_check.check_text(out.read_text(), str(out))  # raises on any problem
     assert main(["kube", "--check", str(out)]) == EXIT_OK
     assert "match the KubeRay v1.7.0 CRDs" in capsys.readouterr().out
 
@@ -85,7 +85,7 @@ def test_demo_job_renders_a_configmap_and_a_rayjob_that_pass_the_crd_check(tmp_p
 
 def test_gpu_job_takes_its_groups_from_the_spec_and_its_kube_block(tmp_path, capsys):
     config_map, job = render_cli(capsys, str(gpu_job(tmp_path)), "--active-deadline", "7200")
-    assert kube.check_documents([config_map, job]) == []
+    assert kube_check.check_documents([config_map, job]) == []
     assert job["metadata"]["namespace"] == config_map["metadata"]["namespace"] == "batch"
     body = job["spec"]
     assert body["activeDeadlineSeconds"] == 7200
@@ -128,7 +128,7 @@ def test_an_unknown_field_anywhere_fails_the_check(tmp_path, capsys, breakage, u
     documents = render_cli(capsys, str(gpu_job(tmp_path)))
     broken = copy.deepcopy(documents)
     breakage(broken)
-    problems = kube.check_documents(broken)
+    problems = kube_check.check_documents(broken)
     assert problems and any(f"'{unexpected}' was unexpected" in p for p in problems), problems
     out = tmp_path / "broken.yaml"
     out.write_text(yaml.safe_dump_all(broken))
@@ -143,13 +143,13 @@ def test_the_check_accepts_valid_edits_and_refuses_wrong_types_and_names(tmp_pat
     containers(edited[1]["spec"]["rayClusterSpec"]["headGroupSpec"]["template"])[0][
         "imagePullPolicy"] = "Always"
     edited[1]["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["num-cpus"] = "0"
-    assert kube.check_documents(edited) == []
+    assert kube_check.check_documents(edited) == []
 
     wrong = copy.deepcopy(documents)
     wrong[1]["spec"]["backoffLimit"] = "two"
     wrong[1]["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].pop("groupName")
     wrong[1]["metadata"]["name"] = "x" * 48  # a RayJob name has at most 47 characters
-    problems = " ".join(kube.check_documents(wrong))
+    problems = " ".join(kube_check.check_documents(wrong))
     assert "spec.backoffLimit: 'two' is not of type 'integer'" in problems
     assert "'groupName' is a required property" in problems
     assert "metadata.name" in problems
@@ -158,7 +158,7 @@ def test_the_check_accepts_valid_edits_and_refuses_wrong_types_and_names(tmp_pat
 def test_schedule_gives_a_raycronjob_whose_runs_process_only_new_files(tmp_path, capsys):
     config_map, cron = render_cli(capsys, str(gpu_job(tmp_path)), "--schedule", "15 * * * *",
                                   "--name", "hourly-reviews")
-    assert kube.check_documents([config_map, cron]) == []
+    assert kube_check.check_documents([config_map, cron]) == []
     assert (cron["kind"], cron["metadata"]["name"]) == ("RayCronJob", "hourly-reviews")
     assert cron["spec"]["schedule"] == "15 * * * *"
     template = cron["spec"]["jobTemplate"]
@@ -220,7 +220,7 @@ def test_credentials_are_never_rendered_only_the_secret_name(tmp_path, capsys, m
     text = out.read_text()
     for value in sentinels.values():
         assert value not in text
-    _, job = kube.check_text(text, str(out))
+    _, job = kube_check.check_text(text, str(out))
     cluster = job["spec"]["rayClusterSpec"]
     for template in [cluster["headGroupSpec"]["template"],
                      *(g["template"] for g in cluster["workerGroupSpecs"])]:
@@ -267,9 +267,9 @@ def test_a_raycluster_document_is_checked_against_the_raycluster_crd(tmp_path, c
     cluster = {"apiVersion": "ray.io/v1", "kind": "RayCluster",
                "metadata": {"name": "reviews", "namespace": "batch"},
                "spec": copy.deepcopy(job["spec"]["rayClusterSpec"])}
-    assert kube.check_documents([cluster]) == []
+    assert kube_check.check_documents([cluster]) == []
     cluster["spec"]["headGroupSpec"]["serviceTyp"] = "ClusterIP"
-    (problem,) = kube.check_documents([cluster])
+    (problem,) = kube_check.check_documents([cluster])
     assert "RayCluster reviews: spec.headGroupSpec:" in problem and "'serviceTyp'" in problem
-    assert kube.check_documents([{**cluster, "apiVersion": "ray.io/v1alpha1"}])
-    assert "is not one this check knows" in kube.check_documents([{"kind": "Deployment"}])[0]
+    assert kube_check.check_documents([{**cluster, "apiVersion": "ray.io/v1alpha1"}])
+    assert "is not one this check knows" in kube_check.check_documents([{"kind": "Deployment"}])[0]
