@@ -157,10 +157,12 @@ def _scheduled(spec, schedule: str):
     if not CRON.match(schedule.strip()):
         raise JobError(f"--schedule {schedule!r} is not a cron schedule: five fields "
                        f"(minute hour day month weekday), e.g. '0 * * * *', or @hourly, @daily")
-    if spec.output_mode == "overwrite":
-        raise JobError("a scheduled job runs incrementally (each run adds the rows of new "
-                       "files), but this spec has output_mode: overwrite, which would recompute "
-                       "everything every run: set output_mode: resume (--set output_mode=resume)")
+    if spec.output_mode != "resume":
+        effect = ("recompute everything every run" if spec.output_mode == "overwrite"
+                  else "refuse every run after the first")
+        raise JobError(f"a scheduled job runs incrementally (each run adds the rows of new "
+                       f"files), but this spec has output_mode: {spec.output_mode}, which would "
+                       f"{effect}: set output_mode: resume (--set output_mode=resume)")
     scheduled = spec.model_copy(update={"incremental": True})
     scheduled._options = spec.task_options
     scheduled._evaluate = spec.evaluate_options

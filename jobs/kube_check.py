@@ -96,7 +96,9 @@ def check_documents(documents: list) -> list[str]:
             problems.append(f"document {number}: not a mapping")
             continue
         kind = document.get("kind")
-        name = (document.get("metadata") or {}).get("name", f"document {number}")
+        meta = document.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        name = name if isinstance(name, str) else f"document {number}"
         if kind not in (*RAY_KINDS, "ConfigMap"):
             problems.append(f"{name}: kind {kind!r} is not one this check knows (RayJob, "
                             f"RayCronJob, RayCluster, ConfigMap)")

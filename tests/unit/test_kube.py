@@ -173,6 +173,10 @@ def test_schedule_refuses_overwrite_and_bad_cron(capsys):
     assert main(["kube", str(DEMO), *ON_S3, *PIP, "--schedule", "@hourly"]) == EXIT_INVALID
     err = capsys.readouterr().err
     assert "output_mode: overwrite" in err and "--set output_mode=resume" in err
+    assert main(["kube", str(DEMO), *ON_S3, *PIP, "--set", "output_mode=error",
+                 "--schedule", "@hourly"]) == EXIT_INVALID
+    assert "output_mode: error, which would refuse every run after the first" in \
+        capsys.readouterr().err
     assert main(["kube", str(DEMO), *ON_S3, *PIP, "--set", "output_mode=resume",
                  "--schedule", "every hour"]) == EXIT_INVALID
     assert "not a cron schedule" in capsys.readouterr().err
@@ -273,3 +277,5 @@ def test_a_raycluster_document_is_checked_against_the_raycluster_crd(tmp_path, c
     assert "RayCluster reviews: spec.headGroupSpec:" in problem and "'serviceTyp'" in problem
     assert kube_check.check_documents([{**cluster, "apiVersion": "ray.io/v1alpha1"}])
     assert "is not one this check knows" in kube_check.check_documents([{"kind": "Deployment"}])[0]
+    problems = kube_check.check_documents([{**cluster, "metadata": "reviews"}])
+    assert "RayCluster document 1: metadata: 'reviews' is not of type 'object'" in problems
