@@ -56,20 +56,45 @@ def reference_pages() -> dict[str, str]:
 
 def spec_reference(model: type[BaseModel], *, title: str, intro: str = "",
                    example: Path | None = None) -> str:
-    """A page with one table row per key of `model`, nested sections as dotted keys
-    (`batching.max_tokens`): type, default and the field's description."""
+    """A page with a table of `model`'s top-level keys, then one section per nested model (a
+    section such as `batching`, or the {min, max} form of `resources.concurrency`) with its
+    keys dotted (`batching.max_tokens`): type, default and the field's description."""
     lines = [f"# {title}", "", "<!-- generated from the code by corpusmill/docs_reference.py: "
              "do not edit -->", ""]
     if intro:
         lines += [intro, ""]
-    lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
-    for key, field in spec_fields(model):
-        lines.append(f"| `{key}` | {type_text(field.annotation)} | {default_text(field)} | "
-                     f"{cell(field.description or '')} |")
+    for key, section in spec_sections(model):
+        if key:
+            lines += [f"## `{key}` {{ #{anchor(key)} }}", ""]
+            if section.__doc__ and section.__doc__ != BaseModel.__doc__:
+                lines += [" ".join(section.__doc__.split()), ""]
+        lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
+        for name, field in section.model_fields.items():
+            dotted = f"{key}.{name}" if key else name
+            meaning = cell(field.description or "")
+            if nested_models(field.annotation):
+                meaning += f" [Keys](#{anchor(dotted)})."
+            lines.append(f"| `{dotted}` | {type_text(field.annotation)} | "
+                         f"{default_text(field)} | {meaning} |")
+        lines.append("")
     if example is not None:
-        lines += ["", "## Example", "", f"`jobs/examples/{example.name}`:", "", "```yaml",
+        lines += ["## Example", "", f"`jobs/examples/{example.name}`:", "", "```yaml",
                   example.read_text(encoding="utf-8").rstrip(), "```"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def spec_sections(model: type[BaseModel], key: str = "") -> list[tuple[str, type[BaseModel]]]:
+    """(dotted key, model) for `model` itself ("") and every model nested in it, in order."""
+    sections = [(key, model)]
+    for name, field in model.model_fields.items():
+        for nested in nested_models(field.annotation):
+            sections += spec_sections(nested, f"{key}.{name}" if key else name)
+    return sections
+
+
+def anchor(key: str) -> str:
+    """The heading id of a section's key: `resources.concurrency` -> `resources-concurrency`."""
+    return key.replace(".", "-").replace("_", "-")
 
 
 def spec_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, FieldInfo]]:
@@ -99,7 +124,7 @@ def type_text(annotation: Any) -> str:
     if annotation is type(None):
         return "`null`"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "section"
+        return "mapping"
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is Literal:
         return " \\| ".join(f"`{value}`" for value in args)

@@ -135,9 +135,9 @@ class JobSpec(_Strict):
                                     "validated by the task (the tasks reference lists them).")
     batching: Batching = Field(default_factory=Batching, description="How rows become forward "
                                "passes: rows sorted by length within a window, batches cut by "
-                               "padded tokens (keys below).")
+                               "padded tokens.")
     resources: Resources = Field(default_factory=Resources, description="Where and on what the "
-                                 "model runs: actors, GPUs, dtype, backend, retries (keys below).")
+                                 "model runs: actors, GPUs, dtype, backend, retries.")
     on_error: Literal["record", "skip", "raise"] = Field(
         "record", description="Per-row errors: keep the row with `error` set and null outputs "
                               "(record), leave it out (skip), or stop the job (raise).")

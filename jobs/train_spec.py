@@ -112,11 +112,11 @@ class TrainSpec(StrictModel):
                                           description="Validation data; null: none (no "
                                           "validation metric, no early stopping).")
     options: dict[str, Any] = Field(default_factory=dict, description="Training task options.")
-    training: Training = Field(default_factory=Training, description="Hyperparameters (keys "
-                               "below); AdamW with linear warmup and decay to 0.")
+    training: Training = Field(default_factory=Training, description="Hyperparameters; "
+                               "AdamW with linear warmup and decay to 0.")
     resources: TrainResources = Field(default_factory=TrainResources, description="Where "
                                       "training runs: in this process, or data-parallel on "
-                                      "Ray Train (keys below).")
+                                      "Ray Train.")
     output_mode: Literal["resume", "overwrite", "error"] = Field(
         "resume", description="When the output folder already holds files: finish the same "
                               "training where it stopped (resume; a finished one is reported "
