@@ -23,14 +23,15 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 HELP_WIDTH = 90  # the CLI's help is rendered at a fixed width, whatever the terminal
-EXAMPLES = Path(__file__).resolve().parent.parent / "jobs" / "examples"
 
 
 def reference_pages() -> dict[str, str]:
     """Site path (under docs/) -> Markdown of every generated reference page."""
+    from corpusmill import jobs
     from corpusmill.jobs.train_spec import TrainSpec
     from corpusmill.spec import JobSpec
 
+    examples = Path(jobs.__file__).parent / "examples"  # the packaged example jobs
     return {
         "reference/job-spec.md": spec_reference(
             JobSpec, title="Job spec reference",
@@ -39,14 +40,14 @@ def reference_pages() -> dict[str, str]:
                   "unknown keys are refused, naming the accepted ones; `--set key.sub=value` "
                   "overrides any key (values parse as YAML). The guide: "
                   "[Jobs and specs](../guides/jobs.md).",
-            example=EXAMPLES / "topics_minilm.yaml"),
+            example=examples / "topics_minilm.yaml"),
         "reference/train-spec.md": spec_reference(
             TrainSpec, title="Train spec reference",
             intro="A train spec is a YAML file read by `corpusmill train`, in the job spec's "
                   "style: relative paths resolve against the file's folder, unknown keys are "
                   "refused, `--set key=value` overrides. The guide: "
                   "[Training](../guides/training.md).",
-            example=EXAMPLES / "train_topics_minilm.yaml"),
+            example=examples / "train_topics_minilm.yaml"),
         "reference/tasks.md": tasks_reference(),
         "reference/cli.md": cli_reference(),
     }
