@@ -22,6 +22,11 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PARTIAL, EXIT_NOTHING_NEW = 0, 1, 2, 3,
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `corpusmill` argument parser (the docs site renders its help: docs_reference.py)."""
     parser = argparse.ArgumentParser(prog="corpusmill", description="Batch NLP over Parquet "
                                      "corpora on Ray Data.")
     common = argparse.ArgumentParser(add_help=False)
@@ -74,8 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                      metavar="KEY=VALUE", help="override a spec key, e.g. training.epochs=5 "
                      "(repeatable; values parse as YAML)")
     _kube_parser(sub, common)
-    sub.add_parser("tasks", help="list the tasks, their inputs, options and output columns",
-                   parents=[common])
+    text = "list the tasks, their inputs, options and output columns"
+    sub.add_parser("tasks", help=text, description=text, parents=[common])
     cmd = sub.add_parser("report", help="rebuild a job's run report from its output folder",
                          parents=[common],
                          description="rebuild <output>/.corpusmill/report/ (report.json, report.html and, "
@@ -88,7 +93,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         cmd = sub.add_parser(name, help=text, description=text, parents=[common])
         cmd.add_argument("submission_id", help="the id `corpusmill submit` printed")
         _address_argument(cmd)
-    return parser.parse_args(argv)
+    return parser
 
 
 def _kube_parser(sub, common) -> None:
