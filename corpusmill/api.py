@@ -120,6 +120,7 @@ class RunResult:
 
     @property
     def output(self) -> str:
+        """The output folder (a path or a URI), absolute."""
         return self.summary.output
 
     @property
@@ -131,14 +132,17 @@ class RunResult:
 
     @property
     def partial(self) -> bool:
+        """True when rows have errors or were skipped, or corrupt files were skipped (exit 3)."""
         return self.summary.partial
 
     @property
     def nothing_new(self) -> bool:
+        """True when an incremental run found no new input file and did nothing (exit 4)."""
         return self.summary.nothing_new
 
     @property
     def log_path(self) -> str | None:
+        """The run's log: everything Ray printed (`<output>/.corpusmill/logs/<run id>.log`)."""
         return self.summary.log_path
 
     @property
@@ -161,6 +165,7 @@ class RunResult:
         return self.report.get("README.md")
 
     def manifest(self) -> dict | None:
+        """`.corpusmill/manifest.json` of the output: job id, status, spec, counts, placement."""
         from corpusmill.jobs.output import read_manifest
 
         return read_manifest(self.output)
@@ -204,6 +209,7 @@ class RunResult:
         return datasets.load_dataset("parquet", data_files=self.data_files(), split="train")
 
     def lines(self) -> list[str]:
+        """The summary lines the CLI prints after a run."""
         return self.summary.lines()
 
     def __repr__(self) -> str:

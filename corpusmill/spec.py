@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from corpusmill.errors import JobError
+from corpusmill.kube_spec import KubeSettings
 from corpusmill.pipelines.base import EvaluateOptions, TaskOptions
 from corpusmill.pipelines.registry import UnknownTask, get_task
 
@@ -56,7 +57,10 @@ class Resources(_Strict):
                             "pool), a range {min: 1, max: 8} (an elastic pool), or `auto`: on "
                             "an autoscaling cluster from 1 to as many as its node types allow "
                             "(one per GPU, or one single-threaded actor per CPU core, at most 8 "
-                            "per node); on a fixed cluster as many as it holds now.")
+                            "per node); on a fixed cluster as many as it holds now. An elastic "
+                            "pool grows while blocks queue (on an autoscaling cluster the "
+                            "autoscaler adds nodes for it); more actors than the cluster can "
+                            "ever hold are refused before any work.")
 
     @field_validator("concurrency", mode="before")
     @classmethod
@@ -111,7 +115,8 @@ class Resources(_Strict):
                                       "default: the node's cores divided among the actors.")
     max_retries: int = Field(3, ge=0, description="Retries of a task or restarts of an actor "
                              "lost to a system failure (dead worker, lost node) before the job "
-                             "fails; a model that cannot load fails at once.")
+                             "fails; a block sent to an actor that is restarting waits for it; "
+                             "a model that cannot load fails at once.")
 
 
 class JobSpec(_Strict):
@@ -119,32 +124,47 @@ class JobSpec(_Strict):
     model: str = Field(..., description="Hugging Face hub id, local model folder, or "
                        "`package:MODULE/SUBDIR` for a folder inside an installed Python package.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
-    input: str = Field(..., description="Parquet file, folder, or glob; local or object storage.")
-    output: str = Field(..., description="Output folder for Parquet files.")
+    input: str = Field(..., description="Parquet file, folder (searched recursively; names "
+                       "starting `_` or `.` skipped), or glob; hive-style folders "
+                       "(`date=2026-11-22/`) become string columns. Also Arrow IPC files "
+                       "(`*.arrow`), a `datasets` `save_to_disk` folder, JSON Lines (`*.jsonl`, "
+                       "`*.ndjson`) and `hf://datasets/OWNER/NAME[@REVISION]/PATH`; local or "
+                       "object storage.")
+    output: str = Field(..., description="Output folder for Parquet files (local or object "
+                        "storage); corpusmill's own files go to its `.corpusmill/` folder.")
     columns: dict[str, str] = Field(default_factory=dict, description="Task input -> corpus "
                                     "column, e.g. {text: review_body}; default: same name.")
     id_column: str | None = Field(None, description="Column that identifies rows; when absent "
-                                  "a `row_id` column ('<file>:<row>') is added.")
+                                  "a `row_id` column ('<file relative to input>:<row in file>') "
+                                  "is added.")
     keep_columns: list[str] | None = Field(None, description="Corpus columns copied to the "
-                                           "output; default: all.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Task options.")
-    batching: Batching = Field(default_factory=Batching)
-    resources: Resources = Field(default_factory=Resources)
+                                           "output (files lacking one get nulls); default: all.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Task options, typed and "
+                                    "validated by the task (the tasks reference lists them).")
+    batching: Batching = Field(default_factory=Batching, description="How rows become forward "
+                               "passes: rows sorted by length within a window, batches cut by "
+                               "padded tokens.")
+    resources: Resources = Field(default_factory=Resources, description="Where and on what the "
+                                 "model runs: actors, GPUs, dtype, backend, retries.")
     on_error: Literal["record", "skip", "raise"] = Field(
         "record", description="Per-row errors: keep the row with `error` set and null outputs "
                               "(record), leave it out (skip), or stop the job (raise).")
     output_mode: Literal["resume", "overwrite", "error"] = Field(
         "resume", description="When the output folder already holds files: finish the same "
                               "job where it stopped and refuse another job's output (resume), "
-                              "replace them (overwrite), or refuse (error).")
+                              "replace corpusmill's files (overwrite; a folder holding "
+                              "anything else is refused), or refuse (error).")
     incremental: bool = Field(False, description="Process only input files that no earlier "
-                              "run of this job finished (by name, size and modification time) "
+                              "run of this job finished (by name, size and a fingerprint of "
+                              "the content) "
                               "and add their rows to the output; for scheduled runs over a "
                               "growing corpus. `corpusmill run --incremental` sets it.")
     partition_by: list[str] = Field(default_factory=list, description="Output columns to "
                                     "partition the output by, hive-style (`date=.../`).")
     skip_corrupt_files: bool = Field(False, description="Skip input files that are not readable "
-                                     "Parquet (listed in the summary) instead of refusing the job.")
+                                     "Parquet, and row groups whose data pages are damaged, "
+                                     "instead of refusing the job (listed in the summary; "
+                                     "exit 3).")
     trust_remote_code: bool = Field(False, description="Allow model code from the checkpoint.")
     allow_pickle: bool = Field(False, description="Allow pickle-based (.bin) weights; default "
                                "loads safetensors only.")
@@ -152,6 +172,10 @@ class JobSpec(_Strict):
         None, description="Score the output against a gold column after the run: {gold: "
                           "<column>} plus the task's gold options; rows with null gold are "
                           "left out and counted. Does not change what the job computes.")
+    kube: KubeSettings | None = Field(
+        None, description="How `corpusmill kube` runs the job on Kubernetes (KubeRay): "
+                          "image, namespace, Secret, worker groups, volumes. Ignored by "
+                          "`corpusmill run`; not part of the job id.")
 
     _options: TaskOptions = PrivateAttr()
     _evaluate: EvaluateOptions | None = PrivateAttr(None)
@@ -350,6 +374,8 @@ def _describe(error: ValidationError, model: type[BaseModel], *, prefix: str = "
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     for part in loc:
+        if isinstance(part, int):  # an item of a list of sections (kube.volumes.0)
+            continue
         annotation = model.model_fields[part].annotation
         # an optional section (`Section | None`) lists the section's keys
         annotation = next((a for a in typing.get_args(annotation)

@@ -1,5 +1,5 @@
 """The `corpusmill` command: run | validate | evaluate | report | train | tasks | submit |
-status | logs | stop.
+status | logs | stop | kube.
 
 Exit status of `run` (and of `submit --wait`): 0 success; 1 the job failed while running;
 2 the job spec, input, model or output is wrong (nothing was run); 3 the job completed, but
@@ -22,6 +22,11 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PARTIAL, EXIT_NOTHING_NEW = 0, 1, 2, 3,
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `corpusmill` argument parser (the docs site renders its help: docs_reference.py)."""
     parser = argparse.ArgumentParser(prog="corpusmill", description="Batch NLP over Parquet "
                                      "corpora on Ray Data.")
     common = argparse.ArgumentParser(add_help=False)
@@ -52,6 +57,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             cmd.add_argument("--verbose", action="store_true", help="show Ray's own logs, "
                              "warnings and progress on the terminal (by default they go to "
                              "<output>/.corpusmill/logs/<run>.log)")
+            cmd.add_argument("--exit-zero-if-complete", action="store_true", help="exit 0 "
+                             "also when the job completed with row errors or skipped files (3) "
+                             "or found nothing new (4), for runners that retry every non-zero "
+                             "exit (a KubeRay RayJob); the summary still says what happened")
         if name == "evaluate":
             cmd.add_argument("--sample", type=int, default=None, metavar="N", help="run the "
                              "model on a seeded, length-stratified sample of N rows (with gold) "
@@ -69,8 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     cmd.add_argument("--set", dest="overrides", action="append", default=[],
                      metavar="KEY=VALUE", help="override a spec key, e.g. training.epochs=5 "
                      "(repeatable; values parse as YAML)")
-    sub.add_parser("tasks", help="list the tasks, their inputs, options and output columns",
-                   parents=[common])
+    _kube_parser(sub, common)
+    text = "list the tasks, their inputs, options and output columns"
+    sub.add_parser("tasks", help=text, description=text, parents=[common])
     cmd = sub.add_parser("report", help="rebuild a job's run report from its output folder",
                          parents=[common],
                          description="rebuild <output>/.corpusmill/report/ (report.json, report.html and, "
@@ -83,7 +93,40 @@ def parse_args(argv=None) -> argparse.Namespace:
         cmd = sub.add_parser(name, help=text, description=text, parents=[common])
         cmd.add_argument("submission_id", help="the id `corpusmill submit` printed")
         _address_argument(cmd)
-    return parser.parse_args(argv)
+    return parser
+
+
+def _kube_parser(sub, common) -> None:
+    text = ("render Kubernetes manifests (KubeRay: a ConfigMap with the resolved spec and a "
+            "RayJob, or with --schedule a RayCronJob) for a job, checked against the KubeRay "
+            "v1.7.0 CRDs; or, with --check FILE, check manifests")
+    cmd = sub.add_parser("kube", help=text, description=text, parents=[common])
+    cmd.add_argument("job", nargs="?", help="job spec (YAML); its optional kube: block sets "
+                     "image, namespace, Secret, worker groups and volumes")
+    cmd.add_argument("--set", dest="overrides", action="append", default=[],
+                     metavar="KEY=VALUE", help="override a spec key, e.g. "
+                     "input=s3://bucket/in/ or kube.gpu_workers.gpu_type=NVIDIA-L4 "
+                     "(repeatable; values parse as YAML)")
+    cmd.add_argument("--check", metavar="FILE", help="check FILE's manifests against the "
+                     "KubeRay v1.7.0 CRDs (unknown fields refused) instead of rendering")
+    cmd.add_argument("--schedule", metavar="CRON", help="a RayCronJob on this schedule, e.g. "
+                     "'0 * * * *'; each run processes only new input files (KubeRay >= 1.6 "
+                     "with the RayCronJob feature gate)")
+    cmd.add_argument("--name", help="name of the RayJob / RayCronJob (default: TASK-JOBID)")
+    cmd.add_argument("--image", help="container image with corpusmill installed (kube.image)")
+    cmd.add_argument("--pip", action="append", default=[], metavar="REQUIREMENT",
+                     help="a pip requirement the job's runtime environment installs on every "
+                     "node, e.g. a corpusmill wheel URL (kube.pip; repeatable)")
+    cmd.add_argument("--namespace", help="namespace (kube.namespace)")
+    cmd.add_argument("--secret", help="Secret whose keys become the pods' environment, e.g. "
+                     "AWS_ACCESS_KEY_ID (kube.secret); its values are never rendered")
+    cmd.add_argument("--volume", dest="volumes", action="append", default=[],
+                     metavar="CLAIM:/MOUNT/PATH", help="mount a PersistentVolumeClaim in every "
+                     "pod; job paths under it are accepted (kube.volumes; repeatable)")
+    cmd.add_argument("--active-deadline", type=int, metavar="SECONDS",
+                     help="stop a run that takes longer (kube.active_deadline_seconds)")
+    cmd.add_argument("-o", "--output", metavar="FILE", help="write the manifests to FILE "
+                     "(default: standard output)")
 
 
 def _address_argument(cmd) -> None:
@@ -121,6 +164,8 @@ def _dispatch(args, debug: bool) -> int:
         return report(args.output)
     if args.command == "train":
         return train(args.spec, args.overrides, debug)
+    if args.command == "kube":
+        return kube(args)
     from corpusmill.spec import load_spec
 
     overrides = list(args.overrides)
@@ -135,7 +180,10 @@ def _dispatch(args, debug: bool) -> int:
         from corpusmill.jobs.evaluate import evaluate_command
 
         return evaluate_command(spec, args.sample, args.seed)
-    return run(spec, args.address, args.verbose, args.connect_timeout, debug)
+    code = run(spec, args.address, args.verbose, args.connect_timeout, debug)
+    if args.exit_zero_if_complete and code in (EXIT_PARTIAL, EXIT_NOTHING_NEW):
+        return EXIT_OK
+    return code
 
 
 def validate(spec) -> int:
@@ -241,6 +289,42 @@ def submit(spec, address: str | None, wait: bool) -> int:
     # the driver's own exit status tells partial (3) and nothing new (4) from failure
     code = jobs.get_job_info(submission_id).driver_exit_code
     return code if code in (EXIT_INVALID, EXIT_PARTIAL, EXIT_NOTHING_NEW) else EXIT_FAILED
+
+
+def kube(args) -> int:
+    """`corpusmill kube`: render (checked) manifests, or --check a file of them."""
+    from pathlib import Path
+
+    from corpusmill.jobs import kube as kuberay
+    from corpusmill.jobs.kube_check import KUBERAY_VERSION, check_text
+    from corpusmill.spec import load_spec
+
+    if args.check:
+        if args.job:
+            raise JobError("kube: give a job spec to render or --check FILE, not both")
+        path = Path(args.check)
+        if not path.is_file():
+            raise JobError(f"kube --check: {args.check!r} does not exist")
+        documents = check_text(path.read_text(encoding="utf-8"), args.check)
+        kinds = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in documents)
+        print(f"ok: {kinds} match the KubeRay {KUBERAY_VERSION} CRDs")
+        return EXIT_OK
+    if not args.job:
+        raise JobError("kube: give a job spec (corpusmill kube JOB.yaml) or --check FILE")
+    spec = load_spec(args.job, args.overrides)
+    settings = kuberay.settings_for(
+        spec, image=args.image, pip=args.pip, namespace=args.namespace, secret=args.secret,
+        volumes=args.volumes, active_deadline_seconds=args.active_deadline)
+    text = kuberay.manifests(spec, settings, name=args.name, schedule=args.schedule)
+    if not args.output:
+        print(text, end="")
+        return EXIT_OK
+    Path(args.output).write_text(text, encoding="utf-8")
+    kind = "RayCronJob" if args.schedule else "RayJob"
+    print(f"wrote {args.output}: a ConfigMap with the job spec and a {kind} (checked against "
+          f"the KubeRay {KUBERAY_VERSION} CRDs); apply with kubectl apply -f "
+          f"{args.output}")
+    return EXIT_OK
 
 
 def follow(command: str, submission_id: str, address: str | None) -> int:

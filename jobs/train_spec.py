@@ -36,8 +36,8 @@ class Validation(StrictModel):
                                 "input's labelled rows for validation: a row is held out when a "
                                 "hash of its id and `seed` falls below it, so membership does "
                                 "not move when rows are added or reordered.")
-    input: str | None = Field(None, description="A second Parquet input (file, folder, glob) "
-                              "with the same columns, used whole for validation.")
+    input: str | None = Field(None, description="A second input (file, folder, glob) with the "
+                              "same columns, used whole for validation.")
     seed: int = Field(0, description="Seed of the split's hash.")
 
     @model_validator(mode="after")
@@ -98,7 +98,9 @@ class TrainSpec(StrictModel):
     model: str = Field(..., description="Base checkpoint: hub id, local folder, or "
                        "`package:MODULE/SUBDIR`.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
-    input: str = Field(..., description="Labelled Parquet file, folder, or glob.")
+    input: str = Field(..., description="The labelled rows, named as a job's `input` (Parquet, "
+                       "Arrow, JSON Lines, a saved dataset, `hf://`; local or object storage) "
+                       "and read by the same reader.")
     output: str = Field(..., description="The trained model folder (local or object storage).")
     columns: dict[str, str] = Field(default_factory=dict, description="Training field -> "
                                     "corpus column, e.g. {text: body, label: topic}; default: "
@@ -110,13 +112,16 @@ class TrainSpec(StrictModel):
                                           description="Validation data; null: none (no "
                                           "validation metric, no early stopping).")
     options: dict[str, Any] = Field(default_factory=dict, description="Training task options.")
-    training: Training = Field(default_factory=Training)
-    resources: TrainResources = Field(default_factory=TrainResources)
+    training: Training = Field(default_factory=Training, description="Hyperparameters; "
+                               "AdamW with linear warmup and decay to 0.")
+    resources: TrainResources = Field(default_factory=TrainResources, description="Where "
+                                      "training runs: in this process, or data-parallel on "
+                                      "Ray Train.")
     output_mode: Literal["resume", "overwrite", "error"] = Field(
         "resume", description="When the output folder already holds files: finish the same "
                               "training where it stopped (resume; a finished one is reported "
-                              "and left alone), train again from the base (overwrite), or "
-                              "refuse (error).")
+                              "and left alone), train again from the base (overwrite, "
+                              "only a folder `corpusmill train` wrote), or refuse (error).")
     trust_remote_code: bool = Field(False, description="Allow model code from the checkpoint.")
     allow_pickle: bool = Field(False, description="Allow pickle-based (.bin) weights.")
 

@@ -3,7 +3,7 @@
 Every operator reports, per block it handles, to one small Ray actor of the run (`RunStats`,
 named after the run id, no CPU reserved). The driver reads its snapshot for the progress
 display and writes the final one into the manifest (`stats`, `placement`; see
-docs/ARCHITECTURE.md). Reporting is fire-and-forget: a run whose stats actor is missing (an
+docs/architecture.md). Reporting is fire-and-forget: a run whose stats actor is missing (an
 operator called outside a run, in tests) reports nothing and behaves the same.
 
 Stages and what they report
