@@ -162,7 +162,10 @@ def default_text(field: FieldInfo) -> str:
         if _constructible(type(value)) and type(value)() == value:
             return "see below"  # the section's own defaults, listed under it
         return f"`{cell(_yaml(value.model_dump(mode='json', exclude_none=True)))}`"
-    return f"`{cell(_yaml(value))}`"
+    from pydantic_core import to_jsonable_python
+
+    # a list or mapping of models (the kube block's tolerations) as the YAML that gives it
+    return f"`{cell(_yaml(to_jsonable_python(value, exclude_none=True)))}`"
 
 
 def _constructible(model: type[BaseModel]) -> bool:
