@@ -216,7 +216,22 @@ def agreements(results: dict) -> dict:
         if a in results and b in results:
             la, lb = labels(a), labels(b)
             out[f"label agreement {a} vs {b}"] = sum(la[k] == lb[k] for k in lb) / len(lb)
+            near = near_boundary(results, b)
+            if near:
+                out[f"label agreement {a} vs {b}, {len(near)} near-boundary rows"] = (
+                    sum(la[k] == lb[k] for k in near) / len(near))
     return out
+
+
+def near_boundary(results: dict, mode: str, share: float = 0.1) -> list:
+    """Ids of the `share` of rows whose best score in `mode` is lowest: the rows a small
+    numeric change flips, where int8's agreement is tested hardest."""
+    path = Path(results[mode]["labels"]).with_suffix(".scores.json")
+    if not path.exists():
+        return []
+    scores = json.loads(path.read_text())
+    ranked = sorted(scores, key=lambda k: scores[k])
+    return ranked[:max(1, int(len(ranked) * share))]
 
 
 def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int, str]:
@@ -375,9 +390,11 @@ def corpusmill_after(args, job: Path, labels_out: Path) -> dict:
     from corpusmill.spec import load_spec
 
     spec = load_spec(job, args.overrides)
-    table = pq.read_table(spec.output, columns=["id", "label"])
+    table = pq.read_table(spec.output, columns=["id", "label", "score"])
     labels_out.write_text(json.dumps(dict(zip(
         table.column("id").to_pylist(), table.column("label").to_pylist()))))
+    labels_out.with_suffix(".scores.json").write_text(json.dumps(dict(zip(
+        table.column("id").to_pylist(), table.column("score").to_pylist()))))
     texts = [t for _, t in read_corpus(args.corpus)]
     window = spec.batching.window_rows
     eff = padding_efficiency(args.model, texts, lambda lengths: [

@@ -39,6 +39,10 @@ def ensure_ray(address: str | None = None, connect_timeout_s: float | None = Non
     given. True when this call started or joined Ray (the caller shuts it down after)."""
     import ray
 
+    # Ray Data's usage telemetry runs one more actor process per job (~190 MB and a worker's
+    # start-up on a small machine) for a report a batch job never sends; the user's own
+    # setting wins
+    os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
     if ray.is_initialized():
         return False
     address = address if address is not None else os.environ.get("RAY_ADDRESS", "")

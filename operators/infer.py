@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 
 class Infer:
     def __init__(self, plan: JobPlan):
+        if plan.tokenize_in_actor and plan.torch_threads <= 1 and not plan.num_gpus:
+            # one core per actor: the fast tokenizer's own thread pool would only contend
+            # with the forward passes and with the other actors
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
         self.plan = plan
         self.task = plan.task
         self.engine = make_engine(plan)
