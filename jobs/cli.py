@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from corpusmill.errors import JobError, RowError
 from corpusmill.jobs.failures import (
@@ -135,7 +136,13 @@ def _address_argument(cmd) -> None:
 
 
 def main(argv=None) -> int:
+    started_at = time.time()
     args = parse_args(argv)
+    if argv is None:  # the `corpusmill` command: timed from its process's start, imports too
+        from corpusmill.jobs.run import process_started
+
+        started_at = process_started()
+    args.started_at = started_at
     debug = debug_enabled(args.debug)
     try:
         with StopSignals():
@@ -180,7 +187,8 @@ def _dispatch(args, debug: bool) -> int:
         from corpusmill.jobs.evaluate import evaluate_command
 
         return evaluate_command(spec, args.sample, args.seed)
-    code = run(spec, args.address, args.verbose, args.connect_timeout, debug)
+    code = run(spec, args.address, args.verbose, args.connect_timeout, debug,
+               started_at=args.started_at)
     if args.exit_zero_if_complete and code in (EXIT_PARTIAL, EXIT_NOTHING_NEW):
         return EXIT_OK
     return code
@@ -197,13 +205,14 @@ def validate(spec) -> int:
 
 
 def run(spec, address: str | None = None, verbose: bool = False,
-        connect_timeout: float | None = None, debug: bool = False) -> int:
+        connect_timeout: float | None = None, debug: bool = False,
+        started_at: float | None = None) -> int:
     from corpusmill.jobs.ray_session import ClusterUnreachable
     from corpusmill.jobs.run import run_job
 
     try:
         summary = run_job(spec, address=address, verbose=verbose,
-                          connect_timeout_s=connect_timeout)
+                          connect_timeout_s=connect_timeout, started_at=started_at)
     except JobError as e:  # from a Ray task too (a damaged row group): its message alone
         raise (user_error(e) or e) from None
     except Interrupted as e:

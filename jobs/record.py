@@ -52,9 +52,10 @@ def placement_record(placement: Placement, plan, snapshot: dict, nodes: list[dic
 def stats_record(snapshot: dict, timeline: list, started: str, finished: str,
                  files_written: list[str], rows_written: int,
                  process_started: float | None = None) -> dict:
-    """The manifest's `stats`. `process_started` (epoch seconds): when the command's process
-    began, for `seconds_to_first_output`: from it to the first block handed to the Parquet
-    sink (its postprocess done; the write follows in the same task)."""
+    """The manifest's `stats`. `process_started` (epoch seconds): when the run began (the
+    command's process, from the CLI), for `seconds_to_first_output`: from it to the first
+    block handed to the Parquet sink (its postprocess done; the write follows in the same
+    task)."""
     stages = {}
     for stage in STAGES:
         values = snapshot.get("stages", {}).get(stage)

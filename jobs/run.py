@@ -56,8 +56,8 @@ class RunSummary:
     incremental: bool = False
     files_done_before: int = 0       # incremental: input files earlier runs had finished
     rows_truncated: int = 0          # rows whose input was cut to the model's window
-    seconds_to_first_output: float | None = None  # from the command's start to the first
-                                                   # rows handed to the writer
+    seconds_to_first_output: float | None = None  # from the run's start (the command's, from
+                                                   # the CLI) to the first rows to the writer
     inputs_gone: tuple[str, ...] = ()  # input files earlier runs read that are gone now
     placement: dict = field(default_factory=dict)  # where it ran (jobs/record.py)
     log_path: str | None = None      # Ray's output during the run
@@ -135,14 +135,15 @@ class OutputIntegrityError(RuntimeError):
 
 def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
             connect_timeout_s: float | None = None, keep_ray: bool = False,
-            report: bool = True) -> RunSummary:
+            report: bool = True, started_at: float | None = None) -> RunSummary:
     """Run `spec` to completion. `address`: a Ray cluster (default RAY_ADDRESS; none: a local
     Ray); `verbose`: leave Ray's own output on the terminal instead of the run's log file;
     `keep_ray`: leave a Ray this run started running for the next (the Python API);
     `report`: build the run report and dataset card (corpusmill.annotate's scratch output
-    does without)."""
-    start = time.monotonic()
-    process_started = _process_started()
+    does without); `started_at`: when the run began (epoch seconds; the CLI gives its
+    process's start, so the summary's seconds are the whole command's), default now."""
+    started_at = started_at or time.time()
+    start = time.monotonic() - max(0.0, time.time() - started_at)
     plan, corpus = preflight(spec)                 # spec, input, model: JobError before Ray
     output = OutputFolder(spec.output)
     state = output.state(spec)                     # refuse, resume or replace what it holds
@@ -207,7 +208,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
             corrupt_files_skipped=corpus.skipped_files + corrupt_parts(snapshot),
             inputs_gone=work.gone, seconds=time.monotonic() - start,
             rows_before=work.rows_before,
-            seconds_to_first_output=_first_output(snapshot, process_started),
+            seconds_to_first_output=_first_output(snapshot, started_at),
             preview=tuple(output.preview(_preview_columns(plan))),
             incremental=spec.incremental, files_done_before=len(work.ledger), placement=where)
         written = sorted(set(output.data_files()) - files_before)
@@ -217,7 +218,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
         manifest = {**base_manifest, "status": "complete", "summary": record, "placement": where,
                     "stats": stats_record(snapshot, timeline, started, _now(), written,
                                           rows_written=counts["rows_out"] - work.rows_before,
-                                          process_started=process_started)}
+                                          process_started=started_at)}
         output.write_manifest(manifest)
         if report:
             summary = dataclasses.replace(summary, report=report_after_run(spec.output, manifest))
@@ -445,17 +446,17 @@ def _node_table() -> list[dict]:
         return []
 
 
-def _process_started() -> float:
-    """When this process began (epoch seconds): a run's start-up is timed from the command,
-    imports included."""
+def process_started() -> float:
+    """When this process began (epoch seconds): a command's run is timed from it, imports
+    included."""
     import psutil
 
     return psutil.Process().create_time()
 
 
-def _first_output(snapshot: dict, process_started: float) -> float | None:
+def _first_output(snapshot: dict, started_at: float) -> float | None:
     first = snapshot.get("first_output_at")
-    return None if first is None else round(first - process_started, 1)
+    return None if first is None else round(first - started_at, 1)
 
 
 def _now() -> str:

@@ -80,6 +80,9 @@ def test_every_row_once_with_kept_columns(tmp_path, tiny, ray_session, multi_fil
     assert stats["stages"]["read"]["rows"] == stats["stages"]["tokenize"]["rows"] == len(rows)
     assert stats["stages"]["postprocess"]["errors"] == nulls
     assert 0 < stats["tokens"]["tokens"] <= stats["tokens"]["padded_tokens"]
+    # how long after the command the first rows went to the writer, in the summary too
+    assert 0 < stats["seconds_to_first_output"] <= manifest["summary"]["seconds"]
+    assert "first rows written at" in summary
     assert sorted(stats["files_written"]) == sorted(
         p.name for p in (tmp_path / "out").rglob("*.parquet") if ".corpusmill" not in p.parts)
 
