@@ -22,6 +22,7 @@ import fnmatch
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -208,49 +209,73 @@ def _saved_dataset_files(fs: pafs.FileSystem, root: str,
 
 def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]], *,
                   skip_corrupt: bool = False) -> tuple[list[CorpusFile], list[str]]:
-    """(readable files from their footers, names of corrupt files skipped). A file that is not
-    Parquet stops the job, named, unless `skip_corrupt`."""
+    """(readable files from their footers, names of corrupt files skipped). Files are opened
+    DISCOVERY_THREADS at a time (an object store answers each request after a round trip);
+    the first file in order that is not readable stops the job, named, unless
+    `skip_corrupt`."""
     corpus, corrupt = [], []
-    for path, name in files:
+    workers = max(1, min(DISCOVERY_THREADS, len(files)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="corpusmill-inspect") as pool:
+        outcomes = list(pool.map(lambda item: _inspect_or_error(fs, *item), files))
+    for (path, name), (found, error) in zip(files, outcomes):
+        if error is None:
+            corpus.append(found)
+            continue
+        refused = storage_error(path, error, "read")
+        if refused is not None:  # the store said no: not a corrupt file
+            raise refused from None
+        if isinstance(error, JobError):
+            raise error
+        if skip_corrupt:
+            corrupt.append(name)
+            continue
         kind = file_format(path) or "parquet"
-        try:
-            with fs.open_input_file(path) as f:
-                size = f.size()
-                if kind == "parquet":
-                    meta = pq.ParquetFile(f).metadata
-                    schema = meta.schema.to_arrow_schema()
-                    groups = tuple(meta.row_group(i).num_rows
-                                   for i in range(meta.num_row_groups))
-                    offsets, fingerprint = (), footer_fingerprint(f, size)
-                else:
-                    schema, groups, offsets = _layout(f, kind)
-                    fingerprint = content_fingerprint(f)
-            mtime = fs.get_file_info(path).mtime_ns or 0
-        except (OSError, pa.ArrowInvalid, EOFError) as e:
-            refused = storage_error(path, e, "read")
-            if refused is not None:  # the store said no: not a corrupt file
-                raise refused from None
-            if skip_corrupt:
-                corrupt.append(name)
-                continue
-            raise JobError(f"cannot read {KIND_NAMES[kind]} file {name!r} ({path}): {e}. "
-                           f"Remove or repair "
-                           f"it, or set skip_corrupt_files: true to skip such files (they are "
-                           f"listed in the run summary)") from None
-        partitions = hive_partitions(name)
-        clash = [key for key, _ in partitions if key in schema.names]
-        if clash:
-            raise JobError(f"Parquet file {name!r} has column(s) {', '.join(map(repr, clash))} "
-                           f"and also lies in a partition folder of the same name; rename the "
-                           f"column or the folder")
-        for key, _ in partitions:
-            schema = schema.append(pa.field(key, pa.string()))
-        corpus.append(CorpusFile(path, name, groups, schema, size, mtime, partitions,
-                                 fingerprint, format=kind, offsets=offsets))
+        raise JobError(f"cannot read {KIND_NAMES[kind]} file {name!r} ({path}): {error}. "
+                       f"Remove or repair "
+                       f"it, or set skip_corrupt_files: true to skip such files (they are "
+                       f"listed in the run summary)") from None
     if not corpus:
         raise JobError(f"none of the {len(files)} input file(s) could be read; corrupt: "
                        f"{', '.join(corrupt[:10])}")
     return corpus, corrupt
+
+
+DISCOVERY_THREADS = 32  # files inspected at a time: mostly waiting on the store
+
+
+def _inspect_or_error(fs: pafs.FileSystem, path: str,
+                      name: str) -> tuple[CorpusFile | None, Exception | None]:
+    try:
+        return _inspect(fs, path, name), None
+    except (OSError, pa.ArrowInvalid, EOFError, JobError) as e:
+        return None, e
+
+
+def _inspect(fs: pafs.FileSystem, path: str, name: str) -> CorpusFile:
+    """One file from its footer (Parquet) or its layout (Arrow, JSON Lines)."""
+    kind = file_format(path) or "parquet"
+    info = fs.get_file_info(path)
+    mtime = info.mtime_ns or 0
+    with fs.open_input_file(path) as f:
+        size = f.size()
+        if kind == "parquet":
+            meta = pq.ParquetFile(f).metadata
+            schema = meta.schema.to_arrow_schema()
+            groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+            offsets, fingerprint = (), footer_fingerprint(f, size)
+        else:
+            schema, groups, offsets = _layout(f, kind)
+            fingerprint = sample_fingerprint(f, size, mtime, store_version(f))
+    partitions = hive_partitions(name)
+    clash = [key for key, _ in partitions if key in schema.names]
+    if clash:
+        raise JobError(f"Parquet file {name!r} has column(s) {', '.join(map(repr, clash))} "
+                       f"and also lies in a partition folder of the same name; rename the "
+                       f"column or the folder")
+    for key, _ in partitions:
+        schema = schema.append(pa.field(key, pa.string()))
+    return CorpusFile(path, name, groups, schema, size, mtime, partitions, fingerprint,
+                      format=kind, offsets=offsets)
 
 
 KIND_NAMES = {"parquet": "Parquet", "arrow": "Arrow", "jsonl": "JSON Lines"}
@@ -269,42 +294,86 @@ def _layout(handle, kind: str) -> tuple[pa.Schema, tuple[int, ...], tuple[int, .
     return layout.schema, layout.group_rows, layout.offsets
 
 
-def content_fingerprint(handle, chunk: int = 8 << 20) -> str:
-    """SHA-256 of the whole file: for formats without a footer that summarises the content."""
-    digest = hashlib.sha256()
-    handle.seek(0)
-    while True:
-        data = handle.read(chunk)
-        if not data:
-            return digest.hexdigest()[:32]
-        digest.update(data)
+SAMPLE_BYTES = 1 << 16  # head and tail of an Arrow or JSON Lines file in its fingerprint
+# what object stores say about an object's version, as pyarrow's S3 and GCS files report it
+VERSION_KEYS = ("ETag", "VersionId", "x-goog-generation", "Generation", "etag")
 
 
-def corpus_ids(fs: pafs.FileSystem, files: list[CorpusFile], id_column: str | None,
-               id_type: pa.DataType) -> pa.Array:
-    """Every row id of `files` as `id_type`: the id column's values (id_column None: the
-    generated '<file>:<row>')."""
-    parts = []
-    for f in files:
-        if id_column is None:
-            parts.append(pa.array([f"{f.name}:{i}" for i in range(f.num_rows)], pa.string()))
-        else:
-            column = read_column(fs, f, id_column)
-            parts.extend(chunk.cast(id_type) for chunk in column.chunks)
-    return pa.chunked_array(parts, id_type).combine_chunks()
+def store_version(handle) -> str:
+    """The store's own version of the object (S3 ETag or VersionId, a GCS generation) where
+    the filesystem reports one; '' for local files."""
+    try:
+        metadata = handle.metadata()
+    except (AttributeError, NotImplementedError, OSError):
+        return ""
+    found = {k.decode() if isinstance(k, bytes) else k: v for k, v in (metadata or {}).items()}
+    return "/".join(str(found[key]) for key in VERSION_KEYS if key in found)
 
 
-def read_column(fs: pafs.FileSystem, f: CorpusFile, column: str) -> pa.ChunkedArray:
-    """One stored column of a whole file, whatever its format."""
+def sample_fingerprint(handle, size: int, mtime_ns: int, version: str = "") -> str:
+    """For formats without a footer that summarises the content (Arrow, JSON Lines): SHA-256
+    of the size, the modification time, the store's version (ETag) where it has one, and the
+    first and last SAMPLE_BYTES of the file. Two ranged reads, whatever the file's size. A
+    change is noticed when it changes any of these; an edit in the middle that keeps the size
+    and comes back with the same modification time (a restored mtime) on a store without
+    versions is not (docs/guides/scale.md)."""
+    digest = hashlib.sha256(f"{size}:{mtime_ns}:{version}:".encode())
+    digest.update(handle.read_at(min(size, SAMPLE_BYTES), 0))
+    if size > SAMPLE_BYTES:
+        tail = min(SAMPLE_BYTES, size - SAMPLE_BYTES)
+        digest.update(handle.read_at(tail, size - tail))
+    return digest.hexdigest()[:32]
+
+
+def iter_ids(fs: pafs.FileSystem, f: CorpusFile, id_column: str | None,
+             id_type: pa.DataType = pa.string()):
+    """The row ids of one file in order, as arrays of at most READ_BATCH_ROWS (about) ids of
+    `id_type`: the id column's values, or (id_column None) the generated '<file>:<row>'."""
+    import pyarrow.compute as pc
+
+    from corpusmill.jobs.ids import READ_BATCH_ROWS
+
+    if id_column is None:
+        for start in range(0, f.num_rows, READ_BATCH_ROWS):
+            rows = pa.array(range(start, min(f.num_rows, start + READ_BATCH_ROWS)))
+            yield pc.binary_join_element_wise(f"{f.name}:", rows.cast(pa.string()), "")
+        return
+    for column in iter_column(fs, f, id_column, READ_BATCH_ROWS):
+        yield column.cast(id_type)
+
+
+def iter_column(fs: pafs.FileSystem, f: CorpusFile, column: str, batch_rows: int):
+    """One stored column of a whole file as arrays, never the whole column at once: Parquet
+    in batches of `batch_rows`, Arrow and JSON Lines by their groups."""
     from corpusmill.operators.read import read_group
 
     if f.format == "parquet":
         with fs.open_input_file(f.path) as handle:
-            return pq.read_table(handle, columns=[column]).column(0)
-    parts = [read_group(fs, f, group, [column]).column(0)
-             for group in range(len(f.row_groups))]
-    chunks = [chunk for part in parts for chunk in part.chunks]
-    return pa.chunked_array(chunks, f.schema.field(column).type)
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows,
+                                                            columns=[column]):
+                yield batch.column(0)
+        return
+    for group in range(len(f.row_groups)):
+        yield from read_group(fs, f, group, [column]).column(0).chunks
+
+
+def id_partitions(fs: pafs.FileSystem, files: list[CorpusFile], id_column: str | None,
+                  id_type: pa.DataType, expected_rows: int = 0, threads: int = 4):
+    """Every row id of `files`, hashed and spilled by hash (jobs/ids.py: IdPartitions), files
+    read `threads` at a time; partitioned for the larger of their rows and `expected_rows`
+    (the rows of what they will be compared with: the output)."""
+    from corpusmill.jobs.ids import IdPartitions, id_hash, partitions_for
+
+    ids = IdPartitions(partitions_for(max(expected_rows, sum(f.num_rows for f in files))))
+
+    def spill(item):
+        source, f = item
+        for values in iter_ids(fs, f, id_column, id_type):
+            ids.add(id_hash(values), source)
+
+    with ThreadPoolExecutor(max(1, min(threads, len(files)))) as pool:
+        list(pool.map(spill, enumerate(files)))
+    return ids
 
 
 def is_text(arrow_type: pa.DataType) -> bool:
