@@ -2,6 +2,9 @@
 `input` names (a file, a folder searched recursively, a glob; local or object storage), what
 each holds from its footer (row groups, schema, hive partition folders), a fingerprint of its
 content, and one schema for all of them. operators/read.py streams the rows inside Ray.
+Files are inspected DISCOVERY_THREADS at a time (on an object store each read is a round
+trip); the first unreadable file in order stops the job, named. Nothing here holds every row
+id: `iter_ids` streams them, `id_partitions` spills their hashes to local disk (jobs/ids.py).
 
 Fingerprints: the SHA-256 of a file's Parquet footer (schema, row groups, column chunk sizes
 and statistics) plus its size. A file rewritten with other rows almost always changes it; a
@@ -13,9 +16,11 @@ Beyond Parquet: Arrow IPC files (`*.arrow`, what `datasets.Dataset.save_to_disk`
 save_to_disk folder is read in the order its `state.json` lists its files), JSON Lines
 (`*.jsonl`, `*.ndjson`), and `hf://datasets/owner/name[@revision]/path` on the Hugging Face
 hub (jobs/hub.py: the revision is pinned to a commit for the whole run). Arrow and JSON Lines
-files have no footer that summarises their content: their fingerprint is the SHA-256 of the
-whole file (one sequential read at preflight). Their record batches / groups of lines play the
-part of row groups (operators/read_arrow.py, operators/read_jsonl.py)."""
+files have no footer that summarises their content: their fingerprint is the SHA-256 of their
+size, modification time, the store's version (ETag) where it has one, and their first and
+last SAMPLE_BYTES (`sample_fingerprint`; what a change must look like to be noticed:
+docs/guides/scale.md). Their record batches / groups of lines play the part of row groups
+(operators/read_arrow.py, operators/read_jsonl.py), indexed by one pass over the file."""
 from __future__ import annotations
 
 import fnmatch
@@ -306,8 +311,12 @@ def store_version(handle) -> str:
         metadata = handle.metadata()
     except (AttributeError, NotImplementedError, OSError):
         return ""
-    found = {k.decode() if isinstance(k, bytes) else k: v for k, v in (metadata or {}).items()}
-    return "/".join(str(found[key]) for key in VERSION_KEYS if key in found)
+    found = {_text(k): _text(v) for k, v in (metadata or {}).items()}
+    return "/".join(found[key] for key in VERSION_KEYS if key in found)
+
+
+def _text(value) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def sample_fingerprint(handle, size: int, mtime_ns: int, version: str = "") -> str:

@@ -2,7 +2,7 @@
 
 What is computed over every id (uniqueness before a run, duplicates after it, an incremental
 run's rows among the output) streams through `IdPartitions`: each id is reduced to a 64-bit
-hash (`id_hash`), and (hash, source file, flags) rows are spilled to one of P partition
+hash (`id_hash`, polars' vectorised hash), and (hash, source file, flags) rows are spilled to one of P partition
 files on local disk by the hash, P chosen so that a partition holds about PARTITION_ROWS
 rows. Each question is then answered one partition at a time (a sort of its hashes, numpy),
 so the driver's memory is bounded by one read batch plus one partition, whatever the
@@ -28,63 +28,31 @@ import numpy as np
 import pyarrow as pa
 
 PARTITION_ROWS = 1 << 20        # rows per partition: 12-16 MB of hashes, sources, flags
-READ_BATCH_ROWS = 1 << 18       # ids read, hashed and spilled at a time
+READ_BATCH_ROWS = 1 << 16       # ids read, hashed and spilled at a time
 CONFIRM_LIMIT = 1000            # duplicated hashes whose values a second pass looks up
 SPILL_DIR_ENV = "CORPUSMILL_SPILL_DIR"
 
-_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
-_WEIGHTS = np.random.default_rng(0x5EED).integers(1, 2**63, size=256, dtype=np.uint64) * 2 + 1
 
 
 def id_hash(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A 64-bit hash of each value (uint64, one per row), equal for equal values of one
-    type. Integers and dates/times hash their int64 value; strings and binaries their bytes;
-    other types their text form."""
-    if isinstance(values, pa.ChunkedArray):
-        parts = [id_hash(chunk) for chunk in values.chunks]
-        return np.concatenate(parts) if parts else np.empty(0, np.uint64)
+    """A 64-bit hash of each value (uint64, one per row; polars' vectorised hash, seed 0),
+    equal for equal values of one kind in this process: integers, dates and times hash
+    their int64 value, strings and binaries their bytes, other types their text form."""
+    import polars as pl
+
     kind = values.type
     if pa.types.is_dictionary(kind):
-        return id_hash(values.cast(kind.value_type))
+        values, kind = values.cast(kind.value_type), kind.value_type
     if pa.types.is_integer(kind) or pa.types.is_temporal(kind) or pa.types.is_boolean(kind):
-        ints = values.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-        return _mix(ints.view(np.uint64))
-    if not (pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
-            or pa.types.is_string(kind) or pa.types.is_large_string(kind)
-            or pa.types.is_string_view(kind) or pa.types.is_binary_view(kind)):
+        values = values.cast(pa.int64())
+    elif (pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+          or pa.types.is_binary_view(kind) or pa.types.is_fixed_size_binary(kind)):
+        values = values.cast(pa.large_binary())
+    else:
         values = values.cast(pa.large_string())
-    return _hash_bytes(values.cast(pa.large_binary()))
-
-
-def _hash_bytes(values: pa.Array) -> np.ndarray:
-    """Per value: a weighted sum of its bytes (a random odd weight per position), mixed."""
-    n = len(values)
-    buffers = values.buffers()
-    offsets = np.frombuffer(buffers[1], np.int64, count=n + 1, offset=values.offset * 8)
-    data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.empty(0,
-                                                                                       np.uint8)
-    lengths = np.diff(offsets)
-    sums = np.zeros(n, np.uint64)
-    nonempty = np.flatnonzero(lengths)
-    if len(nonempty):
-        first, last = offsets[0], offsets[-1]
-        chunk = data[first:last].astype(np.uint64)
-        starts = offsets[:-1] - first
-        position = np.arange(last - first, dtype=np.int64) - np.repeat(starts, lengths)
-        with np.errstate(over="ignore"):
-            terms = (chunk + np.uint64(1)) * _WEIGHTS[position & 255]
-            terms *= (position >> 8).astype(np.uint64) * np.uint64(2) + np.uint64(1)
-            sums[nonempty] = np.add.reduceat(terms, starts[nonempty])
-    with np.errstate(over="ignore"):
-        return _mix(sums ^ (lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: every input bit moves every output bit."""
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
+    if len(values) == 0:
+        return np.empty(0, np.uint64)
+    return pl.Series(values).hash(seed=0).to_numpy()
 
 
 def partitions_for(rows: int) -> int:

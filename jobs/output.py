@@ -1,6 +1,8 @@
 """The output folder, as the driver sees it (Ray Data's sink writes the data files): deciding
-what to do with what it holds (refuse, resume, replace), and reading back what was written
-for the summary. `OutputFolder` is the one object run_job talks to.
+what to do with what it holds (refuse, resume, replace), and what was written for the summary:
+counts from the data files' footers, and the duplicate-id check streamed through hash
+partitions on local disk (jobs/ids.py), so the driver never holds every id. `OutputFolder` is
+the one object run_job talks to.
 
 Layout: the data files (`*.parquet`, in `key=value/` folders when partitioned), each with the
 job's provenance in its schema metadata, and one hidden folder, `.corpusmill/`, for the rest:
