@@ -8,6 +8,11 @@ Corpora (generated once under bench/data/driver-scale/, git-ignored), string ids
     files-50, files-2000, files-10000   that many small local files of 20 rows
     s3-files-1000   1,000 small files on a local S3 API server (moto, tests/object_store.py)
 
+`--run CORPUS` instead runs the job once (`corpusmill run`, the tiny model) over a row corpus
+(rows-4m, or a smaller rows-<n>k / rows-<n>m made on demand), checks that every id was
+written once, and reports the driver's peak RSS as the run's manifest records it
+(stats.driver.peak_rss_mb) beside the process's own.
+
 Run it once per code state and label the results; the JSON keeps one entry per label:
     python bench/bench_driver_scale.py --label after --json bench/results-driver-scale.json
     git stash -u -- jobs/ && python bench/bench_driver_scale.py --label before ... ; git stash pop
@@ -121,6 +126,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="corpus names to measure (default: all)")
     parser.add_argument("--json", default=str(REPO / "bench" / "results-driver-scale.json"))
+    parser.add_argument("--run", help="run the job once over this row corpus instead")
     args = parser.parse_args()
 
     from tests.tiny_models import build_bert_classifier
@@ -131,6 +137,8 @@ def main() -> None:
         build_bert_classifier(model, num_labels=2)
     jobs = DATA / "jobs"
     jobs.mkdir(exist_ok=True)
+    if args.run:
+        return full_run(args, jobs, model)
     wanted = lambda name: not args.only or name in args.only  # noqa: E731
     results: dict[str, dict] = {}
     uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -166,6 +174,50 @@ def main() -> None:
     print(json.dumps({name: {k: v for k, v in r.items() if k != "runs"}
                       for name, r in results.items()}, indent=1))
     print(ratios, uptime_before, uptime_after, sep="\n")
+
+
+def corpus_rows(name: str) -> int:
+    """rows-200k -> 200,000; rows-4m -> 4,000,000."""
+    size = name.removeprefix("rows-")
+    return int(float(size[:-1]) * {"k": 1_000, "m": 1_000_000}[size[-1]])
+
+
+def full_run(args, jobs: Path, model: Path) -> None:
+    """One `corpusmill run` over a row corpus: wall time, the process's peak RSS, the driver
+    peak RSS its manifest records, and every id written exactly once."""
+    import shutil
+
+    rows = corpus_rows(args.run)
+    make_rows(DATA / args.run, rows)
+    out = DATA / "out" / f"run-{args.run}"
+    shutil.rmtree(out, ignore_errors=True)
+    job = job_file(jobs, f"run-{args.run}", str(model), str(DATA / args.run), str(out))
+    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "corpusmill.jobs.cli", "run", str(job)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    output = proc.stdout.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"run failed:\n{output[-3000:]}")
+    uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    manifest = json.loads((out / ".corpusmill" / "manifest.json").read_text())
+    written = pq.ParquetDataset(str(out)).read(columns=["id"]).column("id")
+    unique = pc.count_distinct(written).as_py()
+    result = {"rows": rows, "files": 4, "wall_s": round(wall, 1),
+              "process_peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+              "manifest_driver_peak_rss_mb": manifest["stats"]["driver"]["peak_rss_mb"],
+              "rows_out": manifest["summary"]["rows_out"], "ids_written": len(written),
+              "ids_distinct": unique, "every_id_once": len(written) == unique == rows,
+              "uptime_before": uptime_before, "uptime_after": uptime_after}
+    print(json.dumps(result, indent=1))
+    path = Path(args.json)
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report.setdefault(args.label, {}).setdefault("runs", {})[args.run] = result
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    if not result["every_id_once"]:
+        raise SystemExit("not every id was written exactly once")
 
 
 def measure_s3(jobs: Path, model: Path, reps: int) -> dict:

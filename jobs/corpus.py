@@ -68,10 +68,19 @@ def stamp(f: CorpusFile) -> dict:
 
 def same_content(before: dict, now: dict) -> bool:
     """Whether a file holds what it held when `before` was recorded: by fingerprint and size
-    when both stamps have one (records of older versions have none: size and time then)."""
-    if before.get("fingerprint") and now.get("fingerprint"):
+    when both stamps have one of the same scheme (records of older versions have none, or a
+    whole-file hash of an Arrow or JSON Lines file: size and time then)."""
+    if before.get("fingerprint") and now.get("fingerprint") and (
+            _scheme(before["fingerprint"]) == _scheme(now["fingerprint"])):
         return before["fingerprint"] == now["fingerprint"] and before.get("size") == now["size"]
     return (before.get("size"), before.get("mtime_ns")) == (now.get("size"), now.get("mtime_ns"))
+
+
+SAMPLED = "sampled:"  # the prefix of sample fingerprints (Arrow, JSON Lines)
+
+
+def _scheme(fingerprint: str) -> str:
+    return SAMPLED if fingerprint.startswith(SAMPLED) else ""
 
 
 def changed_files(files: list[CorpusFile], recorded: dict[str, dict]) -> list[str]:
@@ -82,10 +91,28 @@ def changed_files(files: list[CorpusFile], recorded: dict[str, dict]) -> list[st
 
 def footer_fingerprint(handle, size: int) -> str:
     """SHA-256 of the file's footer bytes (one ranged read)."""
-    tail = handle.read_at(FOOTER_TAIL, size - FOOTER_TAIL)
-    length = int.from_bytes(tail[:4], "little")
+    return _fingerprint_of(_footer_bytes(handle, size))
+
+
+FOOTER_READ = 1 << 16  # bytes read from a Parquet file's end: the footer, usually whole
+
+
+def _footer_bytes(handle, size: int) -> bytes:
+    """The footer (metadata, its length, "PAR1"), in one ranged read when it fits in
+    FOOTER_READ bytes (two otherwise); a file too short to have one is returned whole, for
+    the Parquet reader to refuse."""
+    tail = handle.read_at(min(size, FOOTER_READ), size - min(size, FOOTER_READ))
+    if len(tail) < FOOTER_TAIL:
+        return tail
+    length = int.from_bytes(tail[-FOOTER_TAIL:-4], "little")
     start = max(0, size - FOOTER_TAIL - length)
-    return hashlib.sha256(handle.read_at(size - start, start)).hexdigest()[:32]
+    if size - start > len(tail):
+        return handle.read_at(size - start, start)
+    return tail[len(tail) - (size - start):]
+
+
+def _fingerprint_of(footer: bytes) -> str:
+    return hashlib.sha256(footer).hexdigest()[:32]
 
 
 def hive_partitions(name: str) -> tuple[tuple[str, str], ...]:
@@ -95,8 +122,9 @@ def hive_partitions(name: str) -> tuple[tuple[str, str], ...]:
                  if "=" in part and not part.startswith("="))
 
 
-def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
-    """(filesystem, [(path, name)]) for a Parquet file, folder (recursive) or glob.
+def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str, int | None]]]:
+    """(filesystem, [(path, name, modification time in ns as listed, None if not)]) for a
+    Parquet file, folder (recursive) or glob.
 
     Raises JobError when nothing exists at the path, no Parquet file is found, or the store
     refuses (missing bucket, credentials, permissions), naming the path and the fix."""
@@ -149,7 +177,7 @@ def _precise(fs: pafs.FileSystem, root: str, error: OSError) -> OSError:
 
 
 def _find_files(fs: pafs.FileSystem, root: str,
-                input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
+                input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str, int | None]]]:
     if any(c in root for c in _GLOB_CHARS):
         base = _glob_base(root)
         infos = [i for i in _list(fs, base, input_path) if fnmatch.fnmatch(i.path, root)]
@@ -162,12 +190,12 @@ def _find_files(fs: pafs.FileSystem, root: str,
                            f"of Parquet files, or a glob such as 'data/*.parquet' (Arrow and "
                            f"JSON Lines files, and datasets' save_to_disk folders, work too)")
         if info.type == pafs.FileType.File:
-            return fs, [(info.path, os.path.basename(info.path))]
+            return fs, [(info.path, os.path.basename(info.path), info.mtime_ns)]
         saved = _saved_dataset_files(fs, root, input_path)
         if saved:
             return fs, saved
         base, infos, kind = root, _list(fs, root, input_path), "folder"
-    files = sorted((i.path, os.path.relpath(i.path, base)) for i in infos
+    files = sorted((i.path, os.path.relpath(i.path, base), i.mtime_ns) for i in infos
                    if i.type == pafs.FileType.File and file_format(i.path)
                    and not os.path.basename(i.path).startswith(("_", ".")))
     if not files:
@@ -182,7 +210,7 @@ def file_format(path: str) -> str | None:
 
 
 def _saved_dataset_files(fs: pafs.FileSystem, root: str,
-                         input_path: str) -> list[tuple[str, str]]:
+                         input_path: str) -> list[tuple[str, str, None]]:
     """The Arrow files of a `datasets` save_to_disk folder, in the dataset's row order (as its
     state.json lists them); [] for any other folder. A DatasetDict folder is refused naming
     its splits: one job reads one split."""
@@ -209,10 +237,10 @@ def _saved_dataset_files(fs: pafs.FileSystem, root: str,
     if not names:
         raise JobError(f"input {input_path!r} is a saved dataset whose state.json lists no "
                        f"data files")
-    return [(f"{root}/{name}", name) for name in names]
+    return [(f"{root}/{name}", name, None) for name in names]
 
 
-def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]], *,
+def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str, int | None]], *,
                   skip_corrupt: bool = False) -> tuple[list[CorpusFile], list[str]]:
     """(readable files from their footers, names of corrupt files skipped). Files are opened
     DISCOVERY_THREADS at a time (an object store answers each request after a round trip);
@@ -222,15 +250,15 @@ def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]], *,
     workers = max(1, min(DISCOVERY_THREADS, len(files)))
     with ThreadPoolExecutor(workers, thread_name_prefix="corpusmill-inspect") as pool:
         outcomes = list(pool.map(lambda item: _inspect_or_error(fs, *item), files))
-    for (path, name), (found, error) in zip(files, outcomes):
+    for (path, name, *_), (found, error) in zip(files, outcomes):
         if error is None:
             corpus.append(found)
             continue
+        if isinstance(error, JobError):
+            raise error
         refused = storage_error(path, error, "read")
         if refused is not None:  # the store said no: not a corrupt file
             raise refused from None
-        if isinstance(error, JobError):
-            raise error
         if skip_corrupt:
             corrupt.append(name)
             continue
@@ -248,26 +276,28 @@ def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]], *,
 DISCOVERY_THREADS = 32  # files inspected at a time: mostly waiting on the store
 
 
-def _inspect_or_error(fs: pafs.FileSystem, path: str,
-                      name: str) -> tuple[CorpusFile | None, Exception | None]:
+def _inspect_or_error(fs: pafs.FileSystem, path: str, name: str, mtime_ns: int | None = None
+                      ) -> tuple[CorpusFile | None, Exception | None]:
     try:
-        return _inspect(fs, path, name), None
+        return _inspect(fs, path, name, mtime_ns), None
     except (OSError, pa.ArrowInvalid, EOFError, JobError) as e:
         return None, e
 
 
-def _inspect(fs: pafs.FileSystem, path: str, name: str) -> CorpusFile:
-    """One file from its footer (Parquet) or its layout (Arrow, JSON Lines)."""
+def _inspect(fs: pafs.FileSystem, path: str, name: str,
+             mtime_ns: int | None = None) -> CorpusFile:
+    """One file from its footer (Parquet: one ranged read) or its layout (Arrow, JSON
+    Lines). `mtime_ns`: from the listing that found it (None: asked for)."""
     kind = file_format(path) or "parquet"
-    info = fs.get_file_info(path)
-    mtime = info.mtime_ns or 0
+    mtime = (fs.get_file_info(path).mtime_ns if mtime_ns is None else mtime_ns) or 0
     with fs.open_input_file(path) as f:
         size = f.size()
         if kind == "parquet":
-            meta = pq.ParquetFile(f).metadata
+            footer = _footer_bytes(f, size)
+            meta = pq.ParquetFile(pa.BufferReader(footer)).metadata
             schema = meta.schema.to_arrow_schema()
             groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
-            offsets, fingerprint = (), footer_fingerprint(f, size)
+            offsets, fingerprint = (), _fingerprint_of(footer)
         else:
             schema, groups, offsets = _layout(f, kind)
             fingerprint = sample_fingerprint(f, size, mtime, store_version(f))
@@ -331,7 +361,7 @@ def sample_fingerprint(handle, size: int, mtime_ns: int, version: str = "") -> s
     if size > SAMPLE_BYTES:
         tail = min(SAMPLE_BYTES, size - SAMPLE_BYTES)
         digest.update(handle.read_at(tail, size - tail))
-    return digest.hexdigest()[:32]
+    return SAMPLED + digest.hexdigest()[:32]
 
 
 def iter_ids(fs: pafs.FileSystem, f: CorpusFile, id_column: str | None,
