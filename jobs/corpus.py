@@ -381,6 +381,9 @@ def iter_ids(fs: pafs.FileSystem, f: CorpusFile, id_column: str | None,
         yield column.cast(id_type)
 
 
+WHOLE_READ_BYTES = 1 << 20  # Parquet files this small are read in one request for a column
+
+
 def iter_column(fs: pafs.FileSystem, f: CorpusFile, column: str, batch_rows: int):
     """One stored column of a whole file as arrays, never the whole column at once: Parquet
     in batches of `batch_rows`, Arrow and JSON Lines by their groups."""
@@ -388,8 +391,11 @@ def iter_column(fs: pafs.FileSystem, f: CorpusFile, column: str, batch_rows: int
 
     if f.format == "parquet":
         with fs.open_input_file(f.path) as handle:
-            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows,
-                                                            columns=[column]):
+            # a small file in one ranged read rather than its footer, then its column chunk
+            source = (pa.BufferReader(handle.read_at(f.size_bytes, 0))
+                      if f.size_bytes <= WHOLE_READ_BYTES else handle)
+            for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_rows,
+                                                             columns=[column]):
                 yield batch.column(0)
         return
     for group in range(len(f.row_groups)):

@@ -136,7 +136,7 @@ def _id_column(spec, files) -> str:
     return spec.id_column
 
 
-ID_THREADS = 4  # files whose ids are read at a time
+ID_THREADS = 16  # files whose ids are read at a time (object stores: mostly waiting)
 
 
 def _check_ids_unique(corpus: Corpus, id_column: str, skip_corrupt: bool = False) -> Corpus:
