@@ -2,9 +2,9 @@
 
 What is computed over every id (uniqueness before a run, duplicates after it, an incremental
 run's rows among the output) streams through `IdPartitions`: each id is reduced to a 64-bit
-hash (`id_hash`, polars' vectorised hash), and (hash, source file, flags) rows are spilled to one of P partition
-files on local disk by the hash, P chosen so that a partition holds about PARTITION_ROWS
-rows. Each question is then answered one partition at a time (a sort of its hashes, numpy),
+hash (`id_hash`, polars' vectorised hash), and (hash, source file, flags) rows are spilled
+to one of P partition files on local disk by the hash, P chosen so that a partition holds
+about PARTITION_ROWS rows. Each question is then answered one partition at a time (a sort of its hashes, numpy),
 so the driver's memory is bounded by one read batch plus one partition, whatever the
 corpus's size, and only counts and a few examples come back.
 
@@ -31,7 +31,6 @@ PARTITION_ROWS = 1 << 20        # rows per partition: 12-16 MB of hashes, source
 READ_BATCH_ROWS = 1 << 16       # ids read, hashed and spilled at a time
 CONFIRM_LIMIT = 1000            # duplicated hashes whose values a second pass looks up
 SPILL_DIR_ENV = "CORPUSMILL_SPILL_DIR"
-
 
 
 def id_hash(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
