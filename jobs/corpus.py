@@ -2,6 +2,9 @@
 `input` names (a file, a folder searched recursively, a glob; local or object storage), what
 each holds from its footer (row groups, schema, hive partition folders), a fingerprint of its
 content, and one schema for all of them. operators/read.py streams the rows inside Ray.
+Files are inspected DISCOVERY_THREADS at a time (on an object store each read is a round
+trip); the first unreadable file in order stops the job, named. Nothing here holds every row
+id: `iter_ids` streams them, `id_partitions` spills their hashes to local disk (jobs/ids.py).
 
 Fingerprints: the SHA-256 of a file's Parquet footer (schema, row groups, column chunk sizes
 and statistics) plus its size. A file rewritten with other rows almost always changes it; a
@@ -13,15 +16,18 @@ Beyond Parquet: Arrow IPC files (`*.arrow`, what `datasets.Dataset.save_to_disk`
 save_to_disk folder is read in the order its `state.json` lists its files), JSON Lines
 (`*.jsonl`, `*.ndjson`), and `hf://datasets/owner/name[@revision]/path` on the Hugging Face
 hub (jobs/hub.py: the revision is pinned to a commit for the whole run). Arrow and JSON Lines
-files have no footer that summarises their content: their fingerprint is the SHA-256 of the
-whole file (one sequential read at preflight). Their record batches / groups of lines play the
-part of row groups (operators/read_arrow.py, operators/read_jsonl.py)."""
+files have no footer that summarises their content: their fingerprint is the SHA-256 of their
+size, modification time, the store's version (ETag) where it has one, and their first and
+last SAMPLE_BYTES (`sample_fingerprint`; what a change must look like to be noticed:
+docs/guides/scale.md). Their record batches / groups of lines play the part of row groups
+(operators/read_arrow.py, operators/read_jsonl.py), indexed by one pass over the file."""
 from __future__ import annotations
 
 import fnmatch
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -62,10 +68,19 @@ def stamp(f: CorpusFile) -> dict:
 
 def same_content(before: dict, now: dict) -> bool:
     """Whether a file holds what it held when `before` was recorded: by fingerprint and size
-    when both stamps have one (records of older versions have none: size and time then)."""
-    if before.get("fingerprint") and now.get("fingerprint"):
+    when both stamps have one of the same scheme (records of older versions have none, or a
+    whole-file hash of an Arrow or JSON Lines file: size and time then)."""
+    if before.get("fingerprint") and now.get("fingerprint") and (
+            _scheme(before["fingerprint"]) == _scheme(now["fingerprint"])):
         return before["fingerprint"] == now["fingerprint"] and before.get("size") == now["size"]
     return (before.get("size"), before.get("mtime_ns")) == (now.get("size"), now.get("mtime_ns"))
+
+
+SAMPLED = "sampled:"  # the prefix of sample fingerprints (Arrow, JSON Lines)
+
+
+def _scheme(fingerprint: str) -> str:
+    return SAMPLED if fingerprint.startswith(SAMPLED) else ""
 
 
 def changed_files(files: list[CorpusFile], recorded: dict[str, dict]) -> list[str]:
@@ -76,10 +91,28 @@ def changed_files(files: list[CorpusFile], recorded: dict[str, dict]) -> list[st
 
 def footer_fingerprint(handle, size: int) -> str:
     """SHA-256 of the file's footer bytes (one ranged read)."""
-    tail = handle.read_at(FOOTER_TAIL, size - FOOTER_TAIL)
-    length = int.from_bytes(tail[:4], "little")
+    return _fingerprint_of(_footer_bytes(handle, size))
+
+
+FOOTER_READ = 1 << 16  # bytes read from a Parquet file's end: the footer, usually whole
+
+
+def _footer_bytes(handle, size: int) -> bytes:
+    """The footer (metadata, its length, "PAR1"), in one ranged read when it fits in
+    FOOTER_READ bytes (two otherwise); a file too short to have one is returned whole, for
+    the Parquet reader to refuse."""
+    tail = handle.read_at(min(size, FOOTER_READ), size - min(size, FOOTER_READ))
+    if len(tail) < FOOTER_TAIL:
+        return tail
+    length = int.from_bytes(tail[-FOOTER_TAIL:-4], "little")
     start = max(0, size - FOOTER_TAIL - length)
-    return hashlib.sha256(handle.read_at(size - start, start)).hexdigest()[:32]
+    if size - start > len(tail):
+        return handle.read_at(size - start, start)
+    return tail[len(tail) - (size - start):]
+
+
+def _fingerprint_of(footer: bytes) -> str:
+    return hashlib.sha256(footer).hexdigest()[:32]
 
 
 def hive_partitions(name: str) -> tuple[tuple[str, str], ...]:
@@ -89,8 +122,9 @@ def hive_partitions(name: str) -> tuple[tuple[str, str], ...]:
                  if "=" in part and not part.startswith("="))
 
 
-def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
-    """(filesystem, [(path, name)]) for a Parquet file, folder (recursive) or glob.
+def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str, int | None]]]:
+    """(filesystem, [(path, name, modification time in ns as listed, None if not)]) for a
+    Parquet file, folder (recursive) or glob.
 
     Raises JobError when nothing exists at the path, no Parquet file is found, or the store
     refuses (missing bucket, credentials, permissions), naming the path and the fix."""
@@ -143,7 +177,7 @@ def _precise(fs: pafs.FileSystem, root: str, error: OSError) -> OSError:
 
 
 def _find_files(fs: pafs.FileSystem, root: str,
-                input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
+                input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str, int | None]]]:
     if any(c in root for c in _GLOB_CHARS):
         base = _glob_base(root)
         infos = [i for i in _list(fs, base, input_path) if fnmatch.fnmatch(i.path, root)]
@@ -156,12 +190,12 @@ def _find_files(fs: pafs.FileSystem, root: str,
                            f"of Parquet files, or a glob such as 'data/*.parquet' (Arrow and "
                            f"JSON Lines files, and datasets' save_to_disk folders, work too)")
         if info.type == pafs.FileType.File:
-            return fs, [(info.path, os.path.basename(info.path))]
+            return fs, [(info.path, os.path.basename(info.path), info.mtime_ns)]
         saved = _saved_dataset_files(fs, root, input_path)
         if saved:
             return fs, saved
         base, infos, kind = root, _list(fs, root, input_path), "folder"
-    files = sorted((i.path, os.path.relpath(i.path, base)) for i in infos
+    files = sorted((i.path, os.path.relpath(i.path, base), i.mtime_ns) for i in infos
                    if i.type == pafs.FileType.File and file_format(i.path)
                    and not os.path.basename(i.path).startswith(("_", ".")))
     if not files:
@@ -176,7 +210,7 @@ def file_format(path: str) -> str | None:
 
 
 def _saved_dataset_files(fs: pafs.FileSystem, root: str,
-                         input_path: str) -> list[tuple[str, str]]:
+                         input_path: str) -> list[tuple[str, str, None]]:
     """The Arrow files of a `datasets` save_to_disk folder, in the dataset's row order (as its
     state.json lists them); [] for any other folder. A DatasetDict folder is refused naming
     its splits: one job reads one split."""
@@ -203,54 +237,80 @@ def _saved_dataset_files(fs: pafs.FileSystem, root: str,
     if not names:
         raise JobError(f"input {input_path!r} is a saved dataset whose state.json lists no "
                        f"data files")
-    return [(f"{root}/{name}", name) for name in names]
+    return [(f"{root}/{name}", name, None) for name in names]
 
 
-def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str]], *,
+def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str, int | None]], *,
                   skip_corrupt: bool = False) -> tuple[list[CorpusFile], list[str]]:
-    """(readable files from their footers, names of corrupt files skipped). A file that is not
-    Parquet stops the job, named, unless `skip_corrupt`."""
+    """(readable files from their footers, names of corrupt files skipped). Files are opened
+    DISCOVERY_THREADS at a time (an object store answers each request after a round trip);
+    the first file in order that is not readable stops the job, named, unless
+    `skip_corrupt`."""
     corpus, corrupt = [], []
-    for path, name in files:
+    workers = max(1, min(DISCOVERY_THREADS, len(files)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="corpusmill-inspect") as pool:
+        outcomes = list(pool.map(lambda item: _inspect_or_error(fs, *item), files))
+    for (path, name, *_), (found, error) in zip(files, outcomes):
+        if error is None:
+            corpus.append(found)
+            continue
+        if isinstance(error, JobError):
+            raise error
+        refused = storage_error(path, error, "read")
+        if refused is not None:  # the store said no: not a corrupt file
+            raise refused from None
+        if skip_corrupt:
+            corrupt.append(name)
+            continue
         kind = file_format(path) or "parquet"
-        try:
-            with fs.open_input_file(path) as f:
-                size = f.size()
-                if kind == "parquet":
-                    meta = pq.ParquetFile(f).metadata
-                    schema = meta.schema.to_arrow_schema()
-                    groups = tuple(meta.row_group(i).num_rows
-                                   for i in range(meta.num_row_groups))
-                    offsets, fingerprint = (), footer_fingerprint(f, size)
-                else:
-                    schema, groups, offsets = _layout(f, kind)
-                    fingerprint = content_fingerprint(f)
-            mtime = fs.get_file_info(path).mtime_ns or 0
-        except (OSError, pa.ArrowInvalid, EOFError) as e:
-            refused = storage_error(path, e, "read")
-            if refused is not None:  # the store said no: not a corrupt file
-                raise refused from None
-            if skip_corrupt:
-                corrupt.append(name)
-                continue
-            raise JobError(f"cannot read {KIND_NAMES[kind]} file {name!r} ({path}): {e}. "
-                           f"Remove or repair "
-                           f"it, or set skip_corrupt_files: true to skip such files (they are "
-                           f"listed in the run summary)") from None
-        partitions = hive_partitions(name)
-        clash = [key for key, _ in partitions if key in schema.names]
-        if clash:
-            raise JobError(f"Parquet file {name!r} has column(s) {', '.join(map(repr, clash))} "
-                           f"and also lies in a partition folder of the same name; rename the "
-                           f"column or the folder")
-        for key, _ in partitions:
-            schema = schema.append(pa.field(key, pa.string()))
-        corpus.append(CorpusFile(path, name, groups, schema, size, mtime, partitions,
-                                 fingerprint, format=kind, offsets=offsets))
+        raise JobError(f"cannot read {KIND_NAMES[kind]} file {name!r} ({path}): {error}. "
+                       f"Remove or repair "
+                       f"it, or set skip_corrupt_files: true to skip such files (they are "
+                       f"listed in the run summary)") from None
     if not corpus:
         raise JobError(f"none of the {len(files)} input file(s) could be read; corrupt: "
                        f"{', '.join(corrupt[:10])}")
     return corpus, corrupt
+
+
+DISCOVERY_THREADS = 32  # files inspected at a time: mostly waiting on the store
+
+
+def _inspect_or_error(fs: pafs.FileSystem, path: str, name: str, mtime_ns: int | None = None
+                      ) -> tuple[CorpusFile | None, Exception | None]:
+    try:
+        return _inspect(fs, path, name, mtime_ns), None
+    except (OSError, pa.ArrowInvalid, EOFError, JobError) as e:
+        return None, e
+
+
+def _inspect(fs: pafs.FileSystem, path: str, name: str,
+             mtime_ns: int | None = None) -> CorpusFile:
+    """One file from its footer (Parquet: one ranged read) or its layout (Arrow, JSON
+    Lines). `mtime_ns`: from the listing that found it (None: asked for)."""
+    kind = file_format(path) or "parquet"
+    mtime = (fs.get_file_info(path).mtime_ns if mtime_ns is None else mtime_ns) or 0
+    with fs.open_input_file(path) as f:
+        size = f.size()
+        if kind == "parquet":
+            footer = _footer_bytes(f, size)
+            meta = pq.ParquetFile(pa.BufferReader(footer)).metadata
+            schema = meta.schema.to_arrow_schema()
+            groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+            offsets, fingerprint = (), _fingerprint_of(footer)
+        else:
+            schema, groups, offsets = _layout(f, kind)
+            fingerprint = sample_fingerprint(f, size, mtime, store_version(f))
+    partitions = hive_partitions(name)
+    clash = [key for key, _ in partitions if key in schema.names]
+    if clash:
+        raise JobError(f"Parquet file {name!r} has column(s) {', '.join(map(repr, clash))} "
+                       f"and also lies in a partition folder of the same name; rename the "
+                       f"column or the folder")
+    for key, _ in partitions:
+        schema = schema.append(pa.field(key, pa.string()))
+    return CorpusFile(path, name, groups, schema, size, mtime, partitions, fingerprint,
+                      format=kind, offsets=offsets)
 
 
 KIND_NAMES = {"parquet": "Parquet", "arrow": "Arrow", "jsonl": "JSON Lines"}
@@ -269,42 +329,96 @@ def _layout(handle, kind: str) -> tuple[pa.Schema, tuple[int, ...], tuple[int, .
     return layout.schema, layout.group_rows, layout.offsets
 
 
-def content_fingerprint(handle, chunk: int = 8 << 20) -> str:
-    """SHA-256 of the whole file: for formats without a footer that summarises the content."""
-    digest = hashlib.sha256()
-    handle.seek(0)
-    while True:
-        data = handle.read(chunk)
-        if not data:
-            return digest.hexdigest()[:32]
-        digest.update(data)
+SAMPLE_BYTES = 1 << 16  # head and tail of an Arrow or JSON Lines file in its fingerprint
+# what object stores say about an object's version, as pyarrow's S3 and GCS files report it
+VERSION_KEYS = ("ETag", "VersionId", "x-goog-generation", "Generation", "etag")
 
 
-def corpus_ids(fs: pafs.FileSystem, files: list[CorpusFile], id_column: str | None,
-               id_type: pa.DataType) -> pa.Array:
-    """Every row id of `files` as `id_type`: the id column's values (id_column None: the
-    generated '<file>:<row>')."""
-    parts = []
-    for f in files:
-        if id_column is None:
-            parts.append(pa.array([f"{f.name}:{i}" for i in range(f.num_rows)], pa.string()))
-        else:
-            column = read_column(fs, f, id_column)
-            parts.extend(chunk.cast(id_type) for chunk in column.chunks)
-    return pa.chunked_array(parts, id_type).combine_chunks()
+def store_version(handle) -> str:
+    """The store's own version of the object (S3 ETag or VersionId, a GCS generation) where
+    the filesystem reports one; '' for local files."""
+    try:
+        metadata = handle.metadata()
+    except (AttributeError, NotImplementedError, OSError):
+        return ""
+    found = {_text(k): _text(v) for k, v in (metadata or {}).items()}
+    return "/".join(found[key] for key in VERSION_KEYS if key in found)
 
 
-def read_column(fs: pafs.FileSystem, f: CorpusFile, column: str) -> pa.ChunkedArray:
-    """One stored column of a whole file, whatever its format."""
+def _text(value) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def sample_fingerprint(handle, size: int, mtime_ns: int, version: str = "") -> str:
+    """For formats without a footer that summarises the content (Arrow, JSON Lines): SHA-256
+    of the size, the modification time, the store's version (ETag) where it has one, and the
+    first and last SAMPLE_BYTES of the file. Two ranged reads, whatever the file's size. A
+    change is noticed when it changes any of these; an edit in the middle that keeps the size
+    and comes back with the same modification time (a restored mtime) on a store without
+    versions is not (docs/guides/scale.md)."""
+    digest = hashlib.sha256(f"{size}:{mtime_ns}:{version}:".encode())
+    digest.update(handle.read_at(min(size, SAMPLE_BYTES), 0))
+    if size > SAMPLE_BYTES:
+        tail = min(SAMPLE_BYTES, size - SAMPLE_BYTES)
+        digest.update(handle.read_at(tail, size - tail))
+    return SAMPLED + digest.hexdigest()[:32]
+
+
+def iter_ids(fs: pafs.FileSystem, f: CorpusFile, id_column: str | None,
+             id_type: pa.DataType = pa.string()):
+    """The row ids of one file in order, as arrays of at most READ_BATCH_ROWS (about) ids of
+    `id_type`: the id column's values, or (id_column None) the generated '<file>:<row>'."""
+    import pyarrow.compute as pc
+
+    from corpusmill.jobs.ids import READ_BATCH_ROWS
+
+    if id_column is None:
+        for start in range(0, f.num_rows, READ_BATCH_ROWS):
+            rows = pa.array(range(start, min(f.num_rows, start + READ_BATCH_ROWS)))
+            yield pc.binary_join_element_wise(f"{f.name}:", rows.cast(pa.string()), "")
+        return
+    for column in iter_column(fs, f, id_column, READ_BATCH_ROWS):
+        yield column.cast(id_type)
+
+
+WHOLE_READ_BYTES = 1 << 20  # Parquet files this small are read in one request for a column
+
+
+def iter_column(fs: pafs.FileSystem, f: CorpusFile, column: str, batch_rows: int):
+    """One stored column of a whole file as arrays, never the whole column at once: Parquet
+    in batches of `batch_rows`, Arrow and JSON Lines by their groups."""
     from corpusmill.operators.read import read_group
 
     if f.format == "parquet":
         with fs.open_input_file(f.path) as handle:
-            return pq.read_table(handle, columns=[column]).column(0)
-    parts = [read_group(fs, f, group, [column]).column(0)
-             for group in range(len(f.row_groups))]
-    chunks = [chunk for part in parts for chunk in part.chunks]
-    return pa.chunked_array(chunks, f.schema.field(column).type)
+            # a small file in one ranged read rather than its footer, then its column chunk
+            source = (pa.BufferReader(handle.read_at(f.size_bytes, 0))
+                      if f.size_bytes <= WHOLE_READ_BYTES else handle)
+            for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_rows,
+                                                             columns=[column]):
+                yield batch.column(0)
+        return
+    for group in range(len(f.row_groups)):
+        yield from read_group(fs, f, group, [column]).column(0).chunks
+
+
+def id_partitions(fs: pafs.FileSystem, files: list[CorpusFile], id_column: str | None,
+                  id_type: pa.DataType, expected_rows: int = 0, threads: int = 4):
+    """Every row id of `files`, hashed and spilled by hash (jobs/ids.py: IdPartitions), files
+    read `threads` at a time; partitioned for the larger of their rows and `expected_rows`
+    (the rows of what they will be compared with: the output)."""
+    from corpusmill.jobs.ids import IdPartitions, id_hash, partitions_for
+
+    ids = IdPartitions(partitions_for(max(expected_rows, sum(f.num_rows for f in files))))
+
+    def spill(item):
+        source, f = item
+        for values in iter_ids(fs, f, id_column, id_type):
+            ids.add(id_hash(values), source)
+
+    with ThreadPoolExecutor(max(1, min(threads, len(files)))) as pool:
+        list(pool.map(spill, enumerate(files)))
+    return ids
 
 
 def is_text(arrow_type: pa.DataType) -> bool:

@@ -1,6 +1,8 @@
 """The output folder, as the driver sees it (Ray Data's sink writes the data files): deciding
-what to do with what it holds (refuse, resume, replace), and reading back what was written
-for the summary. `OutputFolder` is the one object run_job talks to.
+what to do with what it holds (refuse, resume, replace), and what was written for the summary:
+counts from the data files' footers, and the duplicate-id check streamed through hash
+partitions on local disk (jobs/ids.py), so the driver never holds every id. `OutputFolder` is
+the one object run_job talks to.
 
 Layout: the data files (`*.parquet`, in `key=value/` folders when partitioned), each with the
 job's provenance in its schema metadata, and one hidden folder, `.corpusmill/`, for the rest:
@@ -201,27 +203,37 @@ def migrate_legacy_layout(output: str) -> list[str]:
     return moved
 
 
-def committed_rows(output: str, id_column: str | None = None,
-                   scope: pa.Array | None = None) -> int:
-    """Rows whose write Ray Data has committed (its checkpoint files, not pending ones); with
-    `scope`, only those whose id is in it. Data files of a killed run may be partial; Ray
-    deletes those when the next run starts."""
+def committed_rows(output: str, id_column: str | None = None, scope=None) -> int:
+    """Rows whose write Ray Data has committed (its checkpoint files, not pending ones), from
+    their footers; with `scope` (jobs/ids.py IdPartitions of ids), only those whose id is in
+    it, streamed through hash partitions like it. Data files of a killed run may be partial;
+    Ray deletes those when the next run starts."""
     fs, root = output_filesystem(output)
-    total = 0
-    for entry in fs.get_file_info(pafs.FileSelector(f"{root}/{CHECKPOINT_DIR}",
-                                                    allow_not_found=True)):
-        if entry.base_name.endswith(".parquet") and ".pending." not in entry.base_name:
-            with fs.open_input_file(entry.path) as f:
-                if scope is None:
-                    total += pq.ParquetFile(f).metadata.num_rows
-                else:
-                    ids = pq.read_table(f, columns=[id_column]).column(id_column)
-                    total += _count_in(ids, scope)
-    return total
+    files = [entry for entry in fs.get_file_info(pafs.FileSelector(
+        f"{root}/{CHECKPOINT_DIR}", allow_not_found=True))
+        if entry.base_name.endswith(".parquet") and ".pending." not in entry.base_name]
+    if scope is None:
+        return sum(_footer(fs, entry.path).num_rows for entry in files)
+    from corpusmill.jobs.ids import IdPartitions, id_hash
+
+    with IdPartitions(scope.partitions) as ids:
+        for source, entry in enumerate(files):
+            for values in _iter_columns(fs, entry.path, [id_column]):
+                ids.add(id_hash(values.column(0)), source)
+        return ids.count_in(scope)["rows"]
 
 
-def _count_in(values: pa.ChunkedArray, scope: pa.Array) -> int:
-    return pc.sum(pc.is_in(values, value_set=scope).cast(pa.int64())).as_py() or 0
+def _footer(fs: pafs.FileSystem, path: str) -> pq.FileMetaData:
+    with fs.open_input_file(path) as f:
+        return pq.ParquetFile(f).metadata
+
+
+def _iter_columns(fs: pafs.FileSystem, path: str, columns: list[str]):
+    """Record batches of `columns` of one output file, a bounded number of rows at a time."""
+    from corpusmill.jobs.ids import READ_BATCH_ROWS
+
+    with fs.open_input_file(path) as f:
+        yield from pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS, columns=columns)
 
 
 def checkpoint_path(output: str) -> str:
@@ -242,37 +254,103 @@ def write_empty(output: str, schema: pa.Schema) -> None:
         pq.write_table(schema.empty_table(), f)
 
 
-def output_counts(output: str, id_column: str | None = None,
-                  scope: pa.Array | None = None) -> dict[str, int]:
+COUNT_THREADS = 16  # output files whose footers are read at a time
+
+
+def output_counts(output: str, id_column: str | None = None, scope=None) -> dict[str, int]:
     """Rows written, rows with an error, rows whose input was truncated (tasks that write
-    `input_truncated`), and (given the id column) ids written more than once, read back from
-    the output files. With `scope` (ids), rows and errors count only rows whose
-    id is in it (an incremental run's own rows); duplicates are checked over all rows."""
+    `input_truncated`), and (given the id column) ids written more than once.
+
+    Rows, errors and truncations come from the files' footers (row counts, the `error`
+    column's null count, `input_truncated`'s maximum; a row group whose statistics say
+    nothing is read for that one column). Ids stream through hash partitions on local disk
+    (jobs/ids.py), so the driver never holds them all. With `scope` (IdPartitions of ids:
+    an incremental run's own), rows, errors and truncations count only rows whose id is in
+    it; duplicates are checked over all rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
     fs, root = output_filesystem(output)
-    rows = errored = truncated = files = 0
-    ids = []
-    for entry in _data_files(fs, root):
-        columns = [ERROR] if id_column is None else [id_column, ERROR]
-        with fs.open_input_file(entry.path) as f:
-            parquet = pq.ParquetFile(f)  # one footer read for both the schema and the rows
-            if INPUT_TRUNCATED in parquet.schema_arrow.names:
-                columns.append(INPUT_TRUNCATED)
-            table = parquet.read(columns=columns)
-        files += 1
-        if id_column is not None:
-            ids.extend(table.column(id_column).chunks)
+    entries = _data_files(fs, root)
+    with ThreadPoolExecutor(max(1, min(COUNT_THREADS, len(entries) or 1))) as pool:
+        tallies = list(pool.map(lambda entry: _file_counts(fs, entry.path), entries))
+    counts = {"files": len(entries), "rows_out": sum(t[0] for t in tallies),
+              "rows_errored": sum(t[1] for t in tallies),
+              "rows_truncated": sum(t[2] for t in tallies), "ids_duplicated": 0}
+    if id_column is None:
+        return counts
+    from corpusmill.jobs.ids import IdPartitions, find_duplicates, id_hash, partitions_for
+
+    flags = ("errored", "truncated") if scope is not None else ()
+    partitions = scope.partitions if scope is not None else partitions_for(counts["rows_out"])
+    with IdPartitions(partitions, flags) as ids:
+        def spill(source: int) -> None:
+            path = entries[source].path
+            names = pq.read_schema(path, filesystem=fs).names if scope is not None else []
+            columns = [id_column] + ([ERROR] if scope is not None else []) + (
+                [INPUT_TRUNCATED] if INPUT_TRUNCATED in names else [])
+            for batch in _iter_columns(fs, path, columns):
+                row_flags = {}
+                if scope is not None:
+                    row_flags["errored"] = pc.is_valid(batch.column(ERROR)).to_numpy(
+                        zero_copy_only=False)
+                    row_flags["truncated"] = (
+                        pc.fill_null(batch.column(INPUT_TRUNCATED), False).to_numpy(
+                            zero_copy_only=False) if INPUT_TRUNCATED in columns
+                        else [0] * batch.num_rows)
+                ids.add(id_hash(batch.column(0)), source, row_flags)
+
+        with ThreadPoolExecutor(max(1, min(4, len(entries) or 1))) as pool:
+            list(pool.map(spill, range(len(entries))))
+        found = find_duplicates(
+            ids, lambda source: (b.column(0) for b in _iter_columns(fs, entries[source].path,
+                                                                    [id_column])),
+            len(entries), shown=0)
+        counts["ids_duplicated"] = found.count
         if scope is not None:
-            table = table.filter(pc.is_in(table.column(id_column), value_set=scope))
-        rows += table.num_rows
-        errored += pc.sum(pc.is_valid(table.column(ERROR)).cast(pa.int64())).as_py() or 0
-        if INPUT_TRUNCATED in table.column_names:
-            truncated += pc.sum(table.column(INPUT_TRUNCATED).cast(pa.int64())).as_py() or 0
-    duplicated = 0
-    if ids:
-        counts = pc.value_counts(pa.chunked_array(ids))
-        duplicated = len(counts.filter(pc.greater(counts.field("counts"), 1)))
-    return {"files": files, "rows_out": rows, "rows_errored": errored,
-            "rows_truncated": truncated, "ids_duplicated": duplicated}
+            inside = ids.count_in(scope)
+            counts.update(rows_out=inside["rows"], rows_errored=inside["errored"],
+                          rows_truncated=inside["truncated"])
+    return counts
+
+
+def _file_counts(fs: pafs.FileSystem, path: str) -> tuple[int, int, int]:
+    """(rows, rows with an error, rows with input_truncated) of one output file, from its
+    footer where its statistics answer."""
+    with fs.open_input_file(path) as f:
+        parquet = pq.ParquetFile(f)
+        meta = parquet.metadata
+        names = parquet.schema_arrow.names
+        error_at = names.index(ERROR) if ERROR in names else None
+        truncated_at = names.index(INPUT_TRUNCATED) if INPUT_TRUNCATED in names else None
+        errored = truncated = 0
+        for group in range(meta.num_row_groups):
+            row_group = meta.row_group(group)
+            if error_at is not None:
+                stats = _leaf_statistics(parquet, row_group, ERROR)
+                if stats is not None and stats.has_null_count:
+                    errored += row_group.num_rows - stats.null_count
+                else:
+                    column = parquet.read_row_group(group, columns=[ERROR]).column(0)
+                    errored += len(column) - column.null_count
+            if truncated_at is not None:
+                stats = _leaf_statistics(parquet, row_group, INPUT_TRUNCATED)
+                if stats is not None and stats.has_min_max and stats.max is False:
+                    continue
+                if stats is not None and stats.has_min_max and stats.min is True:
+                    truncated += row_group.num_rows - (stats.null_count or 0)
+                    continue
+                column = parquet.read_row_group(group, columns=[INPUT_TRUNCATED]).column(0)
+                truncated += pc.sum(pc.fill_null(column, False).cast(pa.int64())).as_py() or 0
+        return meta.num_rows, errored, truncated
+
+
+def _leaf_statistics(parquet: pq.ParquetFile, row_group, name: str):
+    """The statistics of the column chunk of top-level column `name`, if it is a leaf."""
+    for i in range(row_group.num_columns):
+        chunk = row_group.column(i)
+        if chunk.path_in_schema == name:
+            return chunk.statistics if chunk.is_stats_set else None
+    return None
 
 
 def _data_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
@@ -392,10 +470,10 @@ class OutputFolder:
     def checkpoint_path(self) -> str:
         return checkpoint_path(self.path)
 
-    def committed_rows(self, id_column: str | None = None, scope: pa.Array | None = None) -> int:
+    def committed_rows(self, id_column: str | None = None, scope=None) -> int:
         return committed_rows(self.path, id_column, scope)
 
-    def counts(self, id_column: str | None = None, scope: pa.Array | None = None) -> dict:
+    def counts(self, id_column: str | None = None, scope=None) -> dict:
         return output_counts(self.path, id_column, scope)
 
     def data_files(self) -> list[str]:

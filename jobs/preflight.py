@@ -136,55 +136,72 @@ def _id_column(spec, files) -> str:
     return spec.id_column
 
 
+ID_THREADS = 16  # files whose ids are read at a time (object stores: mostly waiting)
+
+
 def _check_ids_unique(corpus: Corpus, id_column: str, skip_corrupt: bool = False) -> Corpus:
-    """Resumes and joins match rows by id, so ids must be unique and present. Reads the id
+    """Resumes and joins match rows by id, so ids must be unique and present. Streams the id
     column of every file once, as the one type all files' id columns widen to (string beside
-    large_string, int32 beside int64). A file whose id column cannot be decoded is refused,
-    or left out under `skip_corrupt` (the returned corpus no longer has it)."""
+    large_string, int32 beside int64), into hash partitions on local disk (jobs/ids.py): the
+    driver holds one batch and one partition at a time, whatever the corpus's size. A file
+    whose id column cannot be decoded is refused, or left out under `skip_corrupt` (the
+    returned corpus no longer has it)."""
     import dataclasses
+    from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow.compute as pc
 
-    from corpusmill.jobs.corpus import read_column
+    from corpusmill.jobs.corpus import iter_ids
+    from corpusmill.jobs.ids import IdPartitions, find_duplicates, id_hash, partitions_for
 
     id_type = _unified_types(corpus.files, {id_column})[id_column]
-    arrays, owners, readable, corrupt = [], [], [], []
-    for f in corpus.files:
+    files = corpus.files
+    ids = IdPartitions(partitions_for(corpus.num_rows))
+
+    def spill(source: int):
+        """None, or what is wrong with the file: ('corrupt', error) or ('null', row)."""
+        row = 0
         try:
-            column = read_column(corpus.fs, f, id_column)
+            for values in iter_ids(corpus.fs, files[source], id_column, id_type):
+                if values.null_count:
+                    return "null", row + pc.index(pc.is_null(values), True).as_py()
+                ids.add(id_hash(values), source)
+                row += len(values)
         except (OSError, pa.ArrowInvalid) as e:
-            if skip_corrupt:
-                corrupt.append(f"{f.name} (id column unreadable)")
+            return "corrupt", e
+        return None
+
+    with ids, ThreadPoolExecutor(max(1, min(ID_THREADS, len(files)))) as pool:
+        problems = list(pool.map(spill, range(len(files))))
+        skipped, corrupt = set(), []
+        for source, (f, problem) in enumerate(zip(files, problems)):
+            if problem is None:
                 continue
-            raise JobError(f"cannot read the id column {id_column!r} of Parquet file "
-                           f"{f.name!r}: {e}. Its data is damaged (the footer reads fine); "
-                           f"repair or remove it, or set skip_corrupt_files: true to skip such "
-                           f"files (they are listed in the run summary)") from None
-        column = column.cast(id_type)
-        if column.null_count:
-            row = pc.index(pc.is_null(column), True).as_py()
-            raise JobError(f"id_column {id_column!r} is null in {f.name!r} (first at row {row}); "
-                           f"every row needs an id, or drop id_column to have '<file>:<row>' ids "
-                           f"generated")
-        arrays.append(column)
-        owners.append(f.name)
-        readable.append(f)
-    if not readable:
-        raise JobError(f"none of the {len(corpus.files)} Parquet file(s) has a readable id "
-                       f"column {id_column!r}")
-    ids = pa.chunked_array([chunk for column in arrays for chunk in column.chunks], type=id_type)
-    counts = pc.value_counts(ids)
-    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
-    if len(repeated):
-        shown = []
-        for item in repeated.slice(0, 5).to_pylist():
-            where = [name for name, column in zip(owners, arrays)
-                     if pc.any(pc.equal(column, item["values"])).as_py()]
-            shown.append(f"{item['values']!r} x{item['counts']} (in {', '.join(where)})")
-        raise JobError(f"id_column {id_column!r} has {len(repeated)} duplicated id(s), e.g. "
+            what, detail = problem
+            if what == "null":
+                raise JobError(f"id_column {id_column!r} is null in {f.name!r} (first at row "
+                               f"{detail}); every row needs an id, or drop id_column to have "
+                               f"'<file>:<row>' ids generated")
+            if not skip_corrupt:
+                raise JobError(f"cannot read the id column {id_column!r} of Parquet file "
+                               f"{f.name!r}: {detail}. Its data is damaged (the footer reads "
+                               f"fine); repair or remove it, or set skip_corrupt_files: true to "
+                               f"skip such files (they are listed in the run summary)") from None
+            skipped.add(source)
+            corrupt.append(f"{f.name} (id column unreadable)")
+        if len(skipped) == len(files):
+            raise JobError(f"none of the {len(files)} Parquet file(s) has a readable id "
+                           f"column {id_column!r}")
+        found = find_duplicates(
+            ids, lambda source: iter_ids(corpus.fs, files[source], id_column, id_type),
+            len(files), skip=skipped, threads=ID_THREADS)
+    if found.count:
+        shown = [f"{value!r} x{count} (in {', '.join(files[s].name for s in where)})"
+                 for value, count, where in found.examples]
+        raise JobError(f"id_column {id_column!r} has {found.count} duplicated id(s), e.g. "
                        f"{'; '.join(shown)}. Ids must be unique so every row is written exactly "
                        f"once; deduplicate the corpus, or drop id_column to use '<file>:<row>' ids")
-    return dataclasses.replace(corpus, files=readable,
+    return dataclasses.replace(corpus, files=[f for i, f in enumerate(files) if i not in skipped],
                                skipped_files=corpus.skipped_files + tuple(corrupt))
 
 

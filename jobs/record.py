@@ -9,7 +9,8 @@ stats: started/finished, stages {read, tokenize, inference, postprocess: {rows, 
     time summed over workers), blocks, and the stage's own counts (tokens; postprocess:
     rows_out, errors, skipped)}, write: {rows, files}}, tokens {tokens, padded_tokens,
     windows}, actors [{actor, node_id, rows, seconds}], timeline [[seconds, rows done]],
-    files_written (data files this run added, relative to the output folder).
+    files_written (data files this run added, relative to the output folder), driver
+    {peak_rss_mb} (the peak resident memory of the process that ran the job, so far).
 """
 from __future__ import annotations
 
@@ -76,7 +77,19 @@ def stats_record(snapshot: dict, timeline: list, started: str, finished: str,
                     "seconds": round(a["seconds"], 3)} for a in snapshot.get("actors", [])],
         "timeline": [list(point) for point in timeline],
         "files_written": files_written,
+        "driver": {"peak_rss_mb": driver_peak_rss_mb()},
     }
+
+
+def driver_peak_rss_mb() -> float | None:
+    """This process's peak resident memory (getrusage; kilobytes on Linux, bytes on macOS)."""
+    try:
+        import resource
+        import sys
+    except ImportError:  # not on this platform
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)
 
 
 def placement_line(record: dict) -> str:

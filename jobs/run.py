@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from corpusmill.jobs.cluster_view import HEAD_RESOURCE
 from corpusmill.jobs.console import RunConsole
-from corpusmill.jobs.corpus import Corpus, corpus_ids
+from corpusmill.jobs.corpus import Corpus, id_partitions
 from corpusmill.jobs.ledger import new_files
 from corpusmill.jobs.output import OutputFolder, checkpoint_path
 from corpusmill.jobs.placement import (
@@ -253,7 +253,9 @@ def _work_to_do(spec: JobSpec, plan: JobPlan, corpus: Corpus, output: OutputFold
     if not todo:
         return Work(corpus=corpus, ledger=ledger, nothing_new=True)
     id_column = None if plan.id_column == GENERATED_ID else plan.id_column
-    scope = corpus_ids(corpus.fs, todo, id_column, plan.read_schema.field(plan.id_column).type)
+    # the new files' ids, hashed into partitions on local disk (jobs/ids.py), not held here
+    scope = id_partitions(corpus.fs, todo, id_column,
+                          plan.read_schema.field(plan.id_column).type, corpus.num_rows)
     rows_before = 0 if state.replace else output.committed_rows(plan.id_column, scope)
     return Work(corpus=dataclasses.replace(corpus, files=todo), rows_before=rows_before,
                 scope=scope, ledger=ledger, inputs_before=inputs_before)

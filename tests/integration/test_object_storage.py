@@ -162,3 +162,51 @@ def test_a_second_run_on_the_same_object_storage_output_is_refused(s3, s3_model,
             OutputLock(output, "third-run").__enter__()
     assert "being written by run other-run" in capsys.readouterr().err
     assert not s3.exists(f"{output}.corpusmill/lock")
+
+
+def test_a_run_over_many_small_object_storage_files_writes_every_id_once(s3, s3_model,
+                                                                         tmp_path):
+    """200 files: inspected concurrently, their ids checked in hash partitions, every row
+    written once, the counts from the output's footers."""
+    files, rows = 200, 5
+    texts = varied_texts(files * rows, seed=21)
+    local = tmp_path / "many"
+    for part in range(files):
+        write_parquet(local / f"part-{part:03d}.parquet",
+                      {"doc": [f"d{part * rows + i}" for i in range(rows)],
+                       "body": texts[part * rows:(part + 1) * rows]})
+    source = s3.upload(local, f"{ROOT}/many/")
+    output = f"{ROOT}/out-many/"
+    cli = run(s3, job(tmp_path, "many", model=s3_model, input=source, output=output,
+                      id_column="doc"))
+    assert cli.wait(timeout=300) == EXIT_OK, cli.output()[-3000:]
+    assert f"{files * rows} rows in from {files} file(s), {files * rows} out" in cli.output()
+    written = s3.read_table(output, ["doc"]).column("doc").to_pylist()
+    assert sorted(written) == sorted(f"d{i}" for i in range(files * rows))
+    stats = json.loads(s3.read_text(f"{output}.corpusmill/manifest.json"))["stats"]
+    assert stats["driver"]["peak_rss_mb"] > 0
+
+
+def test_a_json_lines_file_rewritten_on_object_storage_changes_its_fingerprint(s3, monkeypatch):
+    """Same size, same head and tail, another middle, within the same second (S3's times
+    have whole seconds): the store's ETag tells them apart."""
+    from corpusmill.jobs.corpus import SAMPLE_BYTES, open_corpus
+
+    for key, value in s3.env("admin").items():
+        monkeypatch.setenv(key, value)
+    def lines(middle: str) -> str:
+        pad = "x" * 100
+        body = [f'{{"text": "{pad} {i}"}}' for i in range(2 * SAMPLE_BYTES // 100)]
+        body[len(body) // 2] = f'{{"text": "{middle}{pad[len(middle):]} {len(body) // 2}"}}'
+        return "\n".join(body) + "\n"
+
+    fs = s3.fs()
+    path = f"{BUCKET}/jsonl-etag/a.jsonl"
+    with fs.open_output_stream(path) as f:
+        f.write(lines("first").encode())
+    before = open_corpus(f"{ROOT}/jsonl-etag/").stamps()["a.jsonl"]
+    with fs.open_output_stream(path) as f:
+        f.write(lines("again").encode())
+    after = open_corpus(f"{ROOT}/jsonl-etag/").stamps()["a.jsonl"]
+    assert before["size"] == after["size"]
+    assert before["fingerprint"] != after["fingerprint"]

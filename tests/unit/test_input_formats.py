@@ -119,3 +119,32 @@ def test_the_real_hub_filesystem_offline_fails_with_a_job_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(JobError, match="acme/reviews"):
         open_corpus("hf://datasets/acme/reviews/data")
+
+
+def test_large_json_lines_fingerprints_sample_the_file_and_follow_its_time(tmp_path):
+    """A fingerprint reads the head and tail, never the whole file: an edit in the middle is
+    noticed through the modification time, and missed only when the time is put back
+    (docs/guides/scale.md)."""
+    import os
+
+    from corpusmill.jobs.corpus import SAMPLE_BYTES, same_content
+
+    path = tmp_path / "big.jsonl"
+    lines = [json.dumps({"text": f"line {i:06d} " + "x" * 80}) for i in range(5_000)]
+    assert len("\n".join(lines)) > 4 * SAMPLE_BYTES
+    path.write_text("\n".join(lines))
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    before = open_corpus(str(path)).stamps()["big.jsonl"]
+    lines[2_500] = lines[2_500].replace("x", "y")  # same size, middle of the file
+    path.write_text("\n".join(lines))
+    now = open_corpus(str(path)).stamps()["big.jsonl"]
+    assert now["size"] == before["size"] and not same_content(before, now)
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # the time put back: not noticed
+    assert same_content(before, open_corpus(str(path)).stamps()["big.jsonl"])
+    lines[-1] = lines[-1].replace("x", "z")  # the tail changed, the time put back: noticed
+    path.write_text("\n".join(lines))
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert not same_content(before, open_corpus(str(path)).stamps()["big.jsonl"])
+    # a record of an older version (a whole-file hash) is compared by size and time
+    older = {**before, "fingerprint": "0123456789abcdef0123456789abcdef"}
+    assert same_content(older, {**before})

@@ -1,0 +1,246 @@
+"""Does the driver grow with the corpus? `corpusmill validate` (the preflight every run does:
+files, footers, fingerprints, the id check, the model) on corpora of growing size, whole
+process: wall time and the process's own peak RSS (os.wait4's ru_maxrss; validate starts no
+Ray, so this is all the driver holds). Medians of `--reps` runs, the load average beside each.
+
+Corpora (generated once under bench/data/driver-scale/, git-ignored), string ids `doc-<n>`:
+    rows-200k, rows-4m, rows-20m   4 Parquet files, short texts
+    files-50, files-2000, files-10000   that many small local files of 20 rows
+    s3-files-1000   1,000 small files on a local S3 API server (moto, tests/object_store.py)
+
+`--run CORPUS` instead runs the job once (`corpusmill run`, the tiny model) over a row corpus
+(rows-4m, or a smaller rows-<n>k / rows-<n>m made on demand), checks that every id was
+written once, and reports the driver's peak RSS as the run's manifest records it
+(stats.driver.peak_rss_mb) beside the process's own.
+
+Run it once per code state and label the results; the JSON keeps one entry per label:
+    python bench/bench_driver_scale.py --label after --json bench/results-driver-scale.json
+    git stash -u -- jobs/ && python bench/bench_driver_scale.py --label before ... ; git stash pop
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = REPO / "bench" / "data" / "driver-scale"
+ROW_CORPORA = {"rows-200k": 200_000, "rows-4m": 4_000_000, "rows-20m": 20_000_000}
+FILE_CORPORA = {"files-50": 50, "files-2000": 2_000, "files-10000": 10_000}
+S3_FILES = 1_000
+SMALL_FILE_ROWS = 20
+WORDS = ("river stone market paper light engine garden winter signal harbour quiet number "
+         "letter window morning").split()
+
+
+def texts(n: int, seed: int) -> pa.Array:
+    """`n` short texts drawn from a fixed set of 997 sentences."""
+    import random
+
+    rng = random.Random(seed)
+    pool = pa.array([" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 20)))
+                     for _ in range(997)])
+    import numpy as np
+
+    return pool.take(pa.array((np.arange(n, dtype=np.int64) * 7919 + seed) % 997))
+
+
+def ids(start: int, n: int) -> pa.Array:
+    numbers = pc.cast(pa.array(range(start, start + n), pa.int64()), pa.string())
+    return pc.binary_join_element_wise("doc-", pc.utf8_lpad(numbers, 9, "0"), "")
+
+
+def make_rows(folder: Path, rows: int, files: int = 4) -> None:
+    if (folder / "done").exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    per_file = rows // files
+    for i in range(files):
+        start = i * per_file
+        for_file = per_file
+        table = pa.table({"id": ids(start, for_file), "text": texts(for_file, i)})
+        pq.write_table(table, folder / f"part-{i}.parquet", row_group_size=1 << 20)
+    (folder / "done").write_text("")
+
+
+def make_files(folder: Path, files: int) -> None:
+    if (folder / "done").exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        table = pa.table({"id": ids(i * SMALL_FILE_ROWS, SMALL_FILE_ROWS),
+                          "text": texts(SMALL_FILE_ROWS, i)})
+        pq.write_table(table, folder / f"part-{i:05d}.parquet")
+    (folder / "done").write_text("")
+
+
+def validate(job: Path, env: dict | None = None) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of one `corpusmill validate` process."""
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "corpusmill.jobs.cli", "validate", str(job)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"validate {job} failed:\n{out[-1500:]}\n{err[-1500:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def measure(name: str, job: Path, reps: int, env: dict | None = None) -> dict:
+    runs = []
+    for _ in range(reps):
+        load = os.getloadavg()[0]
+        wall, rss = validate(job, env)
+        runs.append({"wall_s": round(wall, 2), "peak_rss_mib": round(rss, 1),
+                     "load_1min": load})
+        print(f"{name:14s} wall {wall:6.2f} s  peak RSS {rss:7.1f} MiB  load {load:.1f}",
+              flush=True)
+    return {"wall_s": statistics.median(r["wall_s"] for r in runs),
+            "peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in runs), "runs": runs}
+
+
+def job_file(folder: Path, name: str, model: str, input_path: str, output: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"task": "text-classification", "model": model,
+                                    "input": input_path, "output": output,
+                                    "id_column": "id"}))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--label", required=True, help="the code state measured: before/after")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--only", nargs="*", help="corpus names to measure (default: all)")
+    parser.add_argument("--json", default=str(REPO / "bench" / "results-driver-scale.json"))
+    parser.add_argument("--run", help="run the job once over this row corpus instead")
+    args = parser.parse_args()
+
+    from tests.tiny_models import build_bert_classifier
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    model = DATA / "tiny-classifier"
+    if not (model / "config.json").exists():
+        build_bert_classifier(model, num_labels=2)
+    jobs = DATA / "jobs"
+    jobs.mkdir(exist_ok=True)
+    if args.run:
+        return full_run(args, jobs, model)
+    wanted = lambda name: not args.only or name in args.only  # noqa: E731
+    results: dict[str, dict] = {}
+    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    for name, rows in ROW_CORPORA.items():
+        if wanted(name):
+            make_rows(DATA / name, rows)
+            job = job_file(jobs, name, str(model), str(DATA / name), str(DATA / "out" / name))
+            results[name] = {"rows": rows, "files": 4, **measure(name, job, args.reps)}
+    for name, files in FILE_CORPORA.items():
+        if wanted(name):
+            make_files(DATA / name, files)
+            job = job_file(jobs, name, str(model), str(DATA / name), str(DATA / "out" / name))
+            results[name] = {"rows": files * SMALL_FILE_ROWS, "files": files,
+                             **measure(name, job, args.reps)}
+    if wanted("s3-files-1000"):
+        results["s3-files-1000"] = measure_s3(jobs, model, args.reps)
+    uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+    ratios = {}
+    if "rows-200k" in results and "rows-20m" in results:
+        small, large = results["rows-200k"], results["rows-20m"]
+        ratios = {"peak RSS 20M / 200k": round(large["peak_rss_mib"] / small["peak_rss_mib"], 3),
+                  "wall 20M / 200k": round(large["wall_s"] / small["wall_s"], 3)}
+    entry = {"reps": args.reps, "cpus": os.cpu_count(), "uptime_before": uptime_before,
+             "uptime_after": uptime_after, "results": results, "ratios": ratios,
+             "note": "2-core machine shared with other engineers' work; see the load averages"}
+    path = Path(args.json)
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report[args.label] = {**report.get(args.label, {}), **entry,
+                          "results": {**report.get(args.label, {}).get("results", {}),
+                                      **results}}
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({name: {k: v for k, v in r.items() if k != "runs"}
+                      for name, r in results.items()}, indent=1))
+    print(ratios, uptime_before, uptime_after, sep="\n")
+
+
+def corpus_rows(name: str) -> int:
+    """rows-200k -> 200,000; rows-4m -> 4,000,000."""
+    size = name.removeprefix("rows-")
+    return int(float(size[:-1]) * {"k": 1_000, "m": 1_000_000}[size[-1]])
+
+
+def full_run(args, jobs: Path, model: Path) -> None:
+    """One `corpusmill run` over a row corpus: wall time, the process's peak RSS, the driver
+    peak RSS its manifest records, and every id written exactly once."""
+    import shutil
+
+    rows = corpus_rows(args.run)
+    make_rows(DATA / args.run, rows)
+    out = DATA / "out" / f"run-{args.run}"
+    shutil.rmtree(out, ignore_errors=True)
+    job = job_file(jobs, f"run-{args.run}", str(model), str(DATA / args.run), str(out))
+    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "corpusmill.jobs.cli", "run", str(job)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    output = proc.stdout.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"run failed:\n{output[-3000:]}")
+    uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    manifest = json.loads((out / ".corpusmill" / "manifest.json").read_text())
+    written = pq.ParquetDataset(str(out)).read(columns=["id"]).column("id")
+    unique = pc.count_distinct(written).as_py()
+    result = {"rows": rows, "files": 4, "wall_s": round(wall, 1),
+              "process_peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+              "manifest_driver_peak_rss_mb": manifest["stats"]["driver"]["peak_rss_mb"],
+              "rows_out": manifest["summary"]["rows_out"], "ids_written": len(written),
+              "ids_distinct": unique, "every_id_once": len(written) == unique == rows,
+              "uptime_before": uptime_before, "uptime_after": uptime_after}
+    print(json.dumps(result, indent=1))
+    path = Path(args.json)
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report.setdefault(args.label, {}).setdefault("runs", {})[args.run] = result
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    if not result["every_id_once"]:
+        raise SystemExit("not every id was written exactly once")
+
+
+def measure_s3(jobs: Path, model: Path, reps: int) -> dict:
+    """1,000 small files uploaded to a fresh local moto S3 server, validated from there."""
+    import tempfile
+
+    from tests.object_store import MotoS3
+
+    local = DATA / "files-s3"
+    make_files(local, S3_FILES)
+    server = MotoS3().start()
+    try:
+        with tempfile.TemporaryDirectory() as staging:
+            for path in sorted(local.glob("*.parquet")):
+                os.link(path, Path(staging) / path.name)
+            server.upload(Path(staging), "s3://corpus/in/")
+        job = job_file(jobs, "s3-files-1000", str(model), "s3://corpus/in/", "s3://corpus/out/")
+        env = {**os.environ, **server.env("admin")}
+        return {"rows": S3_FILES * SMALL_FILE_ROWS, "files": S3_FILES,
+                **measure("s3-files-1000", job, reps, env)}
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
