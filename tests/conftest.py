@@ -1,5 +1,6 @@
 """Shared fixtures: tiny models built once per session, one local Ray per session, and helpers
-to write corpora and job files."""
+to write corpora and job files; and the tiers: every test is marked by its folder and by what
+it starts (see `pytest_collection_modifyitems`, and docs/contributing.md for the commands)."""
 from __future__ import annotations
 
 import os
@@ -18,6 +19,27 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # A job that stops making progress (a scheduling deadlock) fails in minutes, not Ray Data's
 # default 30, so one hung test cannot eat CI's time.
 os.environ.setdefault("RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S", "240")
+
+
+# tests/<folder>/ -> marker
+FOLDER_MARKS = {"unit": "unit", "operators": "operators", "integration": "integration"}
+# a fixture a test uses (directly or through other fixtures) -> what it starts
+FIXTURE_MARKS = {"ray_session": ("ray",), "cluster": ("ray", "cluster"), "s3": ("s3",)}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by its folder and by the fixtures it uses. Tests that start Ray in a
+    child process (the CLI as a subprocess) and `slow` ones are marked in their modules."""
+    tests = Path(__file__).parent
+    for item in items:
+        parts = Path(item.fspath).relative_to(tests).parts
+        if parts[0] in FOLDER_MARKS:
+            item.add_marker(FOLDER_MARKS[parts[0]])
+        if parts[-1].startswith("test_train_"):
+            item.add_marker("train")
+        for fixture in item.fixturenames:
+            for mark in FIXTURE_MARKS.get(fixture, ()):
+                item.add_marker(mark)
 
 
 @pytest.fixture(scope="session")

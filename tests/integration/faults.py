@@ -1,5 +1,6 @@
 """Helpers for fault-injection tests: run the CLI as a separate process with its own local Ray,
-kill it at a moment chosen by progress, and clean up only that Ray instance."""
+kill it at a moment chosen by progress, and clean up only that Ray instance (the CLI's process
+tree, and processes carrying its own Ray temp dir)."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from tests import processes
 
 REPO = Path(__file__).parents[2]
 
@@ -62,8 +65,10 @@ class CliRun:
         raise TimeoutError(f"the kill point was never reached; log:\n{self.output()[-3000:]}")
 
     def kill(self) -> None:
+        started = processes.tree(self.proc.pid)  # before the kill orphans them
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+        processes.kill(started)
         self._reap_ray()
 
     def wait(self, timeout: float = 180) -> int:
@@ -80,9 +85,10 @@ class CliRun:
 
     def _reap_ray(self) -> None:
         """Ray's services die with their driver (PR_SET_PDEATHSIG); wait for that, then kill
-        any straggler of this instance only (matched by its temp dir)."""
+        any straggler of this instance only (its temp dir on the command line, and its
+        descendants)."""
         for _ in range(100):
-            if subprocess.run(["pgrep", "-f", self.ray_tmp], capture_output=True).returncode:
+            if not processes.marked(self.ray_tmp):
                 return
             time.sleep(0.1)
-        subprocess.run(["pkill", "-9", "-f", self.ray_tmp])
+        processes.kill(processes.marked(self.ray_tmp))
