@@ -67,6 +67,25 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture
+def graph_cache(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty model cache for this test (CORPUSMILL_CACHE): exported ONNX graphs and
+    copied remote models land there, never in the user's cache."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CORPUSMILL_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture(scope="module")
+def module_graph_cache(tmp_path_factory) -> Path:
+    """One model cache (CORPUSMILL_CACHE) for the tests of a module: a graph exported for one
+    test is reused by the next."""
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CORPUSMILL_CACHE", str(cache))
+        yield cache
+
+
 def write_parquet(path: Path, columns: dict, row_group_size: int | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(columns), path, row_group_size=row_group_size)

@@ -14,8 +14,17 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from tests import processes
+from tests.conftest import write_job
 
 REPO = Path(__file__).parents[2]
+
+
+def job_file(folder: Path, model: str, corpus: Path, name: str, **extra) -> Path:
+    """The fault tests' job: text classification of the corpus' `body` column into
+    `folder/name`, in windows of 50 rows (many blocks, so a fault lands mid-job)."""
+    return write_job(folder / f"{name}.yaml", task="text-classification", model=model,
+                     input=str(corpus), output=str(folder / name), columns={"text": "body"},
+                     batching={"window_rows": 50, "max_tokens": 2048}, **extra)
 
 
 def data_files(output: Path) -> list[Path]:

@@ -12,8 +12,7 @@ from tests.corpora import varied_texts
 
 
 def test_auto_runs_onnxruntime_and_writes_what_torch_writes(tmp_path, tiny, ray_session,
-                                                          monkeypatch, capsys):
-    monkeypatch.setenv("CORPUSMILL_CACHE", str(tmp_path / "cache"))
+                                                          graph_cache, capsys):
     texts = [t for t in varied_texts(120, seed=9) if t.strip()]
     path = write_parquet(tmp_path / "in" / "corpus.parquet", {"text": texts})
     outputs = {}

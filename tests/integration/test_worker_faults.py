@@ -17,8 +17,9 @@ import pytest
 
 from corpusmill.jobs.cli import EXIT_OK, main
 from tests import processes
-from tests.conftest import write_job, write_parquet
+from tests.conftest import write_parquet
 from tests.corpora import varied_texts
+from tests.integration import faults
 from tests.integration.faults import REPO, data_files
 
 ROWS = 1600
@@ -35,9 +36,7 @@ def corpus(tmp_path_factory):
 
 
 def job_file(tmp_path, tiny, corpus, name, **extra):
-    return write_job(tmp_path / f"{name}.yaml", task="text-classification", model=tiny.classifier,
-                     input=str(corpus), output=str(tmp_path / name), columns={"text": "body"},
-                     batching={"window_rows": 50, "max_tokens": 2048}, **extra)
+    return faults.job_file(tmp_path, tiny.classifier, corpus, name, **extra)
 
 
 @pytest.fixture(scope="module")
