@@ -10,6 +10,9 @@ from tests.corpora import varied_texts
 from tests.integration import faults
 from tests.integration.faults import CliRun, committed_rows, data_files
 
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 FILES, ROWS_PER_FILE = 4, 600
 
 

@@ -10,6 +10,9 @@ from corpusmill.jobs.cli import EXIT_OK, main
 from tests.conftest import write_job, write_parquet
 from tests.corpora import varied_texts
 
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = pytest.mark.slow
+
 
 def test_auto_runs_onnxruntime_and_writes_what_torch_writes(tmp_path, tiny, ray_session,
                                                           graph_cache, capsys):

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from corpusmill.jobs.cli import EXIT_OK, main
 from tests.tiny_training import build_bert_base, topic_rows, write_training
+
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def test_two_ray_train_workers(tmp_path, ray_session, capsys):

@@ -22,6 +22,9 @@ from tests.corpora import varied_texts
 from tests.integration import faults
 from tests.integration.faults import REPO, data_files
 
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 ROWS = 1600
 
 
