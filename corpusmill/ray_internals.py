@@ -3,7 +3,7 @@
 Ray keeps these out of its public API, so any Ray release may rename or remove them. Keeping
 them here means an upgrade touches one module, and tests/unit/test_ray_internals.py (one test
 per item below) fails loudly, naming the item, when an installed Ray no longer has what is used.
-Proven with Ray 2.58.1, 2.59.0 and 2.60.0 (pyproject.toml's range).
+Proven with Ray 2.57.1, 2.58.1, 2.59.0 and 2.60.0 (pyproject.toml's range).
 
 What is used, and why no public API serves:
 
@@ -21,7 +21,7 @@ What is used, and why no public API serves:
    the running autoscaler was started with is found from its process on this machine: Ray's
    `monitor.py` with `--gcs-address=` and `--autoscaling-config=` on its command line.
 4. `set_repartition_cpus(ds, cpus)`: `Dataset.repartition` takes no task options (no
-   `num_cpus`, no `ray_remote_args`) in Ray 2.58-2.60, and its tasks ask for a whole CPU, which
+   `num_cpus`, no `ray_remote_args`) in Ray 2.57-2.60, and its tasks ask for a whole CPU, which
    a small head node running inference actors never has free. The last logical operator of the
    dataset (`ds._logical_plan.dag`, a frozen dataclass) gets its `ray_remote_args` replaced.
 5. `LOOPBACK_INIT_ARGS`: `ray.init(_node_ip_address="127.0.0.1")`, a local Ray bound to

@@ -45,6 +45,7 @@ def sentence_transformers_embeddings(folder, texts=TEXTS) -> np.ndarray:
     return SentenceTransformer(folder, device="cpu").encode(texts, batch_size=16)
 
 
+@pytest.mark.slow
 def test_real_minilm_matches_sentence_transformers(tmp_path):
     table, plan = run_ours(tmp_path, MINILM)
     assert plan.output_schema.field("embedding").type == pa.list_(pa.float32(), 384)

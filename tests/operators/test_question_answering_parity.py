@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.corpora import run_task
-from tests.qa_reference import RUNS, build_models, recorded_answers
+from tests.qa_reference import ROWS, RUNS, build_models, recorded_answers
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,12 @@ def run_ours(tmp_path, model, options, rows):
                     batching={"max_tokens": 2048, "window_rows": 64})
 
 
-@pytest.mark.parametrize("run", list(RUNS))
+# the full 210-row cases (a 20,500-word context among them) are the slow ones
+CASES = [pytest.param(name, marks=pytest.mark.slow) if rows is ROWS else name
+         for name, (_, _, rows) in RUNS.items()]
+
+
+@pytest.mark.parametrize("run", CASES)
 def test_answers_match_transformers_pipeline(tmp_path, models, reference, run):
     model, options, rows = RUNS[run]
     ours = run_ours(tmp_path, models[model], options, rows)
