@@ -32,10 +32,10 @@ def pytest_collection_modifyitems(config, items):
     child process (the CLI as a subprocess) and `slow` ones are marked in their modules."""
     tests = Path(__file__).parent
     for item in items:
-        parts = Path(item.fspath).relative_to(tests).parts
+        parts = item.path.relative_to(tests).parts
         if parts[0] in FOLDER_MARKS:
             item.add_marker(FOLDER_MARKS[parts[0]])
-        if parts[-1].startswith("test_train_"):
+        if parts[0] == "integration" and parts[-1].startswith("test_train_"):  # fine-tunes
             item.add_marker("train")
         for fixture in item.fixturenames:
             for mark in FIXTURE_MARKS.get(fixture, ()):
