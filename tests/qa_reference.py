@@ -20,10 +20,11 @@ from tests.corpora import WORDS
 
 RECORDED = Path(__file__).parent / "data" / "qa_reference_457.json"
 TRANSFORMERS = "4.57.6"
-RERECORD = "python tests/record_qa_reference.py (it installs transformers 4.57.6 once, outside the repo)"
+RERECORD = ("python tests/record_qa_reference.py (it installs transformers 4.57.6 once, outside "
+            "the repository)")
 
-ODD_WORDS = ["Fox", "FOX", "telescopes", "unbelievable", "Zürich", "naïve", "東京", "😀", "1,234.56",
-             "e-mail", "don't", "(bank)", "U.S.", "rates;", "over-the-top", "x"]
+ODD_WORDS = ["Fox", "FOX", "telescopes", "unbelievable", "Zürich", "naïve", "東京", "😀",
+             "1,234.56", "e-mail", "don't", "(bank)", "U.S.", "rates;", "over-the-top", "x"]
 
 
 def qa_rows(n: int = 210, seed: int = 0) -> list[dict]:
