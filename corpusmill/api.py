@@ -89,7 +89,7 @@ def as_spec(spec, overrides: list[str] = ()):
 
 def _run_job(job, address, verbose, connect_timeout, report: bool = True):
     """run_job with the CLI's failure semantics as exceptions; Ray stays up for the next call."""
-    from corpusmill.jobs.cli import _committed
+    from corpusmill.jobs.cli import resume_hint
     from corpusmill.jobs.failures import describe, user_error
     from corpusmill.jobs.ray_session import ClusterUnreachable
     from corpusmill.jobs.run import run_job
@@ -100,7 +100,7 @@ def _run_job(job, address, verbose, connect_timeout, report: bool = True):
     except JobError as e:
         raise (user_error(e) or e) from None
     except KeyboardInterrupt:
-        raise RunInterrupted(f"the run stopped; {_committed(job)}") from None
+        raise RunInterrupted(f"the run stopped; {resume_hint(job)}") from None
     except ClusterUnreachable:
         raise
     except Exception as e:  # noqa: BLE001 - our error behind Ray's wrapper, or the cause
@@ -108,7 +108,7 @@ def _run_job(job, address, verbose, connect_timeout, report: bool = True):
         if isinstance(found, JobError):
             raise found from None
         if isinstance(found, RowError):
-            raise RowError(f"job stopped: {found}; {_committed(job)}") from None
+            raise RowError(f"job stopped: {found}; {resume_hint(job)}") from None
         raise JobFailed(f"job failed: {describe(e)}") from e
 
 
@@ -425,7 +425,7 @@ def _annotate_ray(ds, spec_data: dict, address, connect_timeout):
     from corpusmill.jobs.placement import TASK_CPUS
     from corpusmill.jobs.preflight import preflight
     from corpusmill.jobs.ray_session import ensure_ray
-    from corpusmill.jobs.run import _place, process_rows, tokenize_in_actor
+    from corpusmill.jobs.run import place, process_rows, tokenize_in_actor
     from corpusmill.operators.ray_input import conform_batch
     from corpusmill.operators.read import GENERATED_ID, CorpusFile
 
@@ -440,7 +440,7 @@ def _annotate_ray(ds, spec_data: dict, address, connect_timeout):
                                              format="ray")])
     plan, _ = preflight(job, corpus=rows)
     ensure_ray(address, connect_timeout)
-    placement = _place(plan, reserved_cpus=0)
+    placement = place(plan, reserved_cpus=0)
     plan = dataclasses.replace(plan, num_gpus=placement.num_gpus,
                                min_actors=placement.min_actors,
                                max_actors=placement.max_actors,

@@ -216,7 +216,7 @@ def run(spec, address: str | None = None, verbose: bool = False,
     except JobError as e:  # from a Ray task too (a damaged row group): its message alone
         raise (user_error(e) or e) from None
     except Interrupted as e:
-        print(f"corpusmill: {e.signal_name}: the run stopped; {_committed(spec)}",
+        print(f"corpusmill: {e.signal_name}: the run stopped; {resume_hint(spec)}",
               file=sys.stderr)
         return e.exit_code
     except ClusterUnreachable as e:
@@ -230,7 +230,7 @@ def run(spec, address: str | None = None, verbose: bool = False,
             print(f"corpusmill: error: {found}", file=sys.stderr)
             return EXIT_INVALID
         if isinstance(found, RowError):
-            print(f"corpusmill: job stopped: {found}; {_committed(spec)}", file=sys.stderr)
+            print(f"corpusmill: job stopped: {found}; {resume_hint(spec)}", file=sys.stderr)
             return EXIT_FAILED
         print(f"corpusmill: job failed: {describe(e)}" + ("" if debug else
               " (--debug shows the traceback)"), file=sys.stderr)
@@ -355,7 +355,7 @@ def follow(command: str, submission_id: str, address: str | None) -> int:
     return EXIT_OK
 
 
-def _committed(spec) -> str:
+def resume_hint(spec) -> str:
     """What an interrupted run leaves: committed rows are kept, a rerun resumes."""
     from corpusmill.jobs.output import committed_rows
 

@@ -2,8 +2,8 @@
 can add, as a `placement.ClusterView`.
 
 Node types come from Ray's own state, in this order:
-1. the cluster config in the GCS (`ray._private.state.state.get_cluster_config()`, what Ray
-   Data and Ray Train read): node groups with their resources and min/max counts. KubeRay
+1. the cluster config in the GCS (what Ray Data reads; a private Ray API, see
+   corpusmill/ray_internals.py): node groups with their resources and min/max counts. KubeRay
    and newer Ray autoscalers publish it;
 2. Ray 2.60's autoscalers (`ray up`, `ray start --autoscaling-config`) do not publish it yet,
    so the config the running autoscaler itself was started with is read: its process on the
@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 from corpusmill.jobs.placement import UNLIMITED, ClusterView, NodeNow, NodeType
+from corpusmill.ray_internals import HEAD_RESOURCE, gcs_cluster_config, running_autoscaler_config
 
 log = logging.getLogger(__name__)
-HEAD_RESOURCE = "node:__internal_head__"
+__all__ = ["HEAD_RESOURCE", "read_cluster_view", "node_types_from_cluster_config",
+           "node_types_from_autoscaling_config"]
 
 
 def read_cluster_view() -> ClusterView:
@@ -69,13 +70,7 @@ def node_types_from_autoscaling_config(config: dict) -> tuple[list[NodeType], in
 
 
 def _gcs_node_types() -> tuple[list[NodeType], int | None, str]:
-    try:
-        import ray._private.state
-
-        config = ray._private.state.state.get_cluster_config()
-    except Exception as e:  # noqa: BLE001 - an older or newer Ray without this state
-        log.debug("no GCS cluster config: %s", e)
-        return [], None, ""
+    config = gcs_cluster_config()
     if config is None:
         return [], None, ""
     return node_types_from_cluster_config(config), None, "the cluster config in Ray's GCS"
@@ -104,20 +99,6 @@ def _autoscaler_node_types() -> tuple[list[NodeType], int | None, str]:
 def _running_autoscaler_config() -> str | None:
     """The `--autoscaling-config` of the autoscaler process serving this cluster's GCS, when it
     runs on this machine."""
-    import psutil
     import ray
 
-    port = ray.get_runtime_context().gcs_address.rsplit(":", 1)[-1]
-    for proc in psutil.process_iter(["cmdline"]):
-        args = proc.info.get("cmdline") or []
-        if not any(a.endswith("monitor.py") for a in args):
-            continue
-        gcs = next((a.split("=", 1)[1] for a in args if a.startswith("--gcs-address=")), "")
-        config = next((a.split("=", 1)[1] for a in args
-                       if a.startswith("--autoscaling-config=")), None)
-        if config and gcs.rsplit(":", 1)[-1] == port:
-            try:
-                return os.path.join(proc.cwd(), os.path.expanduser(config))
-            except (psutil.Error, OSError):
-                return os.path.expanduser(config)
-    return None
+    return running_autoscaler_config(ray.get_runtime_context().gcs_address.rsplit(":", 1)[-1])

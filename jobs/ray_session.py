@@ -14,6 +14,8 @@ import socket
 import threading
 import time
 
+from corpusmill.ray_internals import LOOPBACK_INIT_ARGS
+
 CONNECT_TIMEOUT_ENV = "CORPUSMILL_CONNECT_TIMEOUT_S"
 DEFAULT_CONNECT_TIMEOUT_S = 30.0
 GCS_PORT, CLIENT_PORT = 6379, 10001
@@ -48,7 +50,7 @@ def ensure_ray(address: str | None = None, connect_timeout_s: float | None = Non
     address = address if address is not None else os.environ.get("RAY_ADDRESS", "")
     if address.strip() in LOCAL:
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING,
-                 _node_ip_address="127.0.0.1")
+                 **LOOPBACK_INIT_ARGS)
         return True
     timeout = connect_timeout(connect_timeout_s)
     deadline = time.monotonic() + timeout

@@ -31,6 +31,7 @@ from corpusmill.operators.engines import ONNXRUNTIME, prepare_backend
 from corpusmill.operators.plan import ERROR, JobPlan
 from corpusmill.operators.read import GENERATED_ID
 from corpusmill.operators.stats import RunStats, corrupt_parts, stats_name
+from corpusmill.ray_internals import set_repartition_cpus
 from corpusmill.spec import JobSpec
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
         try:
             check_shared_paths(spec, plan.model_ref)
             # refuses a placement that cannot run, before any output
-            placement = _place(plan, reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0)
+            placement = place(plan, reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0)
             placement = fit_to_work(placement, spec.resources, corpus.num_rows - work.rows_before,
                                     spec.batching.window_rows, node_cores=os.cpu_count() or 1)
             plan = dataclasses.replace(plan, num_gpus=placement.num_gpus,
@@ -372,7 +373,8 @@ def process_rows(plan: JobPlan, ds, *, blocks_sized: bool = False):
     retries = spec.resources.max_retries
     if plan.tokenize_in_actor:
         if not blocks_sized:
-            ds = _fractional_cpu(ds.repartition(target_num_rows_per_block=window))
+            ds = set_repartition_cpus(ds.repartition(target_num_rows_per_block=window),
+                                      TASK_CPUS)
         return _infer_and_postprocess(plan, ds)
     # As many tokenize tasks at a time as inference actors at most: a fast tokenizer outruns a
     # model many times over, and each extra task is a worker process importing transformers,
@@ -388,7 +390,7 @@ def process_rows(plan: JobPlan, ds, *, blocks_sized: bool = False):
     # Blocks of `window` rows are the units actors take, one at a time on CPU: a whole file
     # arriving as one block, or two blocks queued on one actor while another idles, would
     # leave cores unused (a 4,096-row window ran at half speed on 2 actors that way).
-    ds = _fractional_cpu(ds.repartition(target_num_rows_per_block=window))
+    ds = set_repartition_cpus(ds.repartition(target_num_rows_per_block=window), TASK_CPUS)
     return _infer_and_postprocess(plan, ds)
 
 
@@ -419,16 +421,7 @@ def _infer_and_postprocess(plan: JobPlan, ds):
                           runtime_env=light_workers.runtime_env())
 
 
-def _fractional_cpu(ds):
-    """Ray 2.60's `repartition` takes no task options, and its tasks default to a whole CPU:
-    give the streaming repartition the same fractional CPU as our other tasks."""
-    op = getattr(getattr(ds, "_logical_plan", None), "dag", None)
-    if op is not None and isinstance(getattr(op, "ray_remote_args", None), dict):
-        object.__setattr__(op, "ray_remote_args", {**op.ray_remote_args, "num_cpus": TASK_CPUS})
-    return ds
-
-
-def _place(plan: JobPlan, reserved_cpus: float) -> Placement:
+def place(plan: JobPlan, reserved_cpus: float) -> Placement:
     """Resolve `auto` resources against the cluster, as it is and as its autoscaler can grow
     it (jobs/placement.py), less `reserved_cpus` that Ray Data's own actors will hold."""
     from corpusmill.jobs.cluster_view import read_cluster_view

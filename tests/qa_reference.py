@@ -1,150 +1,127 @@
 """transformers 4.57.6's question-answering pipeline (the last release that has it) as a reference
-for our question-answering task, run in a venv of its own.
+for our question-answering task, as answers recorded once and committed
+(tests/data/qa_reference_457.json, written by tests/record_qa_reference.py): the tests need
+neither that old transformers nor the network.
 
-Two halves in one file, stdlib only at import time:
-- `reference_python()` (run by the tests, in the project venv) builds that venv once per machine
-  under ~/.cache/corpusmill/ (or $CORPUSMILL_CACHE): only transformers 4.57.6 and the
-  tokenizers / huggingface-hub versions it accepts are installed there; torch, numpy and the
-  other dependencies come from the project venv through a `.pth` file (installing an unpinned
-  torch would pull gigabytes of CUDA wheels). The venv is built in a temporary folder and renamed
-  into place when complete, so an interrupted build never leaves a half venv behind.
-- `ReferenceRun(runs)` feeds it JSON in a subprocess: each run names a saved model folder,
-  pipeline options and rows of {question, context}; `main()` (inside the venv) answers them with
-  `pipeline("question-answering")`, one row at a time as a user would, and writes JSON back:
-  per row the list of answers {answer, score, start, end}, best first, or {"error": "..."}.
-"""
+This module holds what the recorder and the parity test share: the cases (deterministic rows
+and option sets, run against the tiny BERT and Longformer of tests/tiny_question_answering.py)
+and fingerprints of the models' weights and vocabularies and of each case's rows and options.
+`recorded_answers(models)` gives the recorded answers only when every fingerprint still
+matches: a builder, seed, torch or tokenizers change that alters the tiny models fails loudly
+with the command that re-records."""
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import shutil
-import subprocess
-import sys
-import sysconfig
-import tempfile
+import random
 from pathlib import Path
 
-TRANSFORMERS = "transformers==4.57.6"
-# The newest releases transformers 4.57.6 accepts (tokenizers<=0.23.0, huggingface-hub<1.0).
-PINS = (TRANSFORMERS, "tokenizers==0.22.2", "huggingface-hub==0.36.2")
-ENV_NAME = "qa-reference-" + "-".join(p.replace("==", "") for p in PINS)
+from tests.corpora import WORDS
+
+RECORDED = Path(__file__).parent / "data" / "qa_reference_457.json"
+TRANSFORMERS = "4.57.6"
+RERECORD = ("python tests/record_qa_reference.py (it installs transformers 4.57.6 once, outside "
+            "the repository)")
+
+ODD_WORDS = ["Fox", "FOX", "telescopes", "unbelievable", "Zürich", "naïve", "東京", "😀",
+             "1,234.56", "e-mail", "don't", "(bank)", "U.S.", "rates;", "over-the-top", "x"]
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("CORPUSMILL_CACHE", Path.home() / ".cache" / "corpusmill"))
+def qa_rows(n: int = 210, seed: int = 0) -> list[dict]:
+    """Varied (question, context) rows, deterministic: contexts of 1 token to 20,000+ words,
+    emoji/CJK/accents, repeated and differently cased phrases whose scores merge, empty
+    inputs."""
+    rng = random.Random(seed)
+
+    def words(k):
+        return " ".join(rng.choice(WORDS + ODD_WORDS if rng.random() < 0.3 else WORDS)
+                        for _ in range(k))
+
+    def question():
+        q = words(rng.randint(1, 12))
+        return q[:1].upper() + q[1:] + rng.choice(["?", "?", "", " ?"])
+
+    phrase = "the quick brown fox"
+    rows = [
+        {"question": "", "context": "a context"},            # empty question: row error
+        {"question": "what?", "context": ""},               # empty context: row error
+        {"question": "what?", "context": "   "},            # no context tokens at all
+        {"question": "where is the fox?", "context": "fox"},
+        {"question": "which bank?", "context": "the bank"},
+        {"question": "what jumps over the dog?", "context": words(20500)},  # hundreds of windows
+        {"question": "who?", "context": f"{phrase}. The Quick Brown Fox! {phrase}, THE QUICK " * 30},
+        {"question": "emoji?", "context": "😀🎉 great party 🎉 東京は晴れです。 Café déjà vu — naïve façade"},
+    ]
+    while len(rows) < n:
+        kind = rng.random()
+        if kind < 0.2:
+            context = words(rng.randint(1, 4))           # fewer candidate spans than top-k
+        elif kind < 0.6:
+            context = words(rng.randint(5, 100))
+        elif kind < 0.85:
+            context = words(rng.randint(100, 500))      # several windows
+        else:
+            context = " ".join([words(rng.randint(3, 30)), phrase] * rng.randint(2, 40))
+        rows.append({"question": question(), "context": context})
+    return rows
 
 
-def reference_python() -> Path:
-    """The reference venv's python, building the venv first when this machine has none."""
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-    home = cache_root() / f"{ENV_NAME}-{tag}"
-    python = home / "bin" / "python"
-    if (home / "READY").exists():
-        return python
-    cache_root().mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{ENV_NAME}-", dir=cache_root()))
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(building)], check=True)
-        site = next((building / "lib").glob("python*/site-packages"))
-        # after the venv's own site-packages: its transformers, tokenizers and hub win
-        (site / "corpusmill-project-venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-        # --no-deps: everything else transformers imports is already in the project venv
-        subprocess.run([str(building / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                        "--no-deps", "--disable-pip-version-check", *PINS], check=True)
-        (building / "READY").write_text("\n".join(PINS) + "\n")
-        try:
-            building.rename(home)
-        except OSError:  # another process finished first; use its venv
-            if not (home / "READY").exists():
-                raise
-    finally:
-        if building.exists():
-            shutil.rmtree(building, ignore_errors=True)
-    # a venv's scripts record its absolute path, but `python` itself is a symlink and works
-    return python
+ROWS = qa_rows()
+SHORTER = [r for r in ROWS if len(r["context"]) < 20000]  # without the 20,000-word context
+RUNS = {  # name -> (model, options, rows)
+    "bert": ("bert", {}, ROWS),
+    "bert-top3-impossible": ("bert", {"top_k": 3, "handle_impossible_answer": True,
+                                      "max_answer_len": 5}, SHORTER[:80]),
+    "bert-tokens-small-windows": ("bert", {"align_to_words": False, "max_seq_len": 48,
+                                           "doc_stride": 16, "top_k": 2}, SHORTER[:60]),
+    "longformer": ("longformer", {}, ROWS),
+    "longformer-4096": ("longformer", {"max_seq_len": 4096, "top_k": 2}, ROWS[:30]),
+    "longformer-top5-impossible": ("longformer", {"top_k": 5, "handle_impossible_answer": True},
+                                   SHORTER[:60]),
+}
 
 
-class ReferenceRun:
-    """The reference pipeline answering `runs` in a subprocess, started at once so that it works
-    while the caller computes its own answers: [{model, options, rows: [{question, context}]}].
-    `result()` gives per run, per row, the answers (list, best first) or {"error": message}."""
+def build_models(root: Path) -> dict[str, str]:
+    """The saved tiny models the cases run on: {"bert": folder, "longformer": folder}."""
+    from tests.tiny_question_answering import build_bert_qa, build_longformer_qa
 
-    def __init__(self, runs: list[dict], timeout: float = 900):
-        python = reference_python()
-        self.timeout = timeout
-        self._tmp = tempfile.TemporaryDirectory()
-        request = Path(self._tmp.name) / "in.json"
-        self._response = Path(self._tmp.name) / "out.json"
-        request.write_text(json.dumps(runs))
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "TOKENIZERS_PARALLELISM": "false", "PYTHONNOUSERSITE": "1"}
-        env.pop("PYTHONPATH", None)
-        self._process = subprocess.Popen(
-            [str(python), __file__, str(request), str(self._response)], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self._result = None
-
-    def result(self) -> list[list]:
-        if self._result is None:
-            try:
-                _, stderr = self._process.communicate(timeout=self.timeout)
-            finally:
-                if self._process.poll() is None:
-                    self._process.kill()
-            if self._process.returncode != 0:
-                raise RuntimeError(f"reference pipeline failed:\n{stderr[-4000:]}")
-            self._result = json.loads(self._response.read_text())
-            self._tmp.cleanup()
-        return self._result
+    return {"bert": build_bert_qa(root / "bert"), "longformer": build_longformer_qa(root / "lf")}
 
 
-def run_reference(runs: list[dict], timeout: float = 900) -> list[list]:
-    return ReferenceRun(runs, timeout).result()
+def model_fingerprint(folder: str) -> str:
+    """sha256 of a saved model's tensors (name, dtype, shape, bytes) and of its tokenizer's
+    vocabulary and merges: what decides the answers, not file formats or library versions."""
+    from safetensors.numpy import load_file
+
+    digest = hashlib.sha256()
+    tensors = load_file(str(Path(folder) / "model.safetensors"))
+    for name in sorted(tensors):
+        array = tensors[name]
+        digest.update(f"{name}:{array.dtype}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    tokenizer = json.loads((Path(folder) / "tokenizer.json").read_text(encoding="utf-8"))
+    digest.update(json.dumps(tokenizer["model"], sort_keys=True).encode())
+    return digest.hexdigest()
 
 
-# ---- below runs inside the reference venv (transformers 4.57.6) ----
-
-def load_tokenizer(folder: str):
-    """The folder's tokenizer for transformers 4.57: transformers 5 saves `tokenizer_class:
-    TokenizersBackend`, which 4.57 cannot read, so build the fast tokenizer from tokenizer.json
-    and the saved settings."""
-    from transformers import PreTrainedTokenizerFast
-
-    config = json.loads((Path(folder) / "tokenizer_config.json").read_text())
-    keep = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
-            "mask_token", "model_max_length", "padding_side", "model_input_names")
-    kwargs = {k: config[k] for k in keep if config.get(k) is not None}
-    return PreTrainedTokenizerFast(tokenizer_file=str(Path(folder) / "tokenizer.json"), **kwargs)
+def case_fingerprint(model: str, options: dict, rows: list[dict]) -> str:
+    return hashlib.sha256(json.dumps([model, options, rows], sort_keys=True).encode()).hexdigest()
 
 
-def answer_rows(run: dict) -> list:
-    import torch
-    from transformers import AutoModelForQuestionAnswering, pipeline
-
-    torch.set_num_threads(1)
-    model = AutoModelForQuestionAnswering.from_pretrained(run["model"]).eval()
-    qa = pipeline("question-answering", model=model, tokenizer=load_tokenizer(run["model"]),
-                  device="cpu")
-    results = []
-    for row in run["rows"]:
-        try:
-            got = qa(question=row["question"], context=row["context"], **run["options"])
-        except Exception as e:  # noqa: BLE001 - reported per row, compared by the test
-            results.append({"error": f"{type(e).__name__}: {e}"})
-            continue
-        answers = got if isinstance(got, list) else [got]
-        results.append([{"answer": a["answer"], "score": float(a["score"]),
-                         "start": int(a["start"]), "end": int(a["end"])} for a in answers])
-    return results
-
-
-def main(request: str, response: str) -> None:
-    import transformers
-
-    assert transformers.__version__ == TRANSFORMERS.split("==")[1], transformers.__version__
-    runs = json.loads(Path(request).read_text())
-    Path(response).write_text(json.dumps([answer_rows(run) for run in runs]))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+def recorded_answers(models: dict[str, str]) -> dict[str, list]:
+    """Per case name, per row, the recorded answers (list, best first) or {"error": message},
+    after checking that `models` and the cases are what the answers were recorded on."""
+    recorded = json.loads(RECORDED.read_text(encoding="utf-8"))
+    assert recorded["transformers"] == TRANSFORMERS, recorded["transformers"]
+    for name, folder in models.items():
+        now, then = model_fingerprint(folder), recorded["models"][name]
+        assert now == then, (
+            f"the tiny {name} QA model built now is not the one the reference answers in "
+            f"{RECORDED.name} were recorded on (fingerprint {now[:12]}, recorded {then[:12]}): "
+            f"tests/tiny_question_answering.py, its seed, torch or tokenizers changed its "
+            f"weights or vocabulary. If that change is meant, re-record: {RERECORD}")
+    assert set(recorded["runs"]) == set(RUNS), "cases added or removed: re-record: " + RERECORD
+    for name, (model, options, rows) in RUNS.items():
+        assert recorded["runs"][name]["case"] == case_fingerprint(model, options, rows), (
+            f"case {name!r} (its rows or options) changed since it was recorded: {RERECORD}")
+    return {name: run["answers"] for name, run in recorded["runs"].items()}

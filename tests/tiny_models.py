@@ -50,11 +50,36 @@ def train_wordpiece(vocab_size: int = 400):
                                                       special_tokens=specials))
 
 
-def fast_tokenizer(model_max_length: int = 64):
+def fixed_wordpiece():
+    """A BERT-style WordPiece tokenizer whose vocabulary is fixed by construction rather than
+    trained (the `tokenizers` WordPiece trainer breaks ties differently from run to run, so a
+    trained vocabulary differs between builds): the special tokens, every character of
+    TRAINING_TEXT alone and as a `##` continuation, and its whole words. Other words still
+    split into several pieces."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = sorted({word for text in TRAINING_TEXT for word, _ in
+                    pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))})
+    chars = sorted({c for word in words for c in word})
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens = specials + chars + [f"##{c}" for c in chars] + [w for w in words if len(w) > 1]
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tokens.index("[CLS]")), ("[SEP]", tokens.index("[SEP]"))])
+    return tok
+
+
+def fast_tokenizer(model_max_length: int = 64, fixed: bool = False):
+    """A BERT-style fast tokenizer: trained WordPiece, or `fixed` (the same in every build)."""
     from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(
-        tokenizer_object=train_wordpiece(), unk_token="[UNK]", pad_token="[PAD]",
+        tokenizer_object=fixed_wordpiece() if fixed else train_wordpiece(), unk_token="[UNK]",
+        pad_token="[PAD]",
         cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
         model_max_length=model_max_length)
 

@@ -1,6 +1,8 @@
 """Tiny random extractive-QA models built offline (2 layers, width 32, wide init so answers vary
-with the text): BERT with the WordPiece tokenizer of `tests.tiny_models`, and Longformer (4,096
-positions, 16-token local attention window) with a byte-level BPE tokenizer, RoBERTa style."""
+with the text): BERT with the fixed WordPiece vocabulary of `tests.tiny_models`, and Longformer
+(4,096 positions, 16-token local attention window) with a byte-level BPE tokenizer, RoBERTa
+style. Each build gives bit-identical weights and vocabularies (seeded; no trained WordPiece):
+answers recorded once from transformers 4.57.6 (tests/qa_reference.py) stay valid."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +18,8 @@ def build_bert_qa(folder: Path, seed: int = 10) -> str:
     from transformers import BertConfig, BertForQuestionAnswering
 
     torch.manual_seed(seed)
-    tokenizer = fast_tokenizer(model_max_length=BERT_MAX_LENGTH)
+    # fixed: the recorded reference answers (tests/qa_reference.py) need the same model each build
+    tokenizer = fast_tokenizer(model_max_length=BERT_MAX_LENGTH, fixed=True)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=4, intermediate_size=37,
                         max_position_embeddings=BERT_MAX_LENGTH,

@@ -4,7 +4,8 @@ that the autoscaler launches from 0 to 2 nodes on this machine (torch sees no CU
 
 Everything runs under its own temp dir and GCS port (the provider's `gcs_address` points new
 nodes at it), so it never touches another Ray on the machine; teardown kills only processes
-of that temp dir."""
+with that temp dir on their command line and their descendants (the fake worker nodes are
+children of the head's autoscaler)."""
 from __future__ import annotations
 
 import json
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from tests import processes
 from tests.conftest import free_port
 
 from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
@@ -95,18 +97,18 @@ class AutoscalingCluster:
 
     def terminate_node(self, node_id: str) -> int:
         """What the fake provider's terminate_node does: kill every process of that worker
-        node. Returns how many were killed."""
+        node (of this cluster: the provider numbers nodes alike in every cluster). Returns how
+        many were killed."""
         if node_id == FAKE_HEAD_NODE_ID:
             raise ValueError("that is the head node")
-        killed = 0
-        for proc in psutil.process_iter():
+        node = []
+        for proc in processes.marked(self.temp):
             try:
                 if proc.environ().get(FAKE_NODE_ENV) == node_id:
-                    proc.kill()
-                    killed += 1
+                    node.append(proc)
             except (psutil.Error, OSError):
                 continue
-        return killed
+        return processes.kill(node)
 
     def wait_for_workers(self, count: int, timeout: float = 120) -> list[str]:
         deadline = time.monotonic() + timeout
@@ -118,7 +120,4 @@ class AutoscalingCluster:
         raise TimeoutError(f"{count} worker node(s) never came up")
 
     def stop(self) -> None:
-        subprocess.run(["pkill", "-9", "-f", self.temp])
-        for node in self.worker_nodes():
-            self.terminate_node(node)
-        time.sleep(1)
+        processes.kill(processes.marked(self.temp))  # the head, its nodes, their workers

@@ -1,5 +1,6 @@
 """Helpers for fault-injection tests: run the CLI as a separate process with its own local Ray,
-kill it at a moment chosen by progress, and clean up only that Ray instance."""
+kill it at a moment chosen by progress, and clean up only that Ray instance (the CLI's process
+tree, and processes carrying its own Ray temp dir)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,18 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from tests import processes
+from tests.conftest import write_job
+
 REPO = Path(__file__).parents[2]
+
+
+def job_file(folder: Path, model: str, corpus: Path, name: str, **extra) -> Path:
+    """The fault tests' job: text classification of the corpus' `body` column into
+    `folder/name`, in windows of 50 rows (many blocks, so a fault lands mid-job)."""
+    return write_job(folder / f"{name}.yaml", task="text-classification", model=model,
+                     input=str(corpus), output=str(folder / name), columns={"text": "body"},
+                     batching={"window_rows": 50, "max_tokens": 2048}, **extra)
 
 
 def data_files(output: Path) -> list[Path]:
@@ -62,8 +74,10 @@ class CliRun:
         raise TimeoutError(f"the kill point was never reached; log:\n{self.output()[-3000:]}")
 
     def kill(self) -> None:
+        started = processes.tree(self.proc.pid)  # before the kill orphans them
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+        processes.kill(started)
         self._reap_ray()
 
     def wait(self, timeout: float = 180) -> int:
@@ -80,9 +94,10 @@ class CliRun:
 
     def _reap_ray(self) -> None:
         """Ray's services die with their driver (PR_SET_PDEATHSIG); wait for that, then kill
-        any straggler of this instance only (matched by its temp dir)."""
+        any straggler of this instance only (its temp dir on the command line, and its
+        descendants)."""
         for _ in range(100):
-            if subprocess.run(["pgrep", "-f", self.ray_tmp], capture_output=True).returncode:
+            if not processes.marked(self.ray_tmp):
                 return
             time.sleep(0.1)
-        subprocess.run(["pkill", "-9", "-f", self.ray_tmp])
+        processes.kill(processes.marked(self.ray_tmp))

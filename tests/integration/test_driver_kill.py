@@ -5,9 +5,13 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import write_job, write_parquet
+from tests.conftest import write_parquet
 from tests.corpora import varied_texts
+from tests.integration import faults
 from tests.integration.faults import CliRun, committed_rows, data_files
+
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 FILES, ROWS_PER_FILE = 4, 600
 
@@ -23,10 +27,7 @@ def corpus(tmp_path):
 
 
 def job_file(tmp_path, tiny, corpus, name):
-    return write_job(tmp_path / f"{name}.yaml", task="text-classification", model=tiny.classifier,
-                     input=str(corpus), output=str(tmp_path / name), columns={"text": "body"},
-                     batching={"window_rows": 50, "max_tokens": 2048},
-                     resources={"concurrency": 1})
+    return faults.job_file(tmp_path, tiny.classifier, corpus, name, resources={"concurrency": 1})
 
 
 def rows_by_id(output):

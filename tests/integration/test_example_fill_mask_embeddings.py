@@ -7,8 +7,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from corpusmill.jobs.cli import EXIT_OK, main
+
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
 

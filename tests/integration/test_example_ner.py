@@ -10,10 +10,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from transformers import AutoTokenizer
 
 from corpusmill.jobs.cli import EXIT_OK, main
 from corpusmill.pipelines.token_classification import ENTITY
+
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
 CORPUS = EXAMPLES / "data" / "articles.parquet"

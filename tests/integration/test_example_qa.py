@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from corpusmill.jobs.cli import EXIT_OK, main
+
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
 QUESTIONS = pq.read_table(EXAMPLES / "data" / "questions.parquet")

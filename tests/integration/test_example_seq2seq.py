@@ -12,6 +12,9 @@ import pytest
 
 from corpusmill.jobs.cli import EXIT_OK, main
 
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = pytest.mark.slow
+
 EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
 CORPUS_IDS = pq.read_table(EXAMPLES / "data" / "articles.parquet",
                            columns=["article_id"]).column("article_id").to_pylist()

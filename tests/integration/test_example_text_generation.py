@@ -13,6 +13,9 @@ from tests import tiny_generation
 from tests.conftest import write_job, write_parquet
 from tests.corpora import varied_texts
 
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = pytest.mark.slow
+
 EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
 
 

@@ -19,6 +19,9 @@ from corpusmill.jobs.cli import EXIT_INVALID, EXIT_OK, main
 from tests import tiny_nli
 from tests.tiny_models import build_bert_encoder
 
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = pytest.mark.slow
+
 EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
 JOB = EXAMPLES / "zero_shot_nli_local.yaml"
 CORPUS = pq.read_table(EXAMPLES / "data" / "articles.parquet")

@@ -5,8 +5,12 @@ import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from corpusmill.jobs.cli import EXIT_OK, main
+
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).parents[2] / "jobs" / "examples"
 CORPUS_ROWS = pq.read_metadata(EXAMPLES / "data" / "articles.parquet").num_rows

@@ -14,6 +14,9 @@ import corpusmill
 from corpusmill.jobs import hub
 from tests.hub_standin import LocalHub, publish
 
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = pytest.mark.slow
+
 
 def test_hub_dataset_in_pinned_to_a_commit(tmp_path, tiny, ray_session, monkeypatch):
     from huggingface_hub import DatasetCard

@@ -15,6 +15,9 @@ from tests.conftest import write_job, write_parquet
 from tests.corpora import varied_texts
 from tests.integration.faults import CliRun
 
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 TEXTS = varied_texts(180, seed=31)
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from corpusmill.jobs.cli import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, main
 from tests.conftest import write_job, write_parquet
+
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = pytest.mark.slow
 
 
 def test_empty_file_and_differing_schemas(tmp_path, tiny, ray_session, capsys):

@@ -18,6 +18,9 @@ from tests.conftest import write_job, write_parquet
 from tests.corpora import damage_pages, varied_texts
 from tests.integration.faults import REPO, CliRun, committed_rows
 
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 
 def texts(n, seed=0):
     return [t or "empty" for t in varied_texts(n, seed=seed)]

@@ -6,6 +6,8 @@ import pickle
 import subprocess
 import sys
 
+import pytest
+
 from corpusmill.operators import light_workers
 
 
@@ -18,6 +20,7 @@ def _probe(model_ref: str) -> tuple[bool, list[int]]:
     return _sys.modules.get("torch") is not None, ids
 
 
+@pytest.mark.slow
 def test_task_workers_tokenize_without_torch_and_actors_keep_it(ray_session, tiny):
     import ray
 

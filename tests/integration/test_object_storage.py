@@ -16,6 +16,9 @@ from tests.corpora import varied_texts
 from tests.integration.faults import CliRun
 from tests.object_store import BUCKET, MotoS3
 
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 ROOT = f"s3://{BUCKET}"
 
 

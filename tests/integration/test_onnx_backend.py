@@ -10,10 +10,12 @@ from corpusmill.jobs.cli import EXIT_OK, main
 from tests.conftest import write_job, write_parquet
 from tests.corpora import varied_texts
 
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = pytest.mark.slow
 
-def test_onnxruntime_writes_what_torch_writes_and_auto_exports_nothing(tmp_path, tiny, ray_session,
-                                                          monkeypatch, capsys):
-    monkeypatch.setenv("CORPUSMILL_CACHE", str(tmp_path / "cache"))
+
+def test_onnxruntime_writes_what_torch_writes_and_auto_exports_nothing(
+        tmp_path, tiny, ray_session, graph_cache, capsys):
     texts = [t for t in varied_texts(120, seed=9) if t.strip()]
     path = write_parquet(tmp_path / "in" / "corpus.parquet", {"text": texts})
     outputs = {}

@@ -10,6 +10,11 @@ import sys
 import venv
 from pathlib import Path
 
+import pytest
+
+# builds and installs a wheel
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = ("corpusmill", "jobs", "operators", "pipelines", "pyproject.toml", "README.md")
 

@@ -15,6 +15,9 @@ import corpusmill
 from corpusmill.jobs.cli import EXIT_PARTIAL, main
 from tests.conftest import write_job, write_parquet
 
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = pytest.mark.slow
+
 OUTPUTS = ["label", "score", "labels", "error"]
 TEXTS = ["a fine day at the beach", None, "", "the senate passed the budget",
          "great match, terrible referee", "butter sugar bake", "東京は晴れです",

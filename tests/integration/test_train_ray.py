@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from corpusmill.jobs.cli import EXIT_OK, main
 from tests.tiny_training import build_bert_base, topic_rows, write_training
+
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def test_two_ray_train_workers(tmp_path, ray_session, capsys):
@@ -36,6 +41,7 @@ def test_two_ray_train_workers(tmp_path, ray_session, capsys):
     assert predicted[0]["label"] in {"food", "sports", "tech"}
 
 
+@pytest.mark.s3  # its own moto server, not the `s3` fixture
 def test_training_into_object_storage(tmp_path):
     """An s3:// output trains through Ray Train (one worker): Ray's checkpoints and the model
     folder land in the bucket, and the work folder is gone when the model is complete."""

@@ -6,8 +6,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.integration.faults import REPO, CliRun
 from tests.tiny_training import build_bert_base, topic_rows, write_training
+
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def complete_checkpoints(output) -> list[int]:

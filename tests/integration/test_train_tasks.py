@@ -22,6 +22,9 @@ from tests.tiny_training import (
     write_training,
 )
 
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def bases(tmp_path_factory):

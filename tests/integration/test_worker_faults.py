@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
 from corpusmill.jobs.cli import EXIT_OK, main
-from tests.conftest import write_job, write_parquet
+from tests import processes
+from tests.conftest import write_parquet
 from tests.corpora import varied_texts
+from tests.integration import faults
 from tests.integration.faults import REPO, data_files
+
+# a whole job (or several) on Ray: tens of seconds each on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 ROWS = 1600
 
@@ -34,9 +39,7 @@ def corpus(tmp_path_factory):
 
 
 def job_file(tmp_path, tiny, corpus, name, **extra):
-    return write_job(tmp_path / f"{name}.yaml", task="text-classification", model=tiny.classifier,
-                     input=str(corpus), output=str(tmp_path / name), columns={"text": "body"},
-                     batching={"window_rows": 50, "max_tokens": 2048}, **extra)
+    return faults.job_file(tmp_path, tiny.classifier, corpus, name, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +68,11 @@ def test_inference_actor_killed_mid_job(tmp_path, tiny, corpus, ray_session, cle
         deadline = time.monotonic() + 120
         while not data_files(out) and time.monotonic() < deadline:
             time.sleep(0.01)
-        found = subprocess.run(["pgrep", "-f", "ray::MapWorker.*Infer"], capture_output=True,
-                               text=True).stdout.split()
-        for pid in found:
-            os.kill(int(pid), signal.SIGKILL)
-            killed.append(pid)
+        # this session's own Ray runs below this process (ray.init started it): its inference
+        # actors are our descendants, named by Ray as `ray::MapWorker(MapBatches(Infer))...`
+        actors = [p for p in processes.tree(os.getpid())[1:] if _is_infer_actor(p)]
+        killed.extend(p.pid for p in actors)
+        processes.kill(actors)
 
     killer = threading.Thread(target=kill_infer_actor_once_output_appears)
     killer.start()
@@ -79,12 +82,23 @@ def test_inference_actor_killed_mid_job(tmp_path, tiny, corpus, ray_session, cle
     assert_same_as_clean(out, clean_rows)
 
 
+def _is_infer_actor(proc) -> bool:
+    try:
+        title = " ".join(proc.cmdline())
+    except psutil.Error:  # gone meanwhile
+        return False
+    return title.startswith("ray::MapWorker") and "Infer" in title
+
+
 def test_worker_node_removed_mid_job(tmp_path, tiny, corpus, clean_rows):
     job = job_file(tmp_path, tiny, corpus, "node-loss", resources={"concurrency": 2})
     env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="cmnode")}
     env.pop("RAY_ADDRESS", None)
-    done = subprocess.run([sys.executable, "-m", "tests.integration.node_loss", str(job)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    try:
+        done = subprocess.run([sys.executable, "-m", "tests.integration.node_loss", str(job)],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    finally:  # a run cut short by the timeout leaves its cluster: only that one (its temp dir)
+        processes.kill(processes.marked(env["RAY_TMPDIR"]))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "NODE_REMOVED" in done.stdout
     assert f"{ROWS} rows in from 4 file(s), {ROWS} out" in done.stdout

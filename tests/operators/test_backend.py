@@ -24,9 +24,7 @@ from tests.conftest import write_parquet
 from tests.corpora import run_operators, varied_texts
 
 
-@pytest.fixture(autouse=True)
-def graph_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CORPUSMILL_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("graph_cache")  # each test exports into its own cache
 
 
 def job(tmp_path, model, task="text-classification", **resources):

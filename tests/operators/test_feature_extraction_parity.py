@@ -45,6 +45,7 @@ def sentence_transformers_embeddings(folder, texts=TEXTS) -> np.ndarray:
     return SentenceTransformer(folder, device="cpu").encode(texts, batch_size=16)
 
 
+@pytest.mark.slow
 def test_real_minilm_matches_sentence_transformers(tmp_path):
     table, plan = run_ours(tmp_path, MINILM)
     assert plan.output_schema.field("embedding").type == pa.list_(pa.float32(), 384)
@@ -108,7 +109,8 @@ def test_tiny_models_match_pooled_pipeline_hidden_states(tmp_path, tiny, which, 
 def tiny_sentence_transformers(tiny, tmp_path_factory):
     """A sentence-transformers folder around the tiny encoder, in the format sentence-
     transformers 6 writes (`pooling_mode: cls`), with CLS pooling and a Normalize module."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
 
     transformer = models.Transformer(tiny.encoder)
     pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="cls")

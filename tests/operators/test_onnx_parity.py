@@ -17,10 +17,7 @@ TEXTS = varied_texts(160, seed=11)
 LABELS = ["sports", "money and business", "food and cooking"]
 
 
-@pytest.fixture(autouse=True)
-def graph_cache(tmp_path_factory, monkeypatch):
-    """Graphs exported into a cache of this module's own."""
-    monkeypatch.setenv("CORPUSMILL_CACHE", str(tmp_path_factory.getbasetemp() / "onnx-cache"))
+pytestmark = pytest.mark.usefixtures("module_graph_cache")  # graphs exported once per model
 
 
 @pytest.fixture(scope="module")

@@ -1,87 +1,27 @@
-"""Parity with transformers 4.57.6's question-answering pipeline (the last release that has it),
-run in its own venv (tests/qa_reference.py) on the same saved tiny BERT and Longformer models:
-identical answer, start and end for every row, scores within 1e-4, over 210 varied rows
-(contexts of 1 token to 20,000+ words, emoji/CJK/accents, repeated and differently cased
-phrases whose scores merge, empty inputs) and several option sets."""
+"""Parity with transformers 4.57.6's question-answering pipeline (the last release that has it)
+on the same saved tiny BERT and Longformer models, against its answers recorded once
+(tests/qa_reference.py, tests/data/qa_reference_457.json): identical answer, start and end for
+every row, scores within 1e-4, over 210 varied rows (contexts of 1 token to 20,000+ words,
+emoji/CJK/accents, repeated and differently cased phrases whose scores merge, empty inputs) and
+several option sets."""
 from __future__ import annotations
-
-import random
 
 import pytest
 
-from tests.corpora import WORDS, run_task
-from tests.qa_reference import ReferenceRun
-from tests.tiny_question_answering import build_bert_qa, build_longformer_qa
-
-ODD_WORDS = ["Fox", "FOX", "telescopes", "unbelievable", "Zürich", "naïve", "東京", "😀", "1,234.56",
-             "e-mail", "don't", "(bank)", "U.S.", "rates;", "over-the-top", "x"]
-
-
-def qa_rows(n: int = 210, seed: int = 0) -> list[dict]:
-    """Varied (question, context) rows, deterministic."""
-    rng = random.Random(seed)
-
-    def words(k):
-        return " ".join(rng.choice(WORDS + ODD_WORDS if rng.random() < 0.3 else WORDS)
-                        for _ in range(k))
-
-    def question():
-        q = words(rng.randint(1, 12))
-        return q[:1].upper() + q[1:] + rng.choice(["?", "?", "", " ?"])
-
-    phrase = "the quick brown fox"
-    rows = [
-        {"question": "", "context": "a context"},            # empty question: row error
-        {"question": "what?", "context": ""},               # empty context: row error
-        {"question": "what?", "context": "   "},            # no context tokens at all
-        {"question": "where is the fox?", "context": "fox"},
-        {"question": "which bank?", "context": "the bank"},
-        {"question": "what jumps over the dog?", "context": words(20500)},  # hundreds of windows
-        {"question": "who?", "context": f"{phrase}. The Quick Brown Fox! {phrase}, THE QUICK " * 30},
-        {"question": "emoji?", "context": "😀🎉 great party 🎉 東京は晴れです。 Café déjà vu — naïve façade"},
-    ]
-    while len(rows) < n:
-        kind = rng.random()
-        if kind < 0.2:
-            context = words(rng.randint(1, 4))           # fewer candidate spans than top-k
-        elif kind < 0.6:
-            context = words(rng.randint(5, 100))
-        elif kind < 0.85:
-            context = words(rng.randint(100, 500))      # several windows
-        else:
-            context = " ".join([words(rng.randint(3, 30)), phrase] * rng.randint(2, 40))
-        rows.append({"question": question(), "context": context})
-    return rows
-
-
-ROWS = qa_rows()
-SHORTER = [r for r in ROWS if len(r["context"]) < 20000]  # without the 20,000-word context
-RUNS = {  # name -> (model, options, rows)
-    "bert": ("bert", {}, ROWS),
-    "bert-top3-impossible": ("bert", {"top_k": 3, "handle_impossible_answer": True,
-                                      "max_answer_len": 5}, SHORTER[:80]),
-    "bert-tokens-small-windows": ("bert", {"align_to_words": False, "max_seq_len": 48,
-                                           "doc_stride": 16, "top_k": 2}, SHORTER[:60]),
-    "longformer": ("longformer", {}, ROWS),
-    "longformer-4096": ("longformer", {"max_seq_len": 4096, "top_k": 2}, ROWS[:30]),
-    "longformer-top5-impossible": ("longformer", {"top_k": 5, "handle_impossible_answer": True},
-                                   SHORTER[:60]),
-}
+from tests.corpora import run_task
+from tests.qa_reference import ROWS, RUNS, build_models, recorded_answers
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("qa-models")
-    return {"bert": build_bert_qa(root / "bert"), "longformer": build_longformer_qa(root / "lf")}
+    return build_models(tmp_path_factory.mktemp("qa-models"))
 
 
 @pytest.fixture(scope="module")
 def reference(models):
-    """Every run's reference answers, from one subprocess (one import of transformers 4.57)
-    that works while the tests compute ours."""
-    runs = [{"model": models[m], "options": options, "rows": rows}
-            for m, options, rows in RUNS.values()]
-    return ReferenceRun(runs)
+    """Every case's recorded answers, once the models and cases are checked to be the ones
+    they were recorded on."""
+    return recorded_answers(models)
 
 
 def run_ours(tmp_path, model, options, rows):
@@ -92,11 +32,16 @@ def run_ours(tmp_path, model, options, rows):
                     batching={"max_tokens": 2048, "window_rows": 64})
 
 
-@pytest.mark.parametrize("run", list(RUNS))
+# the full 210-row cases (a 20,500-word context among them) are the slow ones
+CASES = [pytest.param(name, marks=pytest.mark.slow) if rows is ROWS else name
+         for name, (_, _, rows) in RUNS.items()]
+
+
+@pytest.mark.parametrize("run", CASES)
 def test_answers_match_transformers_pipeline(tmp_path, models, reference, run):
     model, options, rows = RUNS[run]
     ours = run_ours(tmp_path, models[model], options, rows)
-    expected_rows = reference.result()[list(RUNS).index(run)]
+    expected_rows = reference[run]
     answered = 0
     for row, got, expected in zip(rows, ours, expected_rows):
         where = f"{run}: question={row['question'][:40]!r} context={row['context'][:60]!r}"
@@ -115,3 +60,12 @@ def test_answers_match_transformers_pipeline(tmp_path, models, reference, run):
         answered += bool(best["answer"])
     assert answered >= 0.8 * len(rows), "most rows must get a non-empty answer"
     assert len({r["answer"] for r in ours}) >= 0.3 * len(rows), "answers must vary with the text"
+
+
+def test_a_changed_model_is_refused_with_the_command_that_rerecords(tmp_path, models):
+    """Answers recorded on other weights would compare against the wrong thing: refused."""
+    from tests.tiny_question_answering import build_bert_qa
+
+    other = build_bert_qa(tmp_path / "bert-seed-99", seed=99)
+    with pytest.raises(AssertionError, match="record_qa_reference.py"):
+        recorded_answers({**models, "bert": other})

@@ -48,6 +48,7 @@ def clean_texts(n: int) -> list[str]:
     return [" ".join(WORDS[(i * 7 + k) % len(WORDS)] for k in range(3 + i % 9)) for i in range(n)]
 
 
+@pytest.mark.slow
 def test_poisonous_row_is_isolated_from_its_batch(tmp_path, tiny, poisoned_forward):
     texts = clean_texts(60)
     texts[17] = "great movie ☠ terrible ending"

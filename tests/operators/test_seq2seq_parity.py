@@ -99,6 +99,7 @@ OUTPUT = {"summarization": "summary_text", "translation": "translation_text",
           "text2text-generation": "generated_text"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_outputs_match_per_row_generate(tmp_path, s2s, case):
     which, task, options, prefix, generate = CASES[case]

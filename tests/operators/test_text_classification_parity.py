@@ -17,6 +17,7 @@ def run_ours(tmp_path, model, **options):
                     torch_threads=2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["classifier", "distilbert", "multi_label"])
 def test_top1_label_and_score_match_pipeline(tmp_path, tiny, which):
     model = getattr(tiny, which)
@@ -32,6 +33,7 @@ def test_top1_label_and_score_match_pipeline(tmp_path, tiny, which):
         assert row["labels"] == [{"label": row["label"], "score": row["score"]}]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["classifier", "multi_label"])
 def test_top_k_matches_pipeline(tmp_path, tiny, which):
     model = getattr(tiny, which)

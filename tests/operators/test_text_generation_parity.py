@@ -87,12 +87,14 @@ def assert_parity(ours, expected, full_text=True):
     assert len({row["generated_text"] for row in ours}) >= 50, "outputs must vary"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_greedy_matches_per_row_generate(tmp_path, models, arch):
     expected = reference_outputs(models[arch], TEXTS, do_sample=False)
     assert_parity(run_ours(tmp_path, models[arch], max_new_tokens=NEW), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_beam_search_with_repetition_penalty_matches_per_row_generate(tmp_path, models, arch):
     expected = reference_outputs(models[arch], TEXTS, do_sample=False, num_beams=3,
@@ -115,6 +117,7 @@ def test_greedy_repetition_penalty_stop_strings_and_long_prompts(tmp_path, model
     assert not any(s in row["generated_text"] for row in ours for s in stop)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_sampling_is_the_same_whatever_the_batching_and_actors(tmp_path, models, arch):
     options = {"max_new_tokens": NEW, "do_sample": True, "temperature": 0.9, "top_k": 40,

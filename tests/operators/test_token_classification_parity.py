@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-import torch
 from transformers import pipeline
 from transformers.pipelines.token_classification import AggregationStrategy
 
@@ -32,15 +31,6 @@ EXTRA = [  # subwords, capitals, punctuation, unknown characters, repeated space
     "hyphen-ated co-operation re-entry e-mail well-known",
 ]
 TEXTS = varied_texts(200) + EXTRA
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Two cores shared by several processes: more threads than that spin and crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

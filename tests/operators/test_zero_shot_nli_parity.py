@@ -41,7 +41,6 @@ def run_ours(tmp_path, model, texts=TEXTS, batching=None, **options):
 
 
 def reference(model, texts, labels=LABELS, **kwargs):
-    torch.set_num_threads(1)
     oracle = pipeline("zero-shot-classification", model=model)
     return oracle(texts, candidate_labels=labels, hypothesis_template=TEMPLATE, batch_size=16,
                   **kwargs)

@@ -40,6 +40,7 @@ def assert_matches(ours, expected):
         assert row["labels"][0] == LABELS[int(np.argmax(sims))]
 
 
+@pytest.mark.slow
 def test_real_minilm_matches_sentence_transformers(tmp_path):
     texts = [t for t in varied_texts(120, seed=3) if len(t.split()) < 200]
     folder = resolve_model_ref(MINILM)
