@@ -140,11 +140,18 @@ def test_fit_prompt_errors_or_keeps_the_end():
 
 
 def test_token_outputs_of_left_padded_windows_are_their_last_positions():
-    from corpusmill.operators.infer import _own_tokens
+    from corpusmill.operators.raw_outputs import OutputCollector
+    from corpusmill.operators.windows import Windows
 
-    array = np.arange(10).reshape(5, 2)  # (seq, features)
-    assert _own_tokens(array, 3, left_padded=True).tolist() == [[4, 5], [6, 7], [8, 9]]
-    assert _own_tokens(array, 3, left_padded=False).tolist() == [[0, 1], [2, 3], [4, 5]]
+    windows = Windows.from_lists([[[11, 12, 13]], [[21, 22, 23, 24, 25]]])
+    for side in ("left", "right"):
+        arrays = windows.pad(np.array([0, 1]), pad_id=0, side=side)
+        mask = arrays["attention_mask"].astype(bool)  # (2, 5)
+        per_token = arrays["input_ids"][..., None] * 10  # (batch, seq, 1): the token, tagged
+        collector = OutputCollector(windows, frozenset({"per_token"}))
+        collector.add(np.array([0, 1]), {"per_token": per_token}, mask)
+        table_rows = collector._tokens("per_token")[:, 0].tolist()
+        assert table_rows == [110, 120, 130, 210, 220, 230, 240, 250], side
 
 
 def test_a_generation_window_costs_its_prompt_and_new_tokens_for_every_beam():
