@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.tiny_models import (
-    bert_config, distilbert_config, save, train_bert_style, train_wordpiece,
+    bert_config, distilbert_config, fixed_wordpiece, save, train_bert_style,
 )
 
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
@@ -35,10 +35,12 @@ def _wrap(tok, model_max_length: int):
 
 
 def wordpiece_tokenizer(model_max_length: int = 64):
-    """The tiny WordPiece tokenizer of tests.tiny_models, with a decoder that joins `##`."""
+    """The tiny WordPiece tokenizer of tests.tiny_models, with a decoder that joins `##`; its
+    vocabulary fixed by construction, so every build of a model is the same model (a trained
+    vocabulary differs between builds, and with it which entity types a random head finds)."""
     from tokenizers import decoders
 
-    tok = train_wordpiece()
+    tok = fixed_wordpiece()
     tok.decoder = decoders.WordPiece()
     return _wrap(tok, model_max_length)
 
