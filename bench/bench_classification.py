@@ -234,10 +234,12 @@ def near_boundary(results: dict, mode: str, share: float = 0.1) -> list:
     return ranked[:max(1, int(len(ranked) * share))]
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int, str]:
-    """(wall seconds, peak RSS of the whole process tree in bytes, exit code, stdout)."""
+def run_measured(cmd: list[str], env: dict | None = None, on_sample=None, every_s: float = 0.5,
+                 stderr=subprocess.DEVNULL) -> tuple[float, int, int, str]:
+    """(wall seconds, peak RSS of the whole process tree in bytes, exit code, stdout).
+    `on_sample(seconds since start)` is called at every sample (every `every_s`)."""
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr,
                             text=True, env=env)
     peak = 0
     done = threading.Event()
@@ -246,7 +248,9 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, i
         nonlocal peak
         while not done.is_set():
             peak = max(peak, tree_rss(proc.pid))
-            time.sleep(0.5)  # walking /proc costs CPU: sample sparingly
+            if on_sample is not None:
+                on_sample(time.monotonic() - start)
+            time.sleep(every_s)  # walking /proc costs CPU: sample sparingly
     sampler = threading.Thread(target=sample)
     sampler.start()
     out, _ = proc.communicate()

@@ -29,13 +29,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).parents[1]
 sys.path.insert(0, str(REPO))
-from bench.bench_classification import tree_env, tree_rss  # noqa: E402
+from bench.bench_classification import (  # noqa: E402
+    corpusmill_job, run_measured, tree_env,
+)
 
 MODES = ["bare-loop", "ray-data", "corpusmill", "corpusmill-torch"]
 RESOURCES = {"corpusmill": {}, "corpusmill-torch": {"backend": "torch"},
@@ -72,18 +72,17 @@ def main() -> None:
     for rep in range(args.reps):
         for mode in modes:
             out = work / f"{mode}-{rep}"
-            out.mkdir(parents=True)
+            data = out / "out"
             if mode.startswith("corpusmill"):
                 job = corpusmill_job(args, out, RESOURCES[mode])
                 cmd = [sys.executable, "-m", "corpusmill.jobs.cli", "run", str(job),
                        *[f"--set={s}" for s in args.overrides]]
-                data = out / "out"
             else:
-                data = out / "out"
+                out.mkdir(parents=True)
                 cmd = [sys.executable, __file__, "--child", mode, "--corpus", args.corpus,
                        "--model", args.model, "--out", str(data)]
             load = os.getloadavg()[0]
-            wall, first, rss, rc, text = run_measured(cmd, data, envs[mode])
+            wall, first, rss, rc, text = run_and_watch(cmd, data, envs[mode])
             if rc != 0:
                 print(f"{mode}: FAILED (exit {rc})\n{text[-3000:]}", flush=True)
                 continue
@@ -121,40 +120,18 @@ def main() -> None:
              "ratios": ratios}, indent=2))
 
 
-def corpusmill_job(args, work: Path, resources: dict) -> Path:
-    import yaml
-
-    job = work / "job.yaml"
-    job.write_text(yaml.safe_dump({
-        "task": "text-classification", "model": os.path.abspath(args.model),
-        "input": os.path.abspath(args.corpus), "output": str(work / "out"), "id_column": "id",
-        "keep_columns": [], "resources": resources}))
-    return job
-
-
-def run_measured(cmd, data: Path, env) -> tuple[float, float | None, int, int, str]:
+def run_and_watch(cmd, data: Path, env) -> tuple[float, float | None, int, int, str]:
     """(wall s, s to the first Parquet file under `data`, peak tree RSS bytes, exit code,
-    output)."""
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
-    peak, first = 0, None
-    done = threading.Event()
+    output): bench_classification's measurement, watching for the first output file."""
+    first = None
 
-    def sample():
-        nonlocal peak, first
-        while not done.is_set():
-            peak = max(peak, tree_rss(proc.pid))
-            if first is None and data.is_dir() and any(data.glob("*.parquet")):
-                first = time.monotonic() - start
-            time.sleep(0.25)
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    out, _ = proc.communicate()
-    wall = time.monotonic() - start
-    done.set()
-    sampler.join()
-    return wall, first, peak, proc.returncode, out
+    def watch(seconds: float) -> None:
+        nonlocal first
+        if first is None and data.is_dir() and any(data.glob("*.parquet")):
+            first = seconds
+    wall, peak, rc, out = run_measured(cmd, env=env, on_sample=watch, every_s=0.25,
+                                       stderr=subprocess.STDOUT)
+    return wall, first, peak, rc, out
 
 
 # ---------------------------------------------------------------- children
