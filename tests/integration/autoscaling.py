@@ -32,6 +32,19 @@ def ray_cli() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
 
+def token_auth_env() -> dict:
+    """The environment for a `ray start` cluster with Ray 2.60's token authentication (and
+    its clients), generating the user's token once if there is none; RAY_ADDRESS removed so
+    nothing joins another cluster."""
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_ADDRESS", None)
+    if not os.path.isfile(os.path.expanduser("~/.ray/auth_token")) and \
+            not env.get("RAY_AUTH_TOKEN"):
+        subprocess.run([ray_cli(), "get-auth-token", "--generate"], env=env, check=True,
+                       capture_output=True)
+    return env
+
+
 def autoscaling_config(gcs_address: str, max_gpu_workers: int = 2) -> dict:
     return {
         "cluster_name": "corpusmill-test", "max_workers": max_gpu_workers,

@@ -6,7 +6,6 @@ are torn down: those with its own temp dir or GCS address on their command line,
 descendants; never another Ray on the machine."""
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 
@@ -17,7 +16,7 @@ from corpusmill.jobs.cli import EXIT_NOTHING_NEW, EXIT_OK, main
 from tests import processes
 from tests.conftest import free_port, write_job, write_parquet
 from tests.corpora import varied_texts
-from tests.integration.autoscaling import ray_cli
+from tests.integration.autoscaling import ray_cli, token_auth_env
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +26,7 @@ def cluster():
     gcs = f"127.0.0.1:{free_port()}"
     dashboard_port = free_port()
     temp = tempfile.mkdtemp(prefix="cmclu")  # short: Ray's socket paths are limited
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    env.pop("RAY_ADDRESS", None)
-    if not os.path.isfile(os.path.expanduser("~/.ray/auth_token")) and \
-            not env.get("RAY_AUTH_TOKEN"):
-        subprocess.run([ray_cli(), "get-auth-token", "--generate"], env=env, check=True,
-                       capture_output=True)
+    env = token_auth_env()
     common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     # Each node's job agent listens on 52365 unless told otherwise; the test session's own
     # local Ray already holds that port, and a head without its agent refuses every job.

@@ -27,19 +27,14 @@ import yaml
 from corpusmill.jobs.cli import EXIT_OK, main
 from tests.conftest import free_port, write_job, write_parquet
 from tests.corpora import varied_texts
-from tests.integration.autoscaling import ray_cli
+from tests.integration.autoscaling import ray_cli, token_auth_env
 
 
 @pytest.fixture(scope="module")
 def ray_head():
     temp = tempfile.mkdtemp(prefix="cmkube")  # short: Ray's socket paths are limited
     port = free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    env.pop("RAY_ADDRESS", None)
-    if not os.path.isfile(os.path.expanduser("~/.ray/auth_token")) and \
-            not env.get("RAY_AUTH_TOKEN"):
-        subprocess.run([ray_cli(), "get-auth-token", "--generate"], env=env, check=True,
-                       capture_output=True)
+    env = token_auth_env()
     ports = [f"--{name}={free_port()}" for name in (
         "dashboard-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
         "ray-client-server-port", "runtime-env-agent-port", "metrics-export-port",
