@@ -46,11 +46,6 @@ class Windows:
         """The row of each window, int64 (windows,)."""
         return np.repeat(np.arange(self.num_rows), np.diff(self.row_offsets))
 
-    @property
-    def single(self) -> bool:
-        """Every row has at most one window."""
-        return bool((np.diff(self.row_offsets) <= 1).all())
-
     @classmethod
     def from_lists(cls, windows: list, type_ids: list | None = None) -> "Windows":
         """From per row a list of windows (lists of ints), or None for a row without any."""
