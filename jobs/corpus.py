@@ -19,7 +19,7 @@ hub (jobs/hub.py: the revision is pinned to a commit for the whole run). Arrow a
 files have no footer that summarises their content: their fingerprint is the SHA-256 of their
 size, modification time, the store's version (ETag) where it has one, and their first and
 last SAMPLE_BYTES (`sample_fingerprint`; what a change must look like to be noticed:
-docs/guides/scale.md). Their record batches / groups of lines play the part of row groups
+docs/guides/scale.md); a file no longer than those two samples, of its whole content. Their record batches / groups of lines play the part of row groups
 (operators/read_arrow.py, operators/read_jsonl.py), indexed by one pass over the file."""
 from __future__ import annotations
 
@@ -355,12 +355,15 @@ def sample_fingerprint(handle, size: int, mtime_ns: int, version: str = "") -> s
     first and last SAMPLE_BYTES of the file. Two ranged reads, whatever the file's size. A
     change is noticed when it changes any of these; an edit in the middle that keeps the size
     and comes back with the same modification time (a restored mtime) on a store without
-    versions is not (docs/guides/scale.md)."""
+    versions is not (docs/guides/scale.md). A file no longer than the two samples is read
+    whole, and its fingerprint is its content alone: copied or touched, it is the same file."""
+    if size <= 2 * SAMPLE_BYTES:
+        digest = hashlib.sha256(f"{size}:".encode())
+        digest.update(handle.read_at(size, 0))
+        return SAMPLED + digest.hexdigest()[:32]
     digest = hashlib.sha256(f"{size}:{mtime_ns}:{version}:".encode())
-    digest.update(handle.read_at(min(size, SAMPLE_BYTES), 0))
-    if size > SAMPLE_BYTES:
-        tail = min(SAMPLE_BYTES, size - SAMPLE_BYTES)
-        digest.update(handle.read_at(tail, size - tail))
+    digest.update(handle.read_at(SAMPLE_BYTES, 0))
+    digest.update(handle.read_at(SAMPLE_BYTES, size - SAMPLE_BYTES))
     return SAMPLED + digest.hexdigest()[:32]
 
 

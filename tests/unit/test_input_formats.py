@@ -148,3 +148,27 @@ def test_large_json_lines_fingerprints_sample_the_file_and_follow_its_time(tmp_p
     # a record of an older version (a whole-file hash) is compared by size and time
     older = {**before, "fingerprint": "0123456789abcdef0123456789abcdef"}
     assert same_content(older, {**before})
+
+
+def test_small_arrow_and_json_lines_files_are_fingerprinted_by_their_whole_content(tmp_path):
+    """A file within the two samples is read whole: a copy or a touch (new time, same bytes)
+    is no change, an edit anywhere is one even with the time put back (a dataset republished
+    at a new hub commit keeps its unchanged files)."""
+    import os
+    import shutil
+
+    from corpusmill.jobs.corpus import same_content
+
+    write_stream(tmp_path / "a.arrow", pa.table({"text": TEXTS}), 4)
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in TEXTS))
+    before = open_corpus(str(tmp_path)).stamps()
+    for name in ("a.arrow", "b.jsonl"):
+        shutil.copy(tmp_path / name, tmp_path / f"{name}.copy")
+        os.replace(tmp_path / f"{name}.copy", tmp_path / name)
+        os.utime(tmp_path / name, ns=(2_000_000_000, 2_000_000_000))
+    touched = open_corpus(str(tmp_path)).stamps()
+    assert all(same_content(before[n], touched[n]) for n in ("a.arrow", "b.jsonl"))
+    edited = [t.replace("text", "txet") for t in TEXTS]  # same size
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in edited))
+    os.utime(tmp_path / "b.jsonl", ns=(2_000_000_000, 2_000_000_000))
+    assert not same_content(before["b.jsonl"], open_corpus(str(tmp_path)).stamps()["b.jsonl"])
