@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -119,10 +120,41 @@ class Resources(_Strict):
                              "a model that cannot load fails at once.")
 
 
-class JobSpec(_Strict):
+TASK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a task's name in `tasks:`, its columns' prefix
+
+
+class TaskBlock(_Strict):
+    """One task of a job with several (`tasks:`): what it runs and the settings that belong to
+    one model. `batching` and `resources` keys given here override the job's own."""
     task: str = Field(..., description="Task name; `corpusmill tasks` lists them.")
-    model: str = Field(..., description="Hugging Face hub id, local model folder, or "
-                       "`package:MODULE/SUBDIR` for a folder inside an installed Python package.")
+    model: str = Field(..., description="Hub id, local model folder or `package:MODULE/SUBDIR`.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    options: dict[str, Any] = Field(default_factory=dict, description="The task's options.")
+    columns: dict[str, str] | None = Field(None, description="Task input -> corpus column; "
+                                           "default: the job's `columns`.")
+    batching: dict[str, Any] = Field(default_factory=dict, description="Overrides of the job's "
+                                     "`batching` keys for this model.")
+    resources: dict[str, Any] = Field(default_factory=dict, description="Overrides of the "
+                                      "job's `resources` keys for this model (concurrency, "
+                                      "num_gpus, dtype, backend, ...).")
+    evaluate: dict[str, Any] | None = Field(None, description="This task's gold column and "
+                                            "options (as the single-task `evaluate`).")
+    trust_remote_code: bool | None = Field(None, description="Default: the job's.")
+    allow_pickle: bool | None = Field(None, description="Default: the job's.")
+
+
+class JobSpec(_Strict):
+    task: str | None = Field(None, description="Task name; `corpusmill tasks` lists them. "
+                             "Required unless `tasks` is given.")
+    model: str | None = Field(None, description="Hugging Face hub id, local model folder, or "
+                              "`package:MODULE/SUBDIR` for a folder inside an installed Python "
+                              "package. Required unless `tasks` is given.")
+    tasks: dict[str, TaskBlock] | None = Field(
+        None, description="Several tasks in one pass over the corpus, by name: each a block "
+                          "with `task`, `model` and its own `options`, `revision`, `columns`, "
+                          "`batching`, `resources`, `evaluate`. Their output columns are "
+                          "prefixed `<name>_`; instead of `task`/`model` "
+                          "(docs/guides/several-tasks.md).")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     input: str = Field(..., description="Parquet file, folder (searched recursively; names "
                        "starting `_` or `.` skipped), or glob; hive-style folders "
@@ -177,11 +209,20 @@ class JobSpec(_Strict):
                           "image, namespace, Secret, worker groups, volumes. Ignored by "
                           "`corpusmill run`; not part of the job id.")
 
-    _options: TaskOptions = PrivateAttr()
+    _options: TaskOptions | None = PrivateAttr(None)
     _evaluate: EvaluateOptions | None = PrivateAttr(None)
+    _task_specs: dict = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _validate_task_options(self):
+        if self.tasks is not None:
+            self._task_specs = _task_specs(self)
+            return self
+        missing = [key for key in ("task", "model") if getattr(self, key) is None]
+        if missing:
+            raise ValueError(f"missing required key(s) {', '.join(map(repr, missing))}: a job "
+                             f"names a task and a model, or several under tasks: {{NAME: {{task: "
+                             f"..., model: ...}}}}")
         try:
             task = get_task(self.task)
         except UnknownTask as e:
@@ -190,6 +231,27 @@ class JobSpec(_Strict):
         if self.evaluate is not None:
             self._evaluate = _evaluate_options(task, self.evaluate)
         return self
+
+    @property
+    def several(self) -> bool:
+        """A job with several tasks (`tasks:`)."""
+        return self.tasks is not None
+
+    def task_specs(self) -> dict[str, "JobSpec"]:
+        """name -> the single-task spec of each of several tasks: the job-wide keys (input,
+        output, ids, kept columns, on_error, ...) with the task block's own. Each computes what
+        a single-task job of that spec would; the job runs them in one pass. A single-task job:
+        {'': itself}."""
+        if self.tasks is None:
+            return {"": self}
+        return dict(self._task_specs)
+
+    def describe(self) -> str:
+        """'TASK with MODEL', or the tasks of a job with several, for one-line messages."""
+        if self.tasks is None:
+            return f"{self.task} with {self.model}"
+        return f"{len(self.tasks)} tasks: " + ", ".join(
+            f"{name} ({block.task} with {block.model})" for name, block in self.tasks.items())
 
     @property
     def evaluate_options(self) -> EvaluateOptions | None:
@@ -208,6 +270,14 @@ class JobSpec(_Strict):
     @property
     def identity(self) -> dict:
         """What the job computes: the settings its id is made from."""
+        if self.tasks is not None:
+            identity = {"input": self.input, "output": self.output, "id_column": self.id_column,
+                        "keep_columns": self.keep_columns,
+                        "tasks": {name: _task_identity(spec)
+                                  for name, spec in self._task_specs.items()}}
+            if self.partition_by:
+                identity["partition_by"] = self.partition_by
+            return identity
         identity = {
             "task": self.task, "model": self.model, "revision": self.revision,
             "input": self.input, "output": self.output, "columns": self.columns,
@@ -218,6 +288,54 @@ class JobSpec(_Strict):
         if self.partition_by:  # only when set, so earlier outputs keep their job id
             identity["partition_by"] = self.partition_by
         return identity
+
+
+def _task_identity(spec: "JobSpec") -> dict:
+    """What one of several tasks computes (the job-wide keys are the job's)."""
+    return {"task": spec.task, "model": spec.model, "revision": spec.revision,
+            "columns": spec.columns, "options": spec.task_options.model_dump(mode="json"),
+            "max_length": spec.batching.max_length}
+
+
+# keys of a job with several tasks that belong to each task, not to the job
+PER_TASK_KEYS = ("task", "model", "revision", "options", "evaluate")
+
+
+def _task_specs(job: "JobSpec") -> dict[str, "JobSpec"]:
+    """The single-task spec of each task block, validated as a job of its own would be;
+    errors name the task (`tasks.NAME...`)."""
+    stray = [key for key in PER_TASK_KEYS if key in job.model_fields_set
+             and getattr(job, key) not in (None, {})]
+    if stray:
+        raise ValueError(f"{', '.join(map(repr, stray))} belong(s) in each task's block when "
+                         f"the job has tasks: (tasks: {{NAME: {{task: ..., model: ...}}}})")
+    if not job.tasks:
+        raise ValueError("tasks: give at least one task, e.g. tasks: {sentiment: {task: "
+                         "text-classification, model: ...}}")
+    specs = {}
+    for name, block in job.tasks.items():
+        if not TASK_NAME.match(name) or name == "error":
+            raise ValueError(f"tasks: {name!r} is not a usable task name: lower-case letters, "
+                             f"digits and _, starting with a letter, at most 32 characters "
+                             f"(it prefixes the task's output columns: {name}_label); not "
+                             f"'error'")
+        data = job.model_dump(exclude={"tasks", "kube", *PER_TASK_KEYS}, exclude_unset=True)
+        data.update(task=block.task, model=block.model, revision=block.revision,
+                    options=block.options, evaluate=block.evaluate)
+        if block.columns is not None:
+            data["columns"] = block.columns
+        for key in ("trust_remote_code", "allow_pickle"):
+            if getattr(block, key) is not None:
+                data[key] = getattr(block, key)
+        for key in ("batching", "resources"):
+            data[key] = {**job.model_dump(include={key}, exclude_unset=True).get(key, {}),
+                         **getattr(block, key)}
+        try:
+            specs[name] = JobSpec(**data)
+        except ValidationError as e:
+            where = _describe(e, JobSpec, prefix=f"tasks.{name}.", what="key")
+            raise ValueError(f"task {name!r}: {where}") from None
+    return specs
 
 
 def identity_differences(before: dict, now: dict) -> list[str]:
@@ -304,8 +422,15 @@ def apply_override(data: dict, item: str) -> None:
 
 
 def _resolve_paths(spec: JobSpec, base: Path) -> JobSpec:
-    updates = {"input": _resolve(spec.input, base), "output": _resolve(spec.output, base),
-               "model": resolve_model_path(spec.model, base)}
+    updates = {"input": _resolve(spec.input, base), "output": _resolve(spec.output, base)}
+    if spec.tasks is not None:
+        tasks = {name: block.model_copy(update={"model": resolve_model_path(block.model, base)})
+                 for name, block in spec.tasks.items()}
+        resolved = spec.model_copy(update={**updates, "tasks": tasks})
+        resolved._task_specs = {name: _resolve_paths(one, base)
+                                for name, one in spec._task_specs.items()}
+        return resolved
+    updates["model"] = resolve_model_path(spec.model, base)
     resolved = spec.model_copy(update=updates)
     resolved._options = spec.task_options
     resolved._evaluate = spec.evaluate_options

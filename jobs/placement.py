@@ -247,3 +247,43 @@ def _refuse_unreachable(wanted: int, capacity: float, num_gpus: float, cpus_per_
         f"{reserved:g} of the {reachable_cpus - reserved_cpus:g} CPUs this cluster{grow} "
         f"offers, leaving none for the read and tokenize tasks (the job would wait forever); "
         f"lower resources.concurrency or resources.cpus_per_actor")
+
+
+def share_placements(resources: list, cluster: ClusterView, node_cores: int,
+                     reserved_cpus: float = 0.0) -> list[Placement]:
+    """The placements of the actor pools of a job's tasks, which run side by side on the same
+    blocks (one task: `resolve_placement`'s). With several:
+    - each pool's CPU capacity leaves room for one actor of every other pool;
+    - `num_gpus: auto` on a cluster with GPUs gives each task's actors 1/n of a GPU, so n small
+      models share each GPU instead of waiting for one another's;
+    - `concurrency: auto` pools get their share of what the cluster holds (at least one actor
+      each), and CPU actors their share of the node's cores as threads;
+    - GPU pools whose minimums together need more GPUs than the cluster can reach are refused
+      (naming the tasks' share), before any work."""
+    count = len(resources)
+    if count == 1:
+        return [resolve_placement(resources[0], cluster, node_cores, reserved_cpus)]
+    gpus = cluster.gpus >= 1 or cluster.reachable_gpus >= 1
+    placements = []
+    for index, wanted in enumerate(resources):
+        others = sum(r.cpus_per_actor for i, r in enumerate(resources) if i != index)
+        if wanted.num_gpus == "auto":
+            wanted = wanted.model_copy(update={"num_gpus": round(1 / count, 4) if gpus else 0.0})
+        placement = resolve_placement(wanted, cluster, max(1, node_cores // count),
+                                      reserved_cpus + others)
+        if wanted.concurrency == "auto":
+            share = max(1, placement.max_actors // count)
+            low = min(placement.min_actors, share)
+            threads = wanted.torch_threads or (
+                max(1, node_cores // count // share) if low == share else 1)
+            placement = dataclasses.replace(
+                placement, min_actors=low, max_actors=share, torch_threads=threads,
+                reason=f"{placement.reason}; 1/{count} of the cluster: {share} actor(s)")
+        placements.append(placement)
+    needed = sum(p.min_actors * p.num_gpus for p in placements)
+    if needed > cluster.reachable_gpus + 1e-9 and any(p.num_gpus for p in placements):
+        raise JobError(f"the {count} tasks' inference pools need {needed:g} GPU(s) at once "
+                       f"(their minimum actors x num_gpus), but this cluster can reach "
+                       f"{cluster.reachable_gpus:g}; give each task a share, e.g. "
+                       f"resources: {{num_gpus: {round(1 / count, 2):g}}}, or fewer actors")
+    return placements

@@ -3,6 +3,7 @@ output can be written, and the model exists and fits the task. Each failure is a
 message names the file, column or key at fault and the fix. Success yields the `JobPlan`."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from datetime import datetime, timezone
@@ -12,9 +13,11 @@ import pyarrow as pa
 from corpusmill.errors import JobError
 from corpusmill.jobs.evaluate import check_gold
 from corpusmill.operators.engines import check_backend
-from corpusmill.operators.loading import load_tokenizer, local_model, resolve_model_ref
+from corpusmill.operators.loading import (
+    load_tokenizer, local_model, resolve_model_ref, tokenizer_fingerprint,
+)
 from corpusmill.spec import JobSpec, looks_like_path
-from corpusmill.operators.plan import ERROR, JobPlan
+from corpusmill.operators.plan import ERROR, JobPlan, SeveralPlan
 from corpusmill.jobs.corpus import Corpus, is_bytes, is_text, open_corpus
 from corpusmill.jobs.output import check_writable
 from corpusmill.operators.read import GENERATED_ID
@@ -27,21 +30,23 @@ _REMOTE_CODE = ("model {model!r} needs code shipped with the checkpoint (config.
                 "in the job spec only if you trust the model's source.")
 
 
-def preflight(spec: JobSpec, *, load_weights: bool = False,
-              corpus: Corpus | None = None) -> tuple[JobPlan, Corpus]:
+def preflight(spec: JobSpec, *, load_weights: bool = False, corpus: Corpus | None = None,
+              one_of_several: bool = False) -> tuple[JobPlan, Corpus]:
     """Validate everything that can be validated without Ray; `load_weights` also loads the
     model once (what `corpusmill validate` does). `corpus`: rows from elsewhere than the
-    spec's input (a Ray Dataset given to corpusmill.annotate, described by its schema)."""
+    spec's input (a Ray Dataset given to corpusmill.annotate, described by its schema).
+    `one_of_several`: `spec` is one task of a job with several (`preflight_several` checks
+    the ids once and the prefixed output names)."""
     task = get_task(spec.task)
     if corpus is None:
         corpus = open_corpus(spec.input, skip_corrupt=spec.skip_corrupt_files)
     input_columns = _input_columns(spec, task.input_columns, corpus.files)
     id_column = _id_column(spec, corpus.files)
-    if spec.id_column is not None:
+    if spec.id_column is not None and not one_of_several:
         corpus = _check_ids_unique(corpus, id_column, skip_corrupt=spec.skip_corrupt_files)
     kept = _kept_columns(spec, corpus.files, id_column)
-    task_fields = task.output_fields()
-    _check_collisions(kept, [f.name for f in task_fields] + [ERROR])
+    if not one_of_several:
+        _check_collisions(kept, [f.name for f in task.output_fields()] + [ERROR])
     _check_partition_by(spec, kept, id_column)
     _check_output_location(spec)
     check_backend(spec)
@@ -65,19 +70,92 @@ def preflight(spec: JobSpec, *, load_weights: bool = False,
                      + task.output_fields_for_model(config) + [pa.field(ERROR, pa.string())])
     output_schema = pa.schema(output_fields, metadata={PROVENANCE_KEY: json.dumps(
         provenance(spec, corpus), sort_keys=True).encode()})
+    max_length = _max_length(spec, tokenizer, config)
     plan = JobPlan(
-        spec=spec, model_ref=model_ref, max_length=_max_length(spec, tokenizer, config),
+        spec=spec, model_ref=model_ref, max_length=max_length,
         id_column=id_column, input_columns=input_columns, kept_columns=kept,
         read_schema=read_schema, output_schema=output_schema, num_gpus=0.0, min_actors=1,
         max_actors=1,
-        torch_threads=spec.resources.torch_threads or 0, model_config=config)
+        torch_threads=spec.resources.torch_threads or 0, model_config=config,
+        share_key=_share_key(task, tokenizer, spec, max_length, input_columns))
     return plan, corpus
+
+
+def _share_key(task, tokenizer, spec, max_length: int, input_columns: dict) -> str | None:
+    """What makes two tasks' tokenization the same (operators/plan.py `share_key`)."""
+    import hashlib
+
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    encode = task.encode_key(tokenizer, spec.task_options, max_length)
+    if fingerprint is None or encode is None:
+        return None
+    key = json.dumps([fingerprint, encode, sorted(input_columns.items())])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def preflight_several(spec: JobSpec, *, load_weights: bool = False,
+                      corpus: Corpus | None = None) -> tuple[SeveralPlan, Corpus]:
+    """The preflight of a job with several tasks: each task's as its own job's would be
+    (errors name the task), over the corpus opened and its ids checked once; then the joined
+    output's columns (each task's prefixed with its name, no collisions)."""
+    if corpus is None:
+        corpus = open_corpus(spec.input, skip_corrupt=spec.skip_corrupt_files)
+    plans: dict[str, JobPlan] = {}
+    for name, one in spec.task_specs().items():
+        try:
+            plans[name], _ = preflight(one, load_weights=load_weights, corpus=corpus,
+                                       one_of_several=True)
+        except JobError as e:
+            raise JobError(f"task {name!r}: {e}") from None
+    first = next(iter(plans.values()))
+    id_column, kept = first.id_column, first.kept_columns
+    if spec.id_column is not None:
+        corpus = _check_ids_unique(corpus, id_column, skip_corrupt=spec.skip_corrupt_files)
+    inputs = {column: None for plan in plans.values() for column in plan.input_columns.values()}
+    read_schema = _read_schema(corpus.files, id_column, {c: c for c in inputs}, kept)
+    fields = [read_schema.field(id_column)] + [read_schema.field(c) for c in kept]
+    owners = {f.name: "the corpus (kept column)" for f in fields}
+    for name, plan in plans.items():
+        for field in task_fields(plan):
+            column = f"{name}_{field.name}"
+            if column in owners:
+                raise JobError(f"output column {column!r} of task {name!r} would collide with "
+                               f"{owners[column]}; rename the task, or leave the column out "
+                               f"with keep_columns: [...]")
+            owners[column] = f"task {name!r}'s"
+            fields.append(field.with_name(column))
+    if ERROR in owners:
+        raise JobError(f"corpus column {ERROR!r} would collide with the output's error column; "
+                       f"list the columns to keep with keep_columns: [...] leaving it out")
+    fields.append(pa.field(ERROR, pa.string()))
+    output_schema = pa.schema(fields, metadata={PROVENANCE_KEY: json.dumps(
+        provenance(spec, corpus), sort_keys=True).encode()})
+    _check_partition_by(spec, kept, id_column)
+    plans = {name: dataclasses.replace(plan, read_schema=read_schema)
+             for name, plan in plans.items()}
+    return SeveralPlan(spec=spec, tasks=plans, id_column=id_column, kept_columns=kept,
+                       read_schema=read_schema, output_schema=output_schema), corpus
+
+
+def task_fields(plan: JobPlan) -> list[pa.Field]:
+    """One task's columns in a joined output, before the prefix: its outputs, then its
+    `error` (null where it succeeded)."""
+    ours = plan.task_output_names | {ERROR}
+    return [f for f in plan.output_schema if f.name in ours]
 
 
 def provenance(spec: JobSpec, corpus: Corpus | None = None) -> dict:
     """How the output was made; written into every output file's Parquet metadata. `input`:
     where the corpus came from when that is more than its path (a hub input: the commit)."""
     source = {"input": corpus.source} if corpus is not None and corpus.source else {}
+    if spec.several:
+        return {**source, "tasks": {
+            name: {"task": one.task, "model": one.model, "revision": one.revision,
+                   "options": one.task_options.model_dump(mode="json"),
+                   "max_length": one.batching.max_length}
+            for name, one in spec.task_specs().items()},
+            "corpusmill_version": corpusmill_version(), "job_id": spec.job_id,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     return {**source,
         "task": spec.task, "model": spec.model, "revision": spec.revision,
         "options": spec.task_options.model_dump(mode="json"),

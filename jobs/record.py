@@ -7,7 +7,9 @@ placement: device, GPUs per actor, dtype, backend, the decision (`decided`), act
     actor_devices (what torch used inside the actors: `cuda`, or `cpu` when it saw no GPU).
 stats: started/finished, stages {read, tokenize, inference, postprocess: {rows, seconds (busy
     time summed over workers), blocks, and the stage's own counts (tokens; postprocess:
-    rows_out, errors, skipped)}, write: {rows, files}}, tokens {tokens, padded_tokens,
+    rows_out, errors, skipped)}, write: {rows, files}; with several tasks also
+    `inference:<name>` per task, and tokenize's rows count each tokenization: rows x the
+    tokenizations that were not shared}, tokens {tokens, padded_tokens,
     windows}, actors [{actor, node_id, rows, seconds}], timeline [[seconds, rows done]],
     files_written (data files this run added, relative to the output folder), driver
     {peak_rss_mb} (the peak resident memory of the process that ran the job, so far).
@@ -58,7 +60,9 @@ def stats_record(snapshot: dict, timeline: list, started: str, finished: str,
     block handed to the Parquet sink (its postprocess done; the write follows in the same
     task)."""
     stages = {}
-    for stage in STAGES:
+    # a job with several tasks also times each task's inference (`inference:<name>`)
+    per_task = [s for s in snapshot.get("stages", {}) if s.startswith("inference:")]
+    for stage in [*STAGES, *per_task]:
         values = snapshot.get("stages", {}).get(stage)
         if values:  # rows, seconds, blocks, and what the stage counts besides (errors, ...)
             stages[stage] = {key: round(value, 3) if key == "seconds" else int(value)

@@ -18,9 +18,9 @@ from corpusmill.jobs.corpus import Corpus, id_partitions
 from corpusmill.jobs.ledger import new_files
 from corpusmill.jobs.output import OutputFolder, checkpoint_path
 from corpusmill.jobs.placement import (
-    TASK_CPUS, Placement, fit_to_work, group_onnx_actors, resolve_placement,
+    TASK_CPUS, Placement, fit_to_work, group_onnx_actors, resolve_placement, share_placements,
 )
-from corpusmill.jobs.preflight import preflight, provenance
+from corpusmill.jobs.preflight import preflight, preflight_several, provenance
 from corpusmill.jobs.progress import ProgressDisplay, ProgressWatcher
 from corpusmill.jobs.ray_session import ensure_ray
 from corpusmill.jobs.record import placement_line, placement_record, stats_record
@@ -28,7 +28,7 @@ from corpusmill.jobs.report import report_after_run
 from corpusmill.jobs.storage import check_shared_paths
 from corpusmill.operators import light_workers
 from corpusmill.operators.engines import ONNXRUNTIME, prepare_backend
-from corpusmill.operators.plan import ERROR, JobPlan
+from corpusmill.operators.plan import ERROR, JobPlan, SeveralPlan
 from corpusmill.operators.read import GENERATED_ID
 from corpusmill.operators.stats import RunStats, corrupt_parts, stats_name
 from corpusmill.ray_internals import set_repartition_cpus
@@ -145,7 +145,8 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
     process's start, so the summary's seconds are the whole command's), default now."""
     started_at = started_at or time.time()
     start = time.monotonic() - max(0.0, time.time() - started_at)
-    plan, corpus = preflight(spec)                 # spec, input, model: JobError before Ray
+    # spec, input, model(s): JobError before Ray
+    plan, corpus = preflight_several(spec) if spec.several else preflight(spec)
     output = OutputFolder(spec.output)
     state = output.state(spec)                     # refuse, resume or replace what it holds
     work = _work_to_do(spec, plan, corpus, output, state)
@@ -158,24 +159,10 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
     with output.lock(run_id), RunConsole(spec.output, run_id, verbose) as console:
         started_ray = ensure_ray(address, connect_timeout_s)
         try:
-            check_shared_paths(spec, plan.model_ref)
             # refuses a placement that cannot run, before any output
-            placement = place(plan, reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0)
-            placement = fit_to_work(placement, spec.resources, corpus.num_rows - work.rows_before,
-                                    spec.batching.window_rows, node_cores=os.cpu_count() or 1)
-            plan = dataclasses.replace(plan, num_gpus=placement.num_gpus,
-                                       min_actors=placement.min_actors,
-                                       max_actors=placement.max_actors,
-                                       torch_threads=placement.torch_threads, run_id=run_id,
-                                       stats_name=stats_name(run_id))
-            plan = prepare_backend(plan, corpus)  # plan.backend: torch or onnxruntime
-            if plan.backend == ONNXRUNTIME:
-                placement = group_onnx_actors(placement, spec.resources,
-                                              node_cores=os.cpu_count() or 1)
-                plan = dataclasses.replace(plan, min_actors=placement.min_actors,
-                                           max_actors=placement.max_actors,
-                                           torch_threads=placement.torch_threads)
-            plan = dataclasses.replace(plan, tokenize_in_actor=tokenize_in_actor(plan))
+            plan, placement = settle(plan, corpus.num_rows - work.rows_before,
+                                     reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0,
+                                     run_id=run_id, corpus=corpus)
             if state.replace:
                 output.replace()
             base_manifest = {"job_id": spec.job_id, "run_id": run_id,
@@ -200,7 +187,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
             output.write_empty(plan.output_schema)
         if spec.incremental:
             output.record_ledger(work.ledger, corpus.files)
-        where = placement_record(placement, plan, snapshot, nodes)
+        where = _placement_record(placement, plan, snapshot, nodes)
         summary = RunSummary(
             job_id=spec.job_id, output=spec.output, rows_in=corpus.num_rows,
             rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
@@ -224,6 +211,58 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
         if report:
             summary = dataclasses.replace(summary, report=report_after_run(spec.output, manifest))
     return dataclasses.replace(summary, log_path=console.log_path)  # where the log ended up
+
+
+def settle(plan: JobPlan | SeveralPlan, rows: int, *, reserved_cpus: float, run_id: str,
+           corpus: Corpus) -> tuple[JobPlan | SeveralPlan, Placement | dict[str, Placement]]:
+    """The plan made concrete against the cluster: where each model runs (GPUs, actors,
+    threads), its backend, where it tokenizes, the run's id and statistics actor. A job with
+    several tasks places their pools side by side (jobs/placement.py `share_placements`);
+    its placement is then name -> Placement."""
+    named = plan.tasks if isinstance(plan, SeveralPlan) else {"": plan}
+    for one in named.values():
+        check_shared_paths(one.spec, one.model_ref)
+    placements = share_placements([one.spec.resources for one in named.values()],
+                                  _cluster_view(), node_cores=os.cpu_count() or 1,
+                                  reserved_cpus=reserved_cpus)
+    share = len(named)
+    settled, where = {}, {}
+    for (name, one), placement in zip(named.items(), placements):
+        log.info("placement%s: %s", f" of {name}" if name else "", placement.reason)
+        resources = one.spec.resources
+        cores = max(1, (os.cpu_count() or 1) // share)
+        placement = fit_to_work(placement, resources, rows, one.spec.batching.window_rows,
+                                node_cores=cores)
+        one = dataclasses.replace(one, num_gpus=placement.num_gpus,
+                                  min_actors=placement.min_actors,
+                                  max_actors=placement.max_actors,
+                                  torch_threads=placement.torch_threads, run_id=run_id,
+                                  stats_name=stats_name(run_id))
+        one = prepare_backend(one, corpus)  # one.backend: torch or onnxruntime
+        if one.backend == ONNXRUNTIME:
+            placement = group_onnx_actors(placement, resources, node_cores=cores)
+            one = dataclasses.replace(one, min_actors=placement.min_actors,
+                                      max_actors=placement.max_actors,
+                                      torch_threads=placement.torch_threads)
+        settled[name] = dataclasses.replace(one, tokenize_in_actor=tokenize_in_actor(one))
+        where[name] = placement
+    if not isinstance(plan, SeveralPlan):
+        return settled[""], where[""]
+    return dataclasses.replace(plan, tasks=settled, run_id=run_id,
+                               stats_name=stats_name(run_id)), where
+
+
+def _placement_record(placement, plan, snapshot: dict, nodes: list[dict]) -> dict:
+    """The manifest's placement: a job with several tasks records each task's (`tasks`), and
+    its first task's at the top level, as a single-task job's."""
+    if not isinstance(plan, SeveralPlan):
+        return placement_record(placement, plan, snapshot, nodes)
+    tasks = {name: placement_record(placement[name], one, snapshot, nodes)
+             for name, one in plan.tasks.items()}
+    first = next(iter(tasks.values()))
+    return {**first, "tasks": {name: {key: record[key] for key in (
+        "device", "num_gpus_per_actor", "dtype", "backend", "decided", "actors",
+        "torch_threads")} for name, record in tasks.items()}}
 
 
 @dataclass(frozen=True)
@@ -273,7 +312,8 @@ def _execute(plan: JobPlan, corpus: Corpus, console: RunConsole,
     # on the head node, so losing a worker node never loses the run's statistics
     stats = ray.remote(num_cpus=0)(RunStats).options(
         name=plan.stats_name, resources={HEAD_RESOURCE: 0.001}).remote()
-    display = ProgressDisplay(console.term, console.is_tty, label=f"corpusmill {plan.spec.task}")
+    label = " + ".join(plan.tasks) if isinstance(plan, SeveralPlan) else plan.spec.task
+    display = ProgressDisplay(console.term, console.is_tty, label=f"corpusmill {label}")
     spec = plan.spec
     try:
         with ProgressWatcher(stats, display, total=total,
@@ -308,11 +348,18 @@ def _checkpointing(plan: JobPlan):
         context.checkpoint_config = previous
 
 
-def _preview_columns(plan: JobPlan) -> list[str]:
-    """id, the kept input text (else the first kept column), the task's outputs, error."""
-    kept_inputs = [c for c in plan.input_columns.values() if c in plan.kept_columns]
-    context = kept_inputs or plan.kept_columns[:1]
-    outputs = [f.name for f in plan.task.output_fields()]
+def _preview_columns(plan: JobPlan | SeveralPlan) -> list[str]:
+    """id, the kept input text (else the first kept column), the task's outputs, error; with
+    several tasks, each task's first output."""
+    if isinstance(plan, SeveralPlan):
+        inputs = [c for one in plan.tasks.values() for c in one.input_columns.values()]
+        outputs = [f"{name}_{one.task.output_fields()[0].name}"
+                   for name, one in plan.tasks.items()]
+    else:
+        inputs = list(plan.input_columns.values())
+        outputs = [f.name for f in plan.task.output_fields()]
+    context = [c for c in dict.fromkeys(inputs) if c in plan.kept_columns][:1] or (
+        plan.kept_columns[:1])
     return [plan.id_column, *context, *outputs, ERROR]
 
 
@@ -343,6 +390,8 @@ def _build_dataset(plan: JobPlan, corpus: Corpus):
     retries = spec.resources.max_retries
     ds = ray.data.read_datasource(source, num_cpus=TASK_CPUS,
                                   ray_remote_args={"max_retries": retries})
+    if isinstance(plan, SeveralPlan):
+        return process_several(plan, ds, blocks_sized=True)
     return process_rows(plan, ds, blocks_sized=True)
 
 
@@ -394,6 +443,57 @@ def process_rows(plan: JobPlan, ds, *, blocks_sized: bool = False):
     return _infer_and_postprocess(plan, ds)
 
 
+def process_several(plan: SeveralPlan, ds, *, blocks_sized: bool = False):
+    """The tasks of a job with several over `ds` (rows in `plan.read_schema`), one actor pool
+    each, one after another on the same blocks, then one postprocess (operators/several.py).
+    Tasks that tokenize alike share one tokenization: in tasks ahead of the pools, or in the
+    first task's actors when that task tokenizes in its actors (single-core CPU actors)."""
+    import ray.data
+
+    from corpusmill.operators.several import TaskStage, postprocess_several, tokenize_group
+
+    spec = plan.spec
+    window = next(iter(plan.tasks.values())).spec.batching.window_rows
+    retries = spec.resources.max_retries
+    stages = []  # (name, group, shares, last)
+    tasks = dict(plan.tasks)
+    tokenized_in_tasks = False
+    for group, names in enumerate(plan.share_groups()):
+        first = plan.tasks[names[0]]
+        alone = len(names) == 1
+        if not first.tokenize_in_actor:
+            tokenized_in_tasks = True
+            ds = ds.map_batches(tokenize_group, fn_kwargs={"plan": first, "group": group},
+                                batch_format="pyarrow", batch_size=window, num_cpus=TASK_CPUS,
+                                max_retries=retries,
+                                compute=ray.data.TaskPoolStrategy(size=first.max_actors),
+                                runtime_env=light_workers.runtime_env())
+        for k, name in enumerate(names):
+            # the group's first task tokenizes in its actors when its plan says so; the
+            # others then read its tokens (never tokenizing themselves)
+            tokenizes = k == 0 and first.tokenize_in_actor
+            tasks[name] = dataclasses.replace(tasks[name], tokenize_in_actor=tokenizes)
+            stages.append((name, None if alone and tokenizes else group,
+                           tokenizes and not alone, k == len(names) - 1))
+    plan = dataclasses.replace(plan, tasks=tasks)
+    if tokenized_in_tasks or not blocks_sized:
+        ds = set_repartition_cpus(ds.repartition(target_num_rows_per_block=window), TASK_CPUS)
+    for name, group, shares, last in stages:
+        one = tasks[name]
+        pool = ray.data.ActorPoolStrategy(
+            min_size=one.min_actors, max_size=one.max_actors,
+            max_tasks_in_flight_per_actor=None if one.num_gpus else 1)
+        ds = ds.map_batches(TaskStage, fn_constructor_kwargs={
+                                "plan": one, "name": name, "group": group, "shares": shares,
+                                "last": last},
+                            batch_format="pyarrow", batch_size=window, compute=pool,
+                            num_cpus=one.spec.resources.cpus_per_actor, num_gpus=one.num_gpus,
+                            max_restarts=retries, max_task_retries=-1)
+    return ds.map_batches(postprocess_several, fn_kwargs={"plan": plan}, batch_format="pyarrow",
+                          batch_size=None, num_cpus=TASK_CPUS, max_retries=retries,
+                          runtime_env=light_workers.runtime_env())
+
+
 def _infer_and_postprocess(plan: JobPlan, ds):
     import ray.data
 
@@ -424,12 +524,16 @@ def _infer_and_postprocess(plan: JobPlan, ds):
 def place(plan: JobPlan, reserved_cpus: float) -> Placement:
     """Resolve `auto` resources against the cluster, as it is and as its autoscaler can grow
     it (jobs/placement.py), less `reserved_cpus` that Ray Data's own actors will hold."""
-    from corpusmill.jobs.cluster_view import read_cluster_view
-
-    placement = resolve_placement(plan.spec.resources, read_cluster_view(),
+    placement = resolve_placement(plan.spec.resources, _cluster_view(),
                                   node_cores=os.cpu_count() or 1, reserved_cpus=reserved_cpus)
     log.info("placement: %s", placement.reason)
     return placement
+
+
+def _cluster_view():
+    from corpusmill.jobs.cluster_view import read_cluster_view
+
+    return read_cluster_view()
 
 
 def _node_table() -> list[dict]:

@@ -35,7 +35,7 @@ from corpusmill.operators.engines import make_engine
 from corpusmill.operators.plan import ERROR, INPUT_IDS, RAW, TOKEN_TYPE_IDS, JobPlan
 from corpusmill.operators.raw_outputs import OutputCollector
 from corpusmill.operators.stats import Timer, announce_actor, node_id, report
-from corpusmill.operators.tokenize import encode_block
+from corpusmill.operators.tokenize import EncodedBlock, encode_block
 from corpusmill.operators.windows import Windows
 
 log = logging.getLogger(__name__)
@@ -57,20 +57,35 @@ class Infer:
         self.actor_key = announce_actor(plan.stats_name, self.device)
         self.node = node_id()
         self.padded_tokens = 0  # (rows x longest) of the forward passes of the current block
+        self.seconds = 0.0      # inference time of the last block
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        self.padded_tokens = 0
+        table, windows = self.windows_of(table)
+        return self.run(table, windows)
+
+    def windows_of(self, table: pa.Table) -> tuple[pa.Table, Windows]:
+        """The block's token windows, and the block without token columns (with extras,
+        truncated and error): tokenized here (`plan.tokenize_in_actor`) or read from the
+        tokenize tasks' columns."""
         if self.plan.tokenize_in_actor:
-            with Timer() as timer:
-                encoded = encode_block(table, self.plan)
-            table, windows = encoded.table, encoded.windows
-            report(self.plan.stats_name, "tokenize", rows=table.num_rows,
-                   seconds=timer.seconds, tokens=len(windows.ids))
-        else:
-            windows = Windows.from_arrow(table.column(INPUT_IDS), table.column(TOKEN_TYPE_IDS))
-            table = table.drop_columns([INPUT_IDS, TOKEN_TYPE_IDS])
+            encoded = self.encode(table)
+            return encoded.table, encoded.windows
+        windows = Windows.from_arrow(table.column(INPUT_IDS), table.column(TOKEN_TYPE_IDS))
+        return table.drop_columns([INPUT_IDS, TOKEN_TYPE_IDS]), windows
+
+    def encode(self, table: pa.Table) -> EncodedBlock:
+        with Timer() as timer:
+            encoded = encode_block(table, self.plan)
+        report(self.plan.stats_name, "tokenize", rows=table.num_rows,
+               seconds=timer.seconds, tokens=len(encoded.windows.ids))
+        return encoded
+
+    def run(self, table: pa.Table, windows: Windows) -> pa.Table:
+        """The model over `windows`; `table` with the raw outputs added (the contract above)."""
+        self.padded_tokens = 0
         with Timer() as timer:
             out = self._infer(table, windows)
+        self.seconds = timer.seconds
         report(self.plan.stats_name, "inference", actor=self.actor_key, node=self.node,
                device=self.device, rows=table.num_rows, seconds=timer.seconds,
                windows=windows.num_windows, tokens=len(windows.ids),

@@ -191,6 +191,20 @@ def load_tokenizer(model_ref: str, revision: str | None, trust_remote_code: bool
 INT8 = "int8"
 
 
+def tokenizer_fingerprint(tokenizer) -> str | None:
+    """A hash of what a fast tokenizer does (its whole `tokenizers` pipeline: normaliser,
+    pre-tokeniser, vocabulary, post-processor) and the settings transformers adds around it
+    (class, padding and truncation side): equal for two model folders whose tokenizers
+    tokenize alike, wherever they lie. None for a slow tokenizer (never compared)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    digest = hashlib.sha256(backend.to_str().encode())
+    digest.update(repr((type(tokenizer).__name__, tokenizer.padding_side,
+                        tokenizer.truncation_side)).encode())
+    return digest.hexdigest()[:32]
+
+
 def load_model(model_class, model_ref: str, revision: str | None, *, dtype, device: str,
                trust_remote_code: bool, allow_pickle: bool):
     """Weights on `device` in eval mode. Without `allow_pickle`, only safetensors load.

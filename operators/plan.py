@@ -49,6 +49,9 @@ class JobPlan:
     # tokenize inside the inference actors (True) or in tasks before them (False); settled on
     # the driver from `resources.tokenize` and the placement (jobs/run.py)
     tokenize_in_actor: bool = field(default=False)
+    # equal for the tasks of one job whose tokenization is the same (tokenizer content, encode,
+    # input columns): a job with several tasks tokenizes once for them; None: never shared
+    share_key: str | None = field(default=None)
 
     def __post_init__(self):
         object.__setattr__(self, "model_config", LazyConfig.wrap(self.model_config))
@@ -64,6 +67,30 @@ class JobPlan:
     @property
     def task_output_names(self) -> frozenset[str]:
         return frozenset(f.name for f in self.task.output_fields())
+
+
+@dataclass(frozen=True)
+class SeveralPlan:
+    """A job with several tasks (`tasks:` in its spec): each task's own plan, what its
+    single-task job would run (read_schema: the job's, shared), and the joined output.
+    Output columns: id, kept columns, then each task's output columns and its error,
+    prefixed `<name>_`, then `error` (null when every task succeeded)."""
+    spec: JobSpec
+    tasks: dict[str, JobPlan]        # name -> plan, in the spec's order
+    id_column: str
+    kept_columns: list[str]
+    read_schema: pa.Schema           # id, every task's input columns, kept columns
+    output_schema: pa.Schema
+    run_id: str = field(default="")
+    stats_name: str = field(default="")
+
+    def share_groups(self) -> list[list[str]]:
+        """The tasks by tokenization, in order: tasks with the same `share_key` together (one
+        tokenization serves them all), every other task alone."""
+        groups: dict[str, list[str]] = {}
+        for name, plan in self.tasks.items():
+            groups.setdefault(plan.share_key or f"\0{name}", []).append(name)
+        return list(groups.values())
 
 
 def _without_torch(config: Any) -> Any:

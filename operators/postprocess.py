@@ -26,14 +26,14 @@ from corpusmill.pipelines.base import INPUT_TRUNCATED, Rows
 
 def postprocess_batch(table: pa.Table, plan: JobPlan) -> pa.Table:
     with Timer() as timer:
-        out = _postprocess(table, plan)
+        out = decode_block(table, plan)
     failed = table.num_rows - table.column(ERROR).null_count  # rows with an error
     report(plan.stats_name, "postprocess", rows=table.num_rows, seconds=timer.seconds,
            rows_out=out.num_rows, errors=failed, skipped=table.num_rows - out.num_rows)
     return out
 
 
-def _postprocess(table: pa.Table, plan: JobPlan) -> pa.Table:
+def decode_block(table: pa.Table, plan: JobPlan, leave_out_errors: bool = True) -> pa.Table:
     valid = table.column(ERROR).is_null().to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(valid)
     decoded: dict[str, object] = {}
@@ -68,7 +68,7 @@ def _postprocess(table: pa.Table, plan: JobPlan) -> pa.Table:
         else:
             arrays.append(table.column(field.name).cast(field.type))
     out = pa.Table.from_arrays(arrays, schema=plan.output_schema)
-    if plan.spec.on_error == "skip":
+    if plan.spec.on_error == "skip" and leave_out_errors:
         out = out.filter(pc.is_null(out.column(ERROR)))
     return out
 

@@ -97,6 +97,12 @@ INPUT_TRUNCATED = "input_truncated"
 TRUNCATED_FIELD = pa.field(INPUT_TRUNCATED, pa.bool_())
 
 
+def truncating_key(max_length: int, lower: bool = False) -> str:
+    """The `encode_key` of the default `encode`: one `text` input (lower-cased first, where
+    `lower`) truncated to `max_length` tokens, one window per row."""
+    return f"text:truncate:{max_length}" + (":lower" if lower else "")
+
+
 class Task:
     """One NLP task. Subclasses set the class attributes and implement the methods below."""
 
@@ -153,6 +159,17 @@ class Task:
         do, one window per row."""
         enc = tokenizer(texts["text"], truncation=True, max_length=max_length)
         return Encoded.single(enc["input_ids"], enc.get("token_type_ids"))
+
+    def encode_key(self, tokenizer: Any, options: TaskOptions, max_length: int) -> str | None:
+        """What `encode` makes of a row beyond the tokenizer's own behaviour, as a string: two
+        tasks of one job whose keys are equal, over tokenizers of the same content and the
+        same input columns, get the same windows, extras and truncation flags from their
+        `encode`, so the job tokenizes once for both. None: never shared. Default: the
+        default `encode` (one `text` input truncated to `max_length`); a task that overrides
+        `encode` shares only if it overrides this too."""
+        if type(self).encode is not Task.encode:
+            return None
+        return truncating_key(max_length)
 
     def window_cost(self, length: int, options: TaskOptions) -> int:
         """Tokens a window of `length` tokens occupies in a batch, for the `max_tokens` budget.

@@ -19,7 +19,9 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from corpusmill.pipelines.base import Encoded, ModelMismatch, Panel, Task, TaskOptions
+from corpusmill.pipelines.base import (
+    Encoded, ModelMismatch, Panel, Task, TaskOptions, truncating_key,
+)
 from corpusmill.pipelines.pooling import SUPPORTED_MODES, pool, read_sentence_transformers_folder
 from corpusmill.pipelines.registry import register
 
@@ -114,6 +116,14 @@ class FeatureExtraction(Task):
     def prepare(self, model, tokenizer, options, model_ref, revision):
         mode, normalize = resolve_pooling(options, model_ref, revision)
         return {"pooling": mode, "normalize": normalize, "dim": embedding_dim(model.config)}
+
+    def encode_key(self, tokenizer, options, max_length):
+        folder = read_sentence_transformers_folder(tokenizer.name_or_path, None)
+        if folder is None:
+            return truncating_key(max_length)
+        if folder.max_seq_length:
+            max_length = min(max_length, folder.max_seq_length)
+        return truncating_key(max_length, bool(folder.do_lower_case))
 
     def encode(self, tokenizer, texts, options, max_length):
         # a sentence-transformers folder caps the length and may lower-case, as s-t does

@@ -280,6 +280,13 @@ class TokenClassification(Task):
         from transformers import AutoModelForTokenClassification
         return AutoModelForTokenClassification
 
+    def encode_key(self, tokenizer, options, max_length):
+        if not getattr(tokenizer, "is_fast", False):
+            return None
+        stride = window_stride(options.stride, max_length,
+                               tokenizer.num_special_tokens_to_add(pair=False))
+        return f"text:token-windows:{max_length}:{stride}"
+
     def encode(self, tokenizer, texts, options, max_length):
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("token-classification needs a fast (Rust `tokenizers`) tokenizer "

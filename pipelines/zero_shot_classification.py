@@ -39,6 +39,7 @@ from pydantic import Field, field_validator, model_validator
 
 from corpusmill.pipelines.base import (
     Encoded, EvaluateOptions, ModelMismatch, Panel, Task, TaskOptions, top_k_indices,
+    truncating_key,
 )
 from corpusmill.pipelines.metrics import classification_metrics
 from corpusmill.pipelines.outcomes import require_string_gold
@@ -233,6 +234,11 @@ class ZeroShotClassification(Task):
         enc = {k: v.to(model.device) for k, v in enc.items()}
         return {"mode": EMBEDDING, "pooling": pooling, "encoder": encoder,
                 "label_embeddings": _embed(encoder, enc, pooling)}  # (num_labels, hidden)
+
+    def encode_key(self, tokenizer, options, max_length):
+        if tokenizer_mode(tokenizer, options) == EMBEDDING:
+            return truncating_key(max_length)
+        return f"text:pairs:{max_length}:" + json.dumps(options.hypotheses())
 
     def encode(self, tokenizer, texts, options, max_length):
         if tokenizer_mode(tokenizer, options) == EMBEDDING:

@@ -114,12 +114,13 @@ def save(model, tokenizer, folder: Path) -> str:
 
 
 def build_bert_classifier(folder: Path, num_labels: int = 3, multi_label: bool = False,
-                          seed: int = 0) -> str:
+                          seed: int = 0, fixed_vocab: bool = False) -> str:
+    """`fixed_vocab`: the fixed WordPiece tokenizer, the same for every model built so."""
     import torch
     from transformers import BertForSequenceClassification
 
     torch.manual_seed(seed)
-    tokenizer = fast_tokenizer()
+    tokenizer = fast_tokenizer(fixed=fixed_vocab)
     extra = {"problem_type": "multi_label_classification"} if multi_label else {}
     config = bert_config(tokenizer, **labels(num_labels), **extra)
     config.architectures = ["BertForSequenceClassification"]
@@ -136,10 +137,10 @@ def build_distilbert_classifier(folder: Path, num_labels: int = 2, seed: int = 1
     return save(DistilBertForSequenceClassification(config).eval(), tokenizer, folder)
 
 
-def build_bert_encoder(folder: Path, seed: int = 2) -> str:
+def build_bert_encoder(folder: Path, seed: int = 2, fixed_vocab: bool = False) -> str:
     import torch
     from transformers import BertModel
 
     torch.manual_seed(seed)
-    tokenizer = fast_tokenizer()
+    tokenizer = fast_tokenizer(fixed=fixed_vocab)
     return save(BertModel(bert_config(tokenizer)).eval(), tokenizer, folder)
