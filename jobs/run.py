@@ -142,75 +142,119 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
     `keep_ray`: leave a Ray this run started running for the next (the Python API);
     `report`: build the run report and dataset card (corpusmill.annotate's scratch output
     does without); `started_at`: when the run began (epoch seconds; the CLI gives its
-    process's start, so the summary's seconds are the whole command's), default now."""
+    process's start, so the summary's seconds are the whole command's), default now.
+
+    The steps: preflight (spec, input, model(s): a JobError before Ray), what the output
+    folder holds (refuse, resume or replace), the work left, then on Ray: settle the plan
+    against the cluster and execute; then verify the output (exactly once), summarise,
+    record the manifest and build the report."""
     started_at = started_at or time.time()
     start = time.monotonic() - max(0.0, time.time() - started_at)
-    # spec, input, model(s): JobError before Ray
     plan, corpus = preflight_several(spec) if spec.several else preflight(spec)
     output = OutputFolder(spec.output)
-    state = output.state(spec)                     # refuse, resume or replace what it holds
+    state = output.state(spec)
     work = _work_to_do(spec, plan, corpus, output, state)
     if work.nothing_new:
         return RunSummary(job_id=spec.job_id, output=spec.output, rows_in=0, rows_out=0,
                           rows_errored=0, rows_skipped=0, files_in=0, seconds=0.0,
                           incremental=True, files_done_before=len(corpus.files))
-    corpus = work.corpus
     run_id = uuid.uuid4().hex[:12]
     with output.lock(run_id), RunConsole(spec.output, run_id, verbose) as console:
         started_ray = ensure_ray(address, connect_timeout_s)
         try:
-            # refuses a placement that cannot run, before any output
-            plan, placement = settle(plan, corpus.num_rows - work.rows_before,
-                                     reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0,
-                                     run_id=run_id, corpus=corpus)
-            if state.replace:
-                output.replace()
-            base_manifest = {"job_id": spec.job_id, "run_id": run_id,
-                             "spec": spec.model_dump(mode="json"),
-                             "provenance": provenance(spec, corpus),
-                             "inputs": {**work.inputs_before, **corpus.stamps()}}
-            output.write_manifest({**base_manifest, "status": "running"})
-            files_before = set(output.data_files())
-            started = _now()
-            snapshot, timeline = _execute(plan, corpus, console,
-                                          total=corpus.num_rows - work.rows_before)
-            nodes = _node_table()
+            run = _execute_on_ray(spec, plan, work, state, output, console, run_id)
         finally:
             if started_ray and not keep_ray:
                 import ray
                 ray.shutdown()
-        counts = output.counts(plan.id_column, work.scope)
-        if counts["ids_duplicated"]:
-            raise OutputIntegrityError(
-                f"output {spec.output!r} holds {counts['ids_duplicated']} id(s) more than once")
-        if counts["files"] == 0:
-            output.write_empty(plan.output_schema)
-        if spec.incremental:
-            output.record_ledger(work.ledger, corpus.files)
-        where = _placement_record(placement, plan, snapshot, nodes)
-        summary = RunSummary(
-            job_id=spec.job_id, output=spec.output, rows_in=corpus.num_rows,
-            rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
-            rows_truncated=counts["rows_truncated"],
-            rows_skipped=corpus.num_rows - counts["rows_out"], files_in=len(corpus.files),
-            corrupt_files_skipped=corpus.skipped_files + corrupt_parts(snapshot),
-            inputs_gone=work.gone, seconds=time.monotonic() - start,
-            rows_before=work.rows_before,
-            seconds_to_first_output=_first_output(snapshot, started_at),
-            preview=tuple(output.preview(_preview_columns(plan))),
-            incremental=spec.incremental, files_done_before=len(work.ledger), placement=where)
-        written = sorted(set(output.data_files()) - files_before)
-        record = dataclasses.asdict(summary)
-        for key in ("preview", "placement", "log_path", "report"):
-            del record[key]
-        manifest = {**base_manifest, "status": "complete", "summary": record, "placement": where,
-                    "stats": stats_record(snapshot, timeline, started, _now(), written,
-                                          rows_written=counts["rows_out"] - work.rows_before,
-                                          process_started=started_at)}
-        output.write_manifest(manifest)
+        counts = _verify_output(spec, run.plan, work, output)
+        summary = _summarize(spec, run, work, counts, output,
+                             seconds=time.monotonic() - start, started_at=started_at)
+        manifest = _record(summary, run, work, counts, output, started_at)
         if report:
             summary = dataclasses.replace(summary, report=report_after_run(spec.output, manifest))
     return dataclasses.replace(summary, log_path=console.log_path)  # where the log ended up
+
+
+@dataclass(frozen=True)
+class Executed:
+    """What a run did on Ray: the plan as settled, where it ran, what it recorded."""
+    plan: JobPlan | SeveralPlan
+    placement: Placement | dict
+    manifest: dict           # the manifest's fields known before the run (job, spec, inputs)
+    files_before: frozenset  # data files the output held before
+    started: str             # when execution began (ISO time)
+    snapshot: dict           # the run's statistics (operators/stats.py)
+    timeline: list           # [[seconds, rows done]]
+    nodes: list              # Ray's node table
+
+
+def _execute_on_ray(spec: JobSpec, plan, work: "Work", state, output: OutputFolder,
+                    console: RunConsole, run_id: str) -> Executed:
+    """Settle the plan against the cluster (a placement that cannot run is refused before
+    any output), replace the output when asked, mark the manifest running, and run."""
+    corpus = work.corpus
+    plan, placement = settle(plan, corpus.num_rows - work.rows_before,
+                             reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0,
+                             run_id=run_id, corpus=corpus)
+    if state.replace:
+        output.replace()
+    manifest = {"job_id": spec.job_id, "run_id": run_id, "spec": spec.model_dump(mode="json"),
+                "provenance": provenance(spec, corpus),
+                "inputs": {**work.inputs_before, **corpus.stamps()}}
+    output.write_manifest({**manifest, "status": "running"})
+    files_before = frozenset(output.data_files())
+    started = _now()
+    snapshot, timeline = _execute(plan, corpus, console,
+                                  total=corpus.num_rows - work.rows_before)
+    return Executed(plan, placement, manifest, files_before, started, snapshot, timeline,
+                    _node_table())
+
+
+def _verify_output(spec: JobSpec, plan, work: "Work", output: OutputFolder) -> dict:
+    """The output's counts, from its footers; an id written twice fails the run loudly; an
+    empty output gets one empty file of the schema; an incremental run records its files."""
+    counts = output.counts(plan.id_column, work.scope)
+    if counts["ids_duplicated"]:
+        raise OutputIntegrityError(
+            f"output {spec.output!r} holds {counts['ids_duplicated']} id(s) more than once")
+    if counts["files"] == 0:
+        output.write_empty(plan.output_schema)
+    if spec.incremental:
+        output.record_ledger(work.ledger, work.corpus.files)
+    return counts
+
+
+def _summarize(spec: JobSpec, run: Executed, work: "Work", counts: dict,
+               output: OutputFolder, *, seconds: float, started_at: float) -> RunSummary:
+    corpus = work.corpus
+    return RunSummary(
+        job_id=spec.job_id, output=spec.output, rows_in=corpus.num_rows,
+        rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
+        rows_truncated=counts["rows_truncated"],
+        rows_skipped=corpus.num_rows - counts["rows_out"], files_in=len(corpus.files),
+        corrupt_files_skipped=corpus.skipped_files + corrupt_parts(run.snapshot),
+        inputs_gone=work.gone, seconds=seconds, rows_before=work.rows_before,
+        seconds_to_first_output=_first_output(run.snapshot, started_at),
+        preview=tuple(output.preview(_preview_columns(run.plan))),
+        incremental=spec.incremental, files_done_before=len(work.ledger),
+        placement=_placement_record(run.placement, run.plan, run.snapshot, run.nodes))
+
+
+def _record(summary: RunSummary, run: Executed, work: "Work", counts: dict,
+            output: OutputFolder, started_at: float) -> dict:
+    """The complete manifest, written: the summary, placement and stats (jobs/record.py)."""
+    written = sorted(set(output.data_files()) - run.files_before)
+    record = dataclasses.asdict(summary)
+    for key in ("preview", "placement", "log_path", "report"):
+        del record[key]
+    manifest = {**run.manifest, "status": "complete", "summary": record,
+                "placement": summary.placement,
+                "stats": stats_record(run.snapshot, run.timeline, run.started, _now(), written,
+                                      rows_written=counts["rows_out"] - work.rows_before,
+                                      process_started=started_at)}
+    output.write_manifest(manifest)
+    return manifest
 
 
 def settle(plan: JobPlan | SeveralPlan, rows: int | None, *, reserved_cpus: float, run_id: str,

@@ -116,6 +116,19 @@ def test_tasks_whose_tokenizers_differ_tokenize_apart(tmp_path, models, corpus, 
         assert_same_rows(task_columns(rows, name), expected)
 
 
+def test_a_tokenization_shared_from_tokenize_tasks_gives_the_same_rows(tmp_path, models, corpus,
+                                                                       singles):
+    """Tokenizing in tasks ahead of the pools (what GPU actors get): one tokenization serves
+    both tasks there too."""
+    result = corpusmill.run(job(corpus, tmp_path / "out", resources={"tokenize": "tasks"},
+                                tasks={"sentiment": models["sentiment"],
+                                       "vec": models["vec"]}))
+    rows = by_id(result)
+    assert result.manifest()["stats"]["stages"]["tokenize"]["rows"] == ROWS
+    for name in ("sentiment", "vec"):
+        assert_same_rows(task_columns(rows, name), single_columns(singles[name]))
+
+
 def test_annotate_takes_several_tasks(models):
     pandas = pytest.importorskip("pandas")
     frame = pandas.DataFrame({"text": ["a fine movie", "terrible service", "the market"]},
