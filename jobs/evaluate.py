@@ -52,42 +52,57 @@ def gold_columns(spec: JobSpec, task: Task) -> list[str]:
     return columns + [mapping[name] for name in task.evaluate_inputs]
 
 
-def score_table(spec: JobSpec, task: Task, table: pa.Table, id_column: str) -> dict:
+def output_columns(task: Task, name: str = "") -> dict[str, str]:
+    """The task's output columns and `error`, as its single-task job names them -> as the
+    output holds them: the same, or for task `name` of a job with several (`tasks:`)
+    prefixed `<name>_` (its own error in `<name>_error`; the joined `error` is every task's)."""
+    names = [f.name for f in task.output_fields()] + [ERROR]
+    return {column: f"{name}_{column}" if name else column for column in names}
+
+
+def score_table(spec: JobSpec, task: Task, table: pa.Table, id_column: str,
+                name: str = "") -> dict:
     """Metrics of the output rows in `table` (task outputs, `error`, the id, gold and the
-    inputs `gold_columns` names) against the gold column, with the rows left out counted."""
+    inputs `gold_columns` names) against the gold column, with the rows left out counted.
+    `name`: task `name` of a job with several, `spec` its single-task spec: its prefixed
+    columns are scored (`output_columns`), rows it failed on left out, and the result is
+    labelled with the name."""
     evaluate = spec.evaluate_options
+    columns = output_columns(task, name)
     gold = table.column(evaluate.gold)
     has_gold = pc.is_valid(gold)
     if pa.types.is_list(gold.type) or pa.types.is_large_list(gold.type):
         has_gold = pc.and_(has_gold, pc.greater(pc.fill_null(pc.list_value_length(gold), 0), 0))
-    ok = pc.is_null(table.column(ERROR))
+    ok = pc.is_null(table.column(columns[ERROR]))
     scored = table.filter(pc.and_(has_gold, ok))
-    mapping = {name: spec.columns.get(name, name) for name in task.input_columns}
+    inputs = {key: spec.columns.get(key, key) for key in task.input_columns}
     rows = GoldRows(
-        outputs=_Columns(scored, [f.name for f in task.output_fields()]),
+        outputs=_Columns(scored, {f.name: columns[f.name] for f in task.output_fields()}),
         gold=scored.column(evaluate.gold).to_pylist(),
-        texts={name: scored.column(mapping[name]).to_pylist() for name in task.evaluate_inputs},
+        texts={key: scored.column(inputs[key]).to_pylist() for key in task.evaluate_inputs},
         ids=scored.column(id_column).to_pylist() if id_column in scored.column_names else [])
     counts = {"rows": table.num_rows, "scored": scored.num_rows,
               "gold_missing": _count_false(has_gold),
               "errored": _count_false(pc.or_(pc.invert(has_gold), ok))}
     metrics = task.evaluate(rows, evaluate, spec.task_options) if len(rows) else {}
-    return {"task": task.name, "gold": evaluate.gold,
+    labelled = {"name": name} if name else {}
+    return {**labelled, "task": task.name, "gold": evaluate.gold,
             "options": evaluate.model_dump(mode="json"), "rows": counts, "metrics": metrics}
 
 
 class _Columns(Mapping):
     """Output columns as Python lists, each converted when a metric first reads it (a task
-    reads one or two of its columns; converting the others would cost time on large outputs)."""
+    reads one or two of its columns; converting the others would cost time on large outputs).
+    `names`: the task's name of each column -> the table's."""
 
-    def __init__(self, table: pa.Table, names: list[str]):
+    def __init__(self, table: pa.Table, names: dict[str, str]):
         self._table, self._names, self._lists = table, names, {}
 
     def __getitem__(self, name: str) -> list:
         if name not in self._names:
             raise KeyError(name)
         if name not in self._lists:
-            self._lists[name] = self._table.column(name).to_pylist()
+            self._lists[name] = self._table.column(self._names[name]).to_pylist()
         return self._lists[name]
 
     def __iter__(self):
@@ -106,7 +121,8 @@ def headline(result: dict) -> list[str]:
     rows = result["rows"]
     scalars = {k: v for k, v in result["metrics"].items() if isinstance(v, float)}
     shown = "  ".join(f"{k} {_number(v)}" for k, v in scalars.items())
-    lines = [f"{result['task']} against {result['gold']!r}: {shown or 'no row to score'}",
+    what = f"{result['name']} ({result['task']})" if result.get("name") else result["task"]
+    lines = [f"{what} against {result['gold']!r}: {shown or 'no row to score'}",
              f"{scored_rows(result)} row(s) scored"
              + (f"; {rows['gold_missing']} without gold left out" if rows["gold_missing"] else "")
              + (f"; {rows['errored']} with errors left out" if rows["errored"] else "")
