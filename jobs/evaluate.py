@@ -4,7 +4,11 @@ with the field's standard library).
 
 Rows whose gold value is null (or an empty list) are left out and counted; so are rows with an
 error (they have no output to score). `corpusmill evaluate` (jobs/cli.py) scores a finished
-job's output, or with `--sample N` a sample run before the full corpus (jobs/sample.py)."""
+job's output, or with `--sample N` a sample run before the full corpus (jobs/sample.py).
+
+A job with several tasks (`tasks:`) scores each task whose block has `evaluate` against its
+gold column: over the task's `<name>_` output columns, rows that task failed on left out
+(`score_table(..., name)`), its result and lines labelled with its name."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -159,19 +163,28 @@ def _number(value) -> str:
 def evaluate_command(spec: JobSpec, sample: int | None, seed: int) -> int:
     """`corpusmill evaluate`: score the finished output of this job, or with `sample` run and
     score a sample first. Prints the metrics; scoring the output also writes them to
-    `.corpusmill/report/metrics.json` and into the report."""
-    from corpusmill.jobs.preflight import preflight
+    `.corpusmill/report/metrics.json` and into the report. A job with several tasks: each
+    task with an `evaluate` block in its own block, labelled with its name."""
+    from corpusmill.jobs.preflight import preflight, preflight_several
 
-    if spec.evaluate_options is None:
+    scored = {name: one for name, one in spec.task_specs().items()
+              if one.evaluate_options is not None}
+    if not scored and spec.several:
+        raise JobError("no task of the job has an evaluate block: add `evaluate: {gold: "
+                       "<column>}` to a task's block, or pass --set "
+                       "tasks.NAME.evaluate.gold=<column>")
+    if not scored:
         raise JobError("the job has no evaluate block: add `evaluate: {gold: <column>}` to the "
                        "job spec, or pass --set evaluate.gold=<column>")
-    plan, corpus = preflight(spec)
+    plan, corpus = preflight_several(spec) if spec.several else preflight(spec)
     if sample is not None:
-        return _evaluate_sample(plan, corpus, sample, seed)
-    return _evaluate_output(plan)
+        return _evaluate_sample(plan, corpus, sample, seed, scored)
+    return _evaluate_output(plan, scored)
 
 
-def _evaluate_sample(plan, corpus, n: int, seed: int) -> int:
+def _evaluate_sample(plan, corpus, n: int, seed: int, scored: dict[str, JobSpec]) -> int:
+    """Each task with an evaluate block (`scored`: name -> its spec; '' a single-task job's)
+    run on a sample of the rows with its gold, in this process, and scored."""
     from transformers.utils import logging as transformers_logging
 
     from corpusmill.jobs.sample import run_sample
@@ -180,19 +193,27 @@ def _evaluate_sample(plan, corpus, n: int, seed: int) -> int:
 
     if n < 1:
         raise JobError(f"--sample must be at least 1, got {n}")
-    spec = plan.spec
-    run = run_sample(plan, corpus, n, seed, gold=spec.evaluate_options.gold)
-    result = score_table(spec, plan.task, run.table, plan.id_column)
-    if not run.rows:
-        raise JobError(f"no row of the input has a gold value in column "
-                       f"{spec.evaluate_options.gold!r} to sample")
-    print(f"sample of {run.rows} rows with gold (of {run.corpus_rows:,}), seed {seed}")
-    for line in headline(result) + detail_lines(result) + run.estimate_lines(corpus.num_rows):
-        print(line)
+    plans = plan.tasks if plan.spec.several else {"": plan}
+    for name, spec in scored.items():
+        one = plans[name]
+        run = run_sample(one, corpus, n, seed, gold=spec.evaluate_options.gold)
+        result = score_table(spec, one.task, run.table, one.id_column)
+        if not run.rows:
+            raise JobError(f"no row of the input has a gold value in column "
+                           f"{spec.evaluate_options.gold!r} to sample"
+                           + (f" (task {name!r})" if name else ""))
+        if name:  # the sample's columns are the task's own, unprefixed
+            result = {"name": name, **result}
+        print((f"{name}: " if name else "")
+              + f"sample of {run.rows} rows with gold (of {run.corpus_rows:,}), seed {seed}")
+        for line in headline(result) + detail_lines(result) + run.estimate_lines(corpus.num_rows):
+            print(line)
     return 0
 
 
-def _evaluate_output(plan) -> int:
+def _evaluate_output(plan, scored: dict[str, JobSpec]) -> int:
+    """Score the job's finished output: each task with an evaluate block (`scored`), a job
+    with several's over its `<name>_` columns; the metrics go into the report."""
     from corpusmill.jobs.report import write_report
     from corpusmill.jobs.output import read_manifest
 
@@ -206,11 +227,21 @@ def _evaluate_output(plan) -> int:
                        f"{manifest.get('status')!r}): rerun it to finish, then evaluate")
     from corpusmill.jobs.report import scan_output
 
-    scan = scan_output(spec.output, plan.task, plan.id_column, set(),
-                       gold_columns(spec, plan.task))
-    result = score_table(spec, plan.task, scan.gold_table(), plan.id_column)
-    written = write_report(spec.output, manifest, metrics=result)
-    for line in headline(result) + detail_lines(result):
-        print(line)
+    if spec.several:
+        tasks = {name: (plan.tasks[name].task, gold_columns(one, plan.tasks[name].task))
+                 for name, one in scored.items()}
+        scan = scan_output(spec.output, None, plan.id_column, set(), [], tasks=tasks)
+        results = [score_table(one, tasks[name][0], scan.tasks[name].gold_table(),
+                               plan.id_column, name) for name, one in scored.items()]
+        metrics = {"tasks": {result["name"]: result for result in results}}
+    else:
+        scan = scan_output(spec.output, plan.task, plan.id_column, set(),
+                           gold_columns(spec, plan.task))
+        results = [score_table(spec, plan.task, scan.gold_table(), plan.id_column)]
+        metrics = results[0]
+    written = write_report(spec.output, manifest, metrics=metrics)
+    for result in results:
+        for line in headline(result) + detail_lines(result):
+            print(line)
     print(f"metrics: {written['metrics.json']}; report: {written['report.html']}")
     return 0
