@@ -11,7 +11,12 @@ tokens and padding efficiency; rows per actor and per node; the resolved placeme
 output distributions (`Task.report_facts` / `report_panels`); errors grouped by kind with
 example ids; for an incremental run, how the rows it added differ from the earlier ones; and
 the metrics against gold. Aggregation is pandas over per-row facts read file by file (only the
-columns needed)."""
+columns needed).
+
+A job with several tasks (`tasks:`; `build_several`): the same job-wide sections, a section per
+task computed over its `<name>_` columns as its single-task report's would be (the column
+names mapped by jobs/evaluate.py `output_columns`, so the same code reads them), the tasks'
+inference times side by side, and whether they shared a tokenization."""
 from __future__ import annotations
 
 import json
