@@ -243,3 +243,14 @@ def test_single_task_report_has_no_task_sections(tmp_path):
     assert "tasks" not in report and "tokenization" not in report
     assert "name" not in report["metrics"] and report["metrics"]["task"] == "text-classification"
     assert [p["fact"] for p in report["outputs"]] == ["label", "score"]
+
+
+def test_cli_report_rebuilds_the_several_task_report(tmp_path, capsys):
+    from corpusmill.jobs import cli
+
+    spec, _ = write_job(tmp_path, stats=False)
+    assert cli.main(["report", spec.output]) == cli.EXIT_OK
+    assert "report.html" in capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / ".corpusmill" / "report" / "report.json").read_text())
+    assert [t["name"] for t in report["tasks"]] == ["sentiment", "topic", "vec"]
+    assert set(report["metrics"]["tasks"]) == {"sentiment", "topic"}
