@@ -24,7 +24,6 @@ Failures, and the CLI's exit status each stands for (the message is the CLI's li
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 import sys
 import tempfile
@@ -219,35 +218,39 @@ class RunResult:
 
 # ------------------------------------------------------------------------------- annotate
 
-def annotate(data, task: str, model: str, *, address: str | None = None,
-             verbose: bool = False, connect_timeout: float | None = None, **spec_keys):
+def annotate(data, task: str | None = None, model: str | None = None, *,
+             tasks: dict | None = None, address: str | None = None, verbose: bool = False,
+             connect_timeout: float | None = None, **spec_keys):
     """`data` with the task's output columns and `error` added, as the same kind of object:
     a pandas DataFrame (index kept), a pyarrow Table, a `datasets.Dataset` or `DatasetDict`
     (every split, in one run), or a Ray Dataset (returned lazy: nothing runs until it is
     consumed). Rows keep the input's order; under `on_error="skip"` rows with an error are
-    left out. `spec_keys`: any job spec key but those annotate sets itself (input, output,
-    keep_columns, output_mode, incremental, partition_by, skip_corrupt_files, id_column,
-    evaluate), e.g. `columns={"text": "body"}`, `options={...}`, `batching={...}`,
-    `resources={...}`, `on_error="record"`, `revision=...`."""
+    left out. `tasks`: several tasks in one pass instead of `task` and `model`, as in a job
+    spec ({name: {"task": ..., "model": ..., "options": ...}}): each task's columns come
+    prefixed `<name>_`, then `error`. `spec_keys`: any job spec key but those annotate sets
+    itself (input, output, keep_columns, output_mode, incremental, partition_by,
+    skip_corrupt_files, id_column, evaluate), e.g. `columns={"text": "body"}`,
+    `options={...}`, `batching={...}`, `resources={...}`, `on_error="record"`,
+    `revision=...`."""
     refused = [key for key in spec_keys if key in ANNOTATE_SETS]
     if refused:
         raise JobError(f"annotate sets {', '.join(refused)} itself (rows come from `data` and "
                        f"go back to it, in order); use corpusmill.run with a job spec for "
                        f"files")
+    if (task is None or model is None) if tasks is None else (task or model):
+        raise JobError("annotate takes a task and a model (annotate(data, 'text-classification'"
+                       ", MODEL)), or several tasks (annotate(data, tasks={'sentiment': "
+                       "{'task': ..., 'model': ...}}))")
     kind = _kind_of(data)
-    spec_data = {"task": task, "model": model, **copy.deepcopy(spec_keys)}
+    spec_data = ({"tasks": copy.deepcopy(tasks)} if tasks is not None
+                 else {"task": task, "model": model})
+    spec_data.update(copy.deepcopy(spec_keys))
     if kind == "ray":
         return _annotate_ray(data, spec_data, address, connect_timeout)
-    from corpusmill.pipelines.registry import UnknownTask, get_task
-
-    try:
-        task_inputs = get_task(task).input_columns
-    except UnknownTask as e:
-        raise JobError(str(e)) from None
-    mapping = spec_keys.get("columns") or {}
-    wanted = list(dict.fromkeys(mapping.get(name, name) for name in task_inputs))
+    wanted = _input_columns(spec_data)
+    what = task or ", ".join(block.get("task", "?") for block in tasks.values())
     with tempfile.TemporaryDirectory(prefix="corpusmill-annotate-") as scratch:
-        parts = _stage(data, kind, Path(scratch) / "input", wanted, task)
+        parts = _stage(data, kind, Path(scratch) / "input", wanted, what)
         job = as_spec({**spec_data, "input": str(Path(scratch) / "input"),
                        "output": str(Path(scratch) / "output"), "keep_columns": [],
                        "output_mode": "overwrite"})
@@ -258,6 +261,25 @@ def annotate(data, task: str, model: str, *, address: str | None = None,
         result = RunResult(summary, job)
         outputs = result.to_arrow()
     return _attach(data, kind, parts, outputs, job)
+
+
+def _input_columns(spec_data: dict) -> list[str]:
+    """The columns of `data` the task(s) read, as the spec maps them."""
+    from corpusmill.pipelines.registry import UnknownTask, get_task
+
+    blocks = (list(spec_data["tasks"].values()) if spec_data.get("tasks")
+              else [spec_data])
+    wanted = []
+    for block in blocks:
+        if not isinstance(block, dict) or not isinstance(block.get("task"), str):
+            continue  # the spec's own validation names what is wrong
+        try:
+            inputs = get_task(block.get("task")).input_columns
+        except UnknownTask as e:
+            raise JobError(str(e)) from None
+        mapping = block.get("columns") or spec_data.get("columns") or {}
+        wanted += [mapping.get(name, name) for name in inputs]
+    return list(dict.fromkeys(wanted))
 
 
 def _kind_of(data) -> str:
@@ -423,9 +445,9 @@ def _annotate_ray(ds, spec_data: dict, address, connect_timeout):
 
     from corpusmill.jobs.corpus import Corpus
     from corpusmill.jobs.placement import TASK_CPUS
-    from corpusmill.jobs.preflight import preflight
+    from corpusmill.jobs.preflight import preflight, preflight_several
     from corpusmill.jobs.ray_session import ensure_ray
-    from corpusmill.jobs.run import place, process_rows, tokenize_in_actor
+    from corpusmill.jobs.run import process_rows, process_several, settle
     from corpusmill.operators.ray_input import conform_batch
     from corpusmill.operators.read import GENERATED_ID, CorpusFile
 
@@ -438,20 +460,15 @@ def _annotate_ray(ds, spec_data: dict, address, connect_timeout):
         tempfile.gettempdir(), "corpusmill-annotate-ray")})
     rows = Corpus(fs=None, files=[CorpusFile("", "the Ray Dataset", (), arrow_schema, 0,
                                              format="ray")])
-    plan, _ = preflight(job, corpus=rows)
+    plan, _ = (preflight_several if job.several else preflight)(job, corpus=rows)
     ensure_ray(address, connect_timeout)
-    placement = place(plan, reserved_cpus=0)
-    plan = dataclasses.replace(plan, num_gpus=placement.num_gpus,
-                               min_actors=placement.min_actors,
-                               max_actors=placement.max_actors,
-                               torch_threads=placement.torch_threads,
-                               run_id=uuid.uuid4().hex[:12])
-    plan = dataclasses.replace(plan, tokenize_in_actor=tokenize_in_actor(plan))
+    plan, _ = settle(plan, None, reserved_cpus=0, run_id=uuid.uuid4().hex[:12], corpus=None)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         out = ds.map_batches(conform_batch, fn_kwargs={"schema": plan.read_schema,
                                                        "generate_ids": True},
                              batch_format="pyarrow", batch_size=None, num_cpus=TASK_CPUS)
-        out = process_rows(plan, out).drop_columns([GENERATED_ID])
+        out = (process_several if job.several else process_rows)(plan, out)
+        out = out.drop_columns([GENERATED_ID])
     out.context.execution_options.preserve_order = True
     return out

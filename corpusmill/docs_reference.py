@@ -74,7 +74,7 @@ def spec_reference(model: type[BaseModel], *, title: str, intro: str = "",
             dotted = f"{key}.{name}" if key else name
             meaning = cell(field.description or "")
             if nested_models(field.annotation):
-                meaning += f" [Keys](#{anchor(dotted)})."
+                meaning += f" [Keys](#{anchor(_dotted(key, name, field.annotation))})."
             lines.append(f"| `{dotted}` | {type_text(field.annotation)} | "
                          f"{default_text(field)} | {meaning} |")
         lines.append("")
@@ -89,8 +89,22 @@ def spec_sections(model: type[BaseModel], key: str = "") -> list[tuple[str, type
     sections = [(key, model)]
     for name, field in model.model_fields.items():
         for nested in nested_models(field.annotation):
-            sections += spec_sections(nested, f"{key}.{name}" if key else name)
+            sections += spec_sections(nested, _dotted(key, name, field.annotation))
     return sections
+
+
+def _dotted(key: str, name: str, annotation: Any) -> str:
+    """The dotted key of a nested section; a mapping of sections by name (`tasks`) reads
+    `tasks.NAME`."""
+    dotted = f"{key}.{name}" if key else name
+    return f"{dotted}.NAME" if _named_sections(annotation) else dotted
+
+
+def _named_sections(annotation: Any) -> bool:
+    """`dict[str, Model]` (or that or None)."""
+    candidates = [annotation, *typing.get_args(annotation)]
+    return any(typing.get_origin(a) is dict and nested_models(typing.get_args(a)[-1])
+               for a in candidates)
 
 
 def anchor(key: str) -> str:
@@ -107,16 +121,20 @@ def spec_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, Fie
         key = f"{prefix}{name}"
         rows.append((key, field))
         for nested in nested_models(field.annotation):
-            rows += spec_fields(nested, f"{key}.")
+            rows += spec_fields(nested, f"{_dotted('', key, field.annotation)}.")
     return rows
 
 
 def nested_models(annotation: Any) -> list[type[BaseModel]]:
-    """The pydantic models an annotation holds directly (`X`, `X | None`, `int | X`)."""
+    """The pydantic models an annotation holds directly (`X`, `X | None`, `int | X`), or as
+    the values of a mapping (`dict[str, X] | None`)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
-    return [arg for arg in typing.get_args(annotation)
-            if isinstance(arg, type) and issubclass(arg, BaseModel)]
+    if typing.get_origin(annotation) is dict:
+        return nested_models(typing.get_args(annotation)[-1])
+    return [model for arg in typing.get_args(annotation)
+            for model in ([arg] if isinstance(arg, type) and issubclass(arg, BaseModel)
+                          else nested_models(arg) if typing.get_origin(arg) is dict else [])]
 
 
 def type_text(annotation: Any) -> str:

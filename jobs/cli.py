@@ -195,11 +195,17 @@ def _dispatch(args, debug: bool) -> int:
 
 
 def validate(spec) -> int:
-    from corpusmill.jobs.preflight import preflight
+    from corpusmill.jobs.preflight import preflight, preflight_several
 
-    plan, corpus = preflight(spec, load_weights=True)
-    print(f"ok: {spec.task} with {spec.model} over {corpus.num_rows} rows in "
-          f"{len(corpus.files)} file(s)")
+    if spec.several:
+        plan, corpus = preflight_several(spec, load_weights=True)
+    else:
+        plan, corpus = preflight(spec, load_weights=True)
+    print(f"ok: {spec.describe()} over {corpus.num_rows} rows in {len(corpus.files)} file(s)")
+    if spec.several:
+        shared = [group for group in plan.share_groups() if len(group) > 1]
+        print("tokenization: " + ("; ".join(f"shared by {', '.join(g)}" for g in shared)
+                                  if shared else "one per task (no two tasks tokenize alike)"))
     print(f"output columns: {', '.join(f'{f.name} ({f.type})' for f in plan.output_schema)}")
     return EXIT_OK
 
@@ -284,7 +290,7 @@ def submit(spec, address: str | None, wait: bool) -> int:
     from corpusmill.jobs import submit as jobs_api
 
     submission_id = jobs_api.submit(spec, address)
-    print(f"submitted {submission_id} (job {spec.job_id}: {spec.task} with {spec.model})")
+    print(f"submitted {submission_id} (job {spec.job_id}: {spec.describe()})")
     if not wait:
         print(f"follow it with: corpusmill status {submission_id}; corpusmill logs "
               f"{submission_id}")

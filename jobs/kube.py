@@ -43,7 +43,7 @@ CRON = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
 def render(spec, settings: KubeSettings, *, name: str | None = None,
            schedule: str | None = None) -> list[dict]:
     """The manifests for `spec` (a validated JobSpec): [ConfigMap, RayJob or RayCronJob]."""
-    name = name or f"{spec.task}-{spec.job_id[:8]}"
+    name = name or f"{spec.task or 'tasks'}-{spec.job_id[:8]}"
     kind = "RayCronJob" if schedule else "RayJob"
     _check_name(name, kind)
     if schedule:
@@ -106,8 +106,9 @@ def refuse_local_paths(spec, volumes: list[KubeVolume]) -> None:
     storage (any URI but file://) or under a mounted volume."""
     mounts = [v.mount_path for v in volumes]
     paths = [("input", spec.input), ("output", spec.output)]
-    if spec.model.startswith(("/", "file://")):
-        paths.append(("model", spec.model))
+    for one in spec.task_specs().values():
+        if one.model.startswith(("/", "file://")):
+            paths.append(("model", one.model))
     for key, path in paths:
         if "://" in path and not path.startswith("file://"):
             continue
@@ -260,7 +261,7 @@ def _metadata(name: str, settings: KubeSettings, spec) -> dict:
     if settings.namespace:
         meta["namespace"] = settings.namespace
     meta["labels"] = {"app.kubernetes.io/name": "corpusmill", "app.kubernetes.io/instance": name}
-    meta["annotations"] = {"corpusmill/job-id": spec.job_id, "corpusmill/task": spec.task}
+    meta["annotations"] = {"corpusmill/job-id": spec.job_id, "corpusmill/task": spec.task or ",".join(spec.tasks)}
     return meta
 
 

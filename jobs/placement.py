@@ -112,6 +112,7 @@ class Placement:
     reason: str = ""      # one line: what was decided and why
     notes: tuple[str, ...] = field(default=())
     single_node: bool = False  # the pool's actors all run on the driver's node
+    cpus_per_actor: float | None = None  # CPUs Ray reserves per actor (None: the spec's)
 
     @property
     def elastic(self) -> bool:
@@ -264,6 +265,12 @@ def share_placements(resources: list, cluster: ClusterView, node_cores: int,
     if count == 1:
         return [resolve_placement(resources[0], cluster, node_cores, reserved_cpus)]
     gpus = cluster.gpus >= 1 or cluster.reachable_gpus >= 1
+    # the CPUs Ray reserves per actor, where the spec leaves them: the one-task default shared
+    # among the pools (on 2 cores, 3 pools of 0.5 plus a resumed run's 1-CPU checkpoint filter
+    # would leave the read and write tasks no CPU)
+    resources = [r if "cpus_per_actor" in r.model_fields_set else
+                 r.model_copy(update={"cpus_per_actor": round(r.cpus_per_actor / count, 3)})
+                 for r in resources]
     placements = []
     for index, wanted in enumerate(resources):
         others = sum(r.cpus_per_actor for i, r in enumerate(resources) if i != index)
@@ -279,7 +286,7 @@ def share_placements(resources: list, cluster: ClusterView, node_cores: int,
             placement = dataclasses.replace(
                 placement, min_actors=low, max_actors=share, torch_threads=threads,
                 reason=f"{placement.reason}; 1/{count} of the cluster: {share} actor(s)")
-        placements.append(placement)
+        placements.append(dataclasses.replace(placement, cpus_per_actor=wanted.cpus_per_actor))
     needed = sum(p.min_actors * p.num_gpus for p in placements)
     if needed > cluster.reachable_gpus + 1e-9 and any(p.num_gpus for p in placements):
         raise JobError(f"the {count} tasks' inference pools need {needed:g} GPU(s) at once "

@@ -18,7 +18,7 @@ from corpusmill.jobs.corpus import Corpus, id_partitions
 from corpusmill.jobs.ledger import new_files
 from corpusmill.jobs.output import OutputFolder, checkpoint_path
 from corpusmill.jobs.placement import (
-    TASK_CPUS, Placement, fit_to_work, group_onnx_actors, resolve_placement, share_placements,
+    TASK_CPUS, Placement, fit_to_work, group_onnx_actors, share_placements,
 )
 from corpusmill.jobs.preflight import preflight, preflight_several, provenance
 from corpusmill.jobs.progress import ProgressDisplay, ProgressWatcher
@@ -213,15 +213,19 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
     return dataclasses.replace(summary, log_path=console.log_path)  # where the log ended up
 
 
-def settle(plan: JobPlan | SeveralPlan, rows: int, *, reserved_cpus: float, run_id: str,
-           corpus: Corpus) -> tuple[JobPlan | SeveralPlan, Placement | dict[str, Placement]]:
+def settle(plan: JobPlan | SeveralPlan, rows: int | None, *, reserved_cpus: float, run_id: str,
+           corpus: Corpus | None) -> tuple[JobPlan | SeveralPlan,
+                                           Placement | dict[str, Placement]]:
     """The plan made concrete against the cluster: where each model runs (GPUs, actors,
     threads), its backend, where it tokenizes, the run's id and statistics actor. A job with
     several tasks places their pools side by side (jobs/placement.py `share_placements`);
-    its placement is then name -> Placement."""
+    its placement is then name -> Placement. `rows`: the rows to process (None: unknown, a
+    caller's Ray Dataset); `corpus`: None for rows that are not files (the backend is then
+    the spec's, never an exported graph)."""
     named = plan.tasks if isinstance(plan, SeveralPlan) else {"": plan}
-    for one in named.values():
-        check_shared_paths(one.spec, one.model_ref)
+    if corpus is not None:
+        for one in named.values():
+            check_shared_paths(one.spec, one.model_ref)
     placements = share_placements([one.spec.resources for one in named.values()],
                                   _cluster_view(), node_cores=os.cpu_count() or 1,
                                   reserved_cpus=reserved_cpus)
@@ -231,14 +235,17 @@ def settle(plan: JobPlan | SeveralPlan, rows: int, *, reserved_cpus: float, run_
         log.info("placement%s: %s", f" of {name}" if name else "", placement.reason)
         resources = one.spec.resources
         cores = max(1, (os.cpu_count() or 1) // share)
-        placement = fit_to_work(placement, resources, rows, one.spec.batching.window_rows,
-                                node_cores=cores)
+        if rows is not None:
+            placement = fit_to_work(placement, resources, rows, one.spec.batching.window_rows,
+                                    node_cores=cores)
         one = dataclasses.replace(one, num_gpus=placement.num_gpus,
                                   min_actors=placement.min_actors,
                                   max_actors=placement.max_actors,
                                   torch_threads=placement.torch_threads, run_id=run_id,
-                                  stats_name=stats_name(run_id))
-        one = prepare_backend(one, corpus)  # one.backend: torch or onnxruntime
+                                  stats_name=stats_name(run_id),
+                                  actor_cpus=placement.cpus_per_actor)
+        if corpus is not None:
+            one = prepare_backend(one, corpus)  # one.backend: torch or onnxruntime
         if one.backend == ONNXRUNTIME:
             placement = group_onnx_actors(placement, resources, node_cores=cores)
             one = dataclasses.replace(one, min_actors=placement.min_actors,
@@ -487,7 +494,7 @@ def process_several(plan: SeveralPlan, ds, *, blocks_sized: bool = False):
                                 "plan": one, "name": name, "group": group, "shares": shares,
                                 "last": last},
                             batch_format="pyarrow", batch_size=window, compute=pool,
-                            num_cpus=one.spec.resources.cpus_per_actor, num_gpus=one.num_gpus,
+                            num_cpus=one.cpus_per_actor, num_gpus=one.num_gpus,
                             max_restarts=retries, max_task_retries=-1)
     return ds.map_batches(postprocess_several, fn_kwargs={"plan": plan}, batch_format="pyarrow",
                           batch_size=None, num_cpus=TASK_CPUS, max_retries=retries,
@@ -514,20 +521,11 @@ def _infer_and_postprocess(plan: JobPlan, ds):
         max_tasks_in_flight_per_actor=None if plan.num_gpus else 1)
     ds = ds.map_batches(Infer, fn_constructor_kwargs={"plan": plan}, batch_format="pyarrow",
                         batch_size=window, compute=pool,
-                        num_cpus=spec.resources.cpus_per_actor, num_gpus=plan.num_gpus,
+                        num_cpus=plan.cpus_per_actor, num_gpus=plan.num_gpus,
                         max_restarts=retries, max_task_retries=-1)
     return ds.map_batches(postprocess_batch, fn_kwargs={"plan": plan}, batch_format="pyarrow",
                           batch_size=None, num_cpus=TASK_CPUS, max_retries=retries,
                           runtime_env=light_workers.runtime_env())
-
-
-def place(plan: JobPlan, reserved_cpus: float) -> Placement:
-    """Resolve `auto` resources against the cluster, as it is and as its autoscaler can grow
-    it (jobs/placement.py), less `reserved_cpus` that Ray Data's own actors will hold."""
-    placement = resolve_placement(plan.spec.resources, _cluster_view(),
-                                  node_cores=os.cpu_count() or 1, reserved_cpus=reserved_cpus)
-    log.info("placement: %s", placement.reason)
-    return placement
 
 
 def _cluster_view():

@@ -77,8 +77,7 @@ def submit(spec, address: str | None, agent_wait_s: float = AGENT_WAIT_S) -> str
                     entrypoint=f"python -m corpusmill.jobs.cli run {SPEC_NAME}",
                     submission_id=submission_id,
                     runtime_env={"working_dir": working_dir},
-                    metadata={"corpusmill_job_id": spec.job_id, "task": spec.task,
-                              "model": spec.model})
+                    metadata={"corpusmill_job_id": spec.job_id, "task": spec.describe()})
             except RuntimeError as e:
                 if AGENT_NOT_READY not in str(e):
                     raise

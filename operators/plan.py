@@ -52,6 +52,13 @@ class JobPlan:
     # equal for the tasks of one job whose tokenization is the same (tokenizer content, encode,
     # input columns): a job with several tasks tokenizes once for them; None: never shared
     share_key: str | None = field(default=None)
+    # CPUs Ray reserves per inference actor, settled with the placement (None: the spec's
+    # resources.cpus_per_actor; a job with several tasks shares the default among its pools)
+    actor_cpus: float | None = field(default=None)
+
+    @property
+    def cpus_per_actor(self) -> float:
+        return self.actor_cpus or self.spec.resources.cpus_per_actor
 
     def __post_init__(self):
         object.__setattr__(self, "model_config", LazyConfig.wrap(self.model_config))

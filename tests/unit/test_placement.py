@@ -10,7 +10,7 @@ from corpusmill.jobs.cluster_view import (
 )
 from corpusmill.jobs.placement import (
     MAX_AUTO_CPU_ACTORS, UNLIMITED, ClusterView, NodeNow, NodeType, group_onnx_actors,
-    resolve_placement,
+    resolve_placement, share_placements,
 )
 from corpusmill.spec import ActorRange, Resources
 
@@ -179,3 +179,24 @@ def test_concurrency_range_in_a_spec_is_validated():
     assert spec.resources.concurrency == ActorRange(min=1, max=4)
     with pytest.raises(SpecError, match=r"concurrency range needs 1 <= min <= max, got min 5, max 4"):
         parse_spec({**base, "resources": {"concurrency": {"min": 5, "max": 4}}})
+
+
+def test_several_tasks_share_a_cpu_machine_one_single_threaded_actor_each():
+    placed = share_placements([Resources()] * 3, machine(2), node_cores=2, reserved_cpus=1.0)
+    assert [(p.num_gpus, p.min_actors, p.max_actors, p.torch_threads) for p in placed] == \
+        [(0.0, 1, 1, 1)] * 3
+    # the default reservation is shared: with a resumed run's 1-CPU checkpoint filter the
+    # three pools still leave the read and write tasks room
+    assert [p.cpus_per_actor for p in placed] == [pytest.approx(0.5 / 3, abs=1e-3)] * 3
+    explicit = share_placements([Resources(cpus_per_actor=0.25), Resources()], machine(8), 8)
+    assert [p.cpus_per_actor for p in explicit] == [0.25, 0.25]
+    assert [p.max_actors for p in explicit] == [4, 4]  # each half of the 8 cores
+
+
+def test_several_tasks_on_one_gpu_share_it_and_explicit_whole_gpus_are_refused():
+    placed = share_placements([Resources()] * 2, machine(8, gpus=1), node_cores=8)
+    assert [(p.num_gpus, p.min_actors, p.max_actors) for p in placed] == [(0.5, 1, 1)] * 2
+    with pytest.raises(JobError, match=r"need 2 GPU\(s\) at once .* resources: \{num_gpus: 0.5\}"):
+        share_placements([Resources(num_gpus=1)] * 2, machine(8, gpus=1), node_cores=8)
+    one = share_placements([Resources()], machine(2), node_cores=2)
+    assert one == [resolve_placement(Resources(), machine(2), node_cores=2)]
