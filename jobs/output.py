@@ -286,17 +286,14 @@ def output_counts(output: str, id_column: str | None = None, scope=None) -> dict
         def spill(source: int) -> None:
             path = entries[source].path
             names = pq.read_schema(path, filesystem=fs).names if scope is not None else []
-            columns = [id_column] + ([ERROR] if scope is not None else []) + (
-                [INPUT_TRUNCATED] if INPUT_TRUNCATED in names else [])
+            truncated = truncation_columns(names)
+            columns = [id_column] + ([ERROR] if scope is not None else []) + truncated
             for batch in _iter_columns(fs, path, columns):
                 row_flags = {}
                 if scope is not None:
                     row_flags["errored"] = pc.is_valid(batch.column(ERROR)).to_numpy(
                         zero_copy_only=False)
-                    row_flags["truncated"] = (
-                        pc.fill_null(batch.column(INPUT_TRUNCATED), False).to_numpy(
-                            zero_copy_only=False) if INPUT_TRUNCATED in columns
-                        else [0] * batch.num_rows)
+                    row_flags["truncated"] = _any_true(batch, truncated)
                 ids.add(id_hash(batch.column(0)), source, row_flags)
 
         with ThreadPoolExecutor(max(1, min(4, len(entries) or 1))) as pool:
@@ -313,6 +310,24 @@ def output_counts(output: str, id_column: str | None = None, scope=None) -> dict
     return counts
 
 
+def truncation_columns(names: list[str]) -> list[str]:
+    """The columns that flag a row's input as truncated: `input_truncated`, or in the output
+    of a job with several tasks each task's `<name>_input_truncated`."""
+    if INPUT_TRUNCATED in names:
+        return [INPUT_TRUNCATED]
+    return [n for n in names if n.endswith(f"_{INPUT_TRUNCATED}")]
+
+
+def _any_true(table, columns: list[str]):
+    """Per row: any of `columns` true (nulls false); zeros without columns."""
+    import numpy as np
+
+    flags = np.zeros(table.num_rows, dtype=bool)
+    for name in columns:
+        flags |= pc.fill_null(table.column(name), False).to_numpy(zero_copy_only=False)
+    return flags
+
+
 def _file_counts(fs: pafs.FileSystem, path: str) -> tuple[int, int, int]:
     """(rows, rows with an error, rows with input_truncated) of one output file, from its
     footer where its statistics answer."""
@@ -321,7 +336,7 @@ def _file_counts(fs: pafs.FileSystem, path: str) -> tuple[int, int, int]:
         meta = parquet.metadata
         names = parquet.schema_arrow.names
         error_at = names.index(ERROR) if ERROR in names else None
-        truncated_at = names.index(INPUT_TRUNCATED) if INPUT_TRUNCATED in names else None
+        flagged = truncation_columns(names)
         errored = truncated = 0
         for group in range(meta.num_row_groups):
             row_group = meta.row_group(group)
@@ -332,15 +347,16 @@ def _file_counts(fs: pafs.FileSystem, path: str) -> tuple[int, int, int]:
                 else:
                     column = parquet.read_row_group(group, columns=[ERROR]).column(0)
                     errored += len(column) - column.null_count
-            if truncated_at is not None:
-                stats = _leaf_statistics(parquet, row_group, INPUT_TRUNCATED)
+            if len(flagged) == 1:
+                stats = _leaf_statistics(parquet, row_group, flagged[0])
                 if stats is not None and stats.has_min_max and stats.max is False:
                     continue
                 if stats is not None and stats.has_min_max and stats.min is True:
                     truncated += row_group.num_rows - (stats.null_count or 0)
                     continue
-                column = parquet.read_row_group(group, columns=[INPUT_TRUNCATED]).column(0)
-                truncated += pc.sum(pc.fill_null(column, False).cast(pa.int64())).as_py() or 0
+            if flagged:  # several tasks' flags: a row counts once, whichever truncated it
+                table = parquet.read_row_group(group, columns=flagged)
+                truncated += int(_any_true(table, flagged).sum())
         return meta.num_rows, errored, truncated
 
 

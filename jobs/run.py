@@ -304,14 +304,16 @@ def settle(plan: JobPlan | SeveralPlan, rows: int | None, *, reserved_cpus: floa
 
 
 def _placement_record(placement, plan, snapshot: dict, nodes: list[dict]) -> dict:
-    """The manifest's placement: a job with several tasks records each task's (`tasks`), and
-    its first task's at the top level, as a single-task job's."""
+    """The manifest's placement: a job with several tasks records each task's pool under
+    `tasks`, and at the top level its first task's settings with every pool's actors (the
+    nodes' rows then count a row once per task)."""
     if not isinstance(plan, SeveralPlan):
         return placement_record(placement, plan, snapshot, nodes)
-    tasks = {name: placement_record(placement[name], one, snapshot, nodes)
+    tasks = {name: placement_record(placement[name], one, snapshot, nodes, task=name)
              for name, one in plan.tasks.items()}
-    first = next(iter(tasks.values()))
-    return {**first, "tasks": {name: {key: record[key] for key in (
+    first = next(iter(plan.tasks))
+    every_pool = placement_record(placement[first], plan.tasks[first], snapshot, nodes)
+    return {**every_pool, "tasks": {name: {key: record[key] for key in (
         "device", "num_gpus_per_actor", "dtype", "backend", "decided", "actors",
         "torch_threads")} for name, record in tasks.items()}}
 

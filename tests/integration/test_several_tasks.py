@@ -99,7 +99,10 @@ def test_three_tasks_in_one_pass_equal_their_single_task_jobs_and_share_one_toke
     stages = result.manifest()["stats"]["stages"]
     assert stages["tokenize"]["rows"] == ROWS  # one tokenization for all three
     assert all(stages[f"inference:{name}"]["rows"] == ROWS for name in names)
-    assert set(result.manifest()["placement"]["tasks"]) == set(names)
+    pools = result.manifest()["placement"]["tasks"]
+    assert set(pools) == set(names)  # one pool each, its own actors counted (2 cores: 1 each)
+    assert [pools[name]["actors"]["peak"] for name in names] == [1, 1, 1]
+    assert result.manifest()["placement"]["actors"]["peak"] == 3
 
 
 def test_tasks_whose_tokenizers_differ_tokenize_apart(tmp_path, models, corpus, singles):
