@@ -512,6 +512,6 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-# Shared with the other spec of the same style (jobs/train_spec.py: `corpusmill train`).
+# Shared with the other spec of the same style (jobs/training/train_spec.py: `corpusmill train`).
 StrictModel = _Strict
 resolve_path = _resolve

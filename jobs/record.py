@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from corpusmill.jobs.placement import Placement
+from corpusmill.jobs.cluster.placement import Placement
 from corpusmill.operators.stats import STAGES, peak_concurrent
 
 

@@ -12,24 +12,24 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from corpusmill.jobs.cluster_view import HEAD_RESOURCE
+from corpusmill.jobs.cluster.cluster_view import HEAD_RESOURCE
 from corpusmill.jobs.console import RunConsole
-from corpusmill.jobs.corpus import Corpus, id_partitions
-from corpusmill.jobs.ledger import new_files
-from corpusmill.jobs.output import OutputFolder, checkpoint_path
-from corpusmill.jobs.placement import (
+from corpusmill.jobs.stores.corpus import Corpus, id_partitions
+from corpusmill.jobs.stores.ledger import new_files
+from corpusmill.jobs.stores.output import OutputFolder, checkpoint_path
+from corpusmill.jobs.cluster.placement import (
     TASK_CPUS, Placement, fit_to_work, group_onnx_actors, share_placements,
 )
 from corpusmill.jobs.preflight import preflight, preflight_several, provenance
 from corpusmill.jobs.progress import ProgressDisplay, ProgressWatcher
-from corpusmill.jobs.ray_session import ensure_ray
+from corpusmill.jobs.cluster.ray_session import ensure_ray
 from corpusmill.jobs.record import placement_line, placement_record, stats_record
-from corpusmill.jobs.report import report_after_run
-from corpusmill.jobs.storage import check_shared_paths
+from corpusmill.jobs.reporting.report import report_after_run
+from corpusmill.jobs.stores.storage import check_shared_paths
 from corpusmill.operators import light_workers
 from corpusmill.operators.engines import ONNXRUNTIME, prepare_backend
 from corpusmill.operators.plan import ERROR, JobPlan, SeveralPlan
-from corpusmill.operators.read import GENERATED_ID
+from corpusmill.operators.readers.read import GENERATED_ID
 from corpusmill.operators.stats import RunStats, corrupt_parts, stats_name
 from corpusmill.ray_internals import set_repartition_cpus
 from corpusmill.spec import JobSpec
@@ -262,7 +262,7 @@ def settle(plan: JobPlan | SeveralPlan, rows: int | None, *, reserved_cpus: floa
                                            Placement | dict[str, Placement]]:
     """The plan made concrete against the cluster: where each model runs (GPUs, actors,
     threads), its backend, where it tokenizes, the run's id and statistics actor. A job with
-    several tasks places their pools side by side (jobs/placement.py `share_placements`);
+    several tasks places their pools side by side (jobs/cluster/placement.py `share_placements`);
     its placement is then name -> Placement. `rows`: the rows to process (None: unknown, a
     caller's Ray Dataset); `corpus`: None for rows that are not files (the backend is then
     the spec's, never an exported graph)."""
@@ -346,7 +346,7 @@ def _work_to_do(spec: JobSpec, plan: JobPlan, corpus: Corpus, output: OutputFold
     if not todo:
         return Work(corpus=corpus, ledger=ledger, nothing_new=True)
     id_column = None if plan.id_column == GENERATED_ID else plan.id_column
-    # the new files' ids, hashed into partitions on local disk (jobs/ids.py), not held here
+    # the new files' ids, hashed into partitions on local disk (jobs/stores/ids.py), not held here
     scope = id_partitions(corpus.fs, todo, id_column,
                           plan.read_schema.field(plan.id_column).type, corpus.num_rows)
     rows_before = 0 if state.replace else output.committed_rows(plan.id_column, scope)
@@ -433,7 +433,7 @@ def build_dataset(plan: JobPlan, corpus: Corpus):
 def _build_dataset(plan: JobPlan, corpus: Corpus):
     import ray.data
 
-    from corpusmill.operators.read import CorpusDatasource
+    from corpusmill.operators.readers.read import CorpusDatasource
 
     spec = plan.spec
     window = spec.batching.window_rows
@@ -575,7 +575,7 @@ def _infer_and_postprocess(plan: JobPlan, ds):
 
 
 def _cluster_view():
-    from corpusmill.jobs.cluster_view import read_cluster_view
+    from corpusmill.jobs.cluster.cluster_view import read_cluster_view
 
     return read_cluster_view()
 

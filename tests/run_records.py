@@ -1,6 +1,6 @@
 """Job outputs for report tests without Ray: output rows from the operator chain run in-process,
 written as Parquet files beside a manifest of the shape the runner records
-(summary, placement, stats; see jobs/report.py)."""
+(summary, placement, stats; see jobs/reporting/report.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from corpusmill.jobs.preflight import preflight
 from corpusmill.operators.plan import ERROR
-from corpusmill.jobs.output import write_manifest
+from corpusmill.jobs.stores.output import write_manifest
 from corpusmill.spec import parse_spec
 from tests.corpora import run_operators
 

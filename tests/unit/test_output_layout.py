@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpusmill.jobs.output import (
+from corpusmill.jobs.stores.output import (
     CHECKPOINT_DIR, LEDGER, MANIFEST, REPORT_DIR, check_output, data_files,
     migrate_legacy_layout,
 )
@@ -51,7 +51,7 @@ def test_only_data_files_are_data(tmp_path):
 
 
 def test_counts_of_a_several_task_output_count_a_row_truncated_by_any_task_once(tmp_path):
-    from corpusmill.jobs.output import output_counts
+    from corpusmill.jobs.stores.output import output_counts
 
     pq.write_table(pa.table({"row_id": ["a", "b", "c", "d"],
                              "gen_input_truncated": [True, False, None, True],

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from corpusmill.jobs.evaluate import headline, score_table
-from corpusmill.jobs.output import read_manifest
-from corpusmill.jobs.report import (
+from corpusmill.jobs.reporting.evaluate import headline, score_table
+from corpusmill.jobs.stores.output import read_manifest
+from corpusmill.jobs.reporting.report import (
     _tokenization, build_report, report_after_run, summarize_panel, write_report,
 )
 from corpusmill.operators.plan import ERROR

@@ -15,7 +15,7 @@ columns needed).
 
 A job with several tasks (`tasks:`; `build_several`): the same job-wide sections, a section per
 task computed over its `<name>_` columns as its single-task report's would be (the column
-names mapped by jobs/evaluate.py `output_columns`, so the same code reads them), the tasks'
+names mapped by jobs/reporting/evaluate.py `output_columns`, so the same code reads them), the tasks'
 inference times side by side, and whether they shared a tokenization."""
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 
 from corpusmill.errors import JobError
 from corpusmill.operators.plan import ERROR
-from corpusmill.operators.read import GENERATED_ID
-from corpusmill.jobs.output import MANIFEST, REPORT_DIR, data_files, read_manifest
+from corpusmill.operators.readers.read import GENERATED_ID
+from corpusmill.jobs.stores.output import MANIFEST, REPORT_DIR, data_files, read_manifest
 from corpusmill.pipelines.base import Panel, Task
 from corpusmill.pipelines.registry import UnknownTask, get_task
 
@@ -59,7 +59,7 @@ def write_report(output: str, manifest: dict | None = None,
 
 def save_report(output: str, report: dict) -> dict[str, str]:
     """Write a built report's files to `<output>/.corpusmill/report/`; returns their paths, by name."""
-    from corpusmill.jobs.report_html import render_html
+    from corpusmill.jobs.reporting.report_html import render_html
 
     fs, root, _ = data_files(output)
     folder = f"{root}/{REPORT_DIR}"
@@ -75,7 +75,7 @@ def save_report(output: str, report: dict) -> dict[str, str]:
         with fs.open_output_stream(f"{folder}/{name}") as f:
             f.write(text.encode())
         written[name] = f"{folder}/{name}"
-    from corpusmill.jobs.card import CARD, write_card  # the output's dataset card
+    from corpusmill.jobs.reporting.card import CARD, write_card  # the output's dataset card
 
     written[CARD] = write_card(fs, folder, output, report, read_manifest(output) or {})
     return written
@@ -85,7 +85,7 @@ def report_after_run(output: str, manifest: dict) -> tuple[str, ...]:
     """Write the report at the end of `corpusmill run` (jobs/run.py); returns the lines to print
     after the summary: the metrics against gold (a job with `evaluate`) and the report's path.
     The run itself has completed: a report that cannot be built is said, not raised."""
-    from corpusmill.jobs.evaluate import headline
+    from corpusmill.jobs.reporting.evaluate import headline
 
     try:
         report = build_report(output, manifest)
@@ -119,12 +119,12 @@ def build_report(output: str, manifest: dict, metrics: dict | None = None) -> di
     id_column = spec_data.get("id_column") or GENERATED_ID
     gold = []
     if metrics is None and spec is not None and spec.evaluate_options is not None and task:
-        from corpusmill.jobs.evaluate import gold_columns
+        from corpusmill.jobs.reporting.evaluate import gold_columns
 
         gold = gold_columns(spec, task)
     scan = scan_output(output, task, id_column, set(stats.get("files_written") or []), gold)
     if gold:
-        from corpusmill.jobs.evaluate import score_table
+        from corpusmill.jobs.reporting.evaluate import score_table
 
         metrics = score_table(spec, task, scan.gold_table(), id_column)
     panels = task.report_panels(spec.task_options if spec else None) if task else []
@@ -161,7 +161,7 @@ def build_several(output: str, manifest: dict, metrics: dict | None = None) -> d
     for the tasks. `metrics`: {"tasks": {name: score_table's result}} for the tasks with an
     `evaluate` block (or as given: `corpusmill evaluate`). The top level's `outputs` is
     empty, its `drift` None: they are per task."""
-    from corpusmill.jobs.evaluate import gold_columns, score_table
+    from corpusmill.jobs.reporting.evaluate import gold_columns, score_table
 
     spec_data = manifest.get("spec") or {}
     provenance = manifest.get("provenance") or {}
@@ -340,7 +340,7 @@ def scan_output(output: str, task: Task | None, id_column: str, new_files: set[s
     job with several (`task` None, `gold` empty): name -> (task, its gold columns), each
     scanned over its `<name>_` columns into `Scan.tasks`; the scan itself counts the joined
     `error`."""
-    from corpusmill.jobs.evaluate import output_columns
+    from corpusmill.jobs.reporting.evaluate import output_columns
 
     fs, root, paths = data_files(output)
     scan = Scan()

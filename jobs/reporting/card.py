@@ -29,7 +29,7 @@ _HUB_TASKS = {"text-classification", "token-classification", "question-answering
 
 def render_card(report: dict, manifest: dict, schema: pa.Schema | None,
                 partition_by: list[str]) -> str:
-    """The card's text, from the built run report (jobs/report.py), the manifest and the
+    """The card's text, from the built run report (jobs/reporting/report.py), the manifest and the
     output schema."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -138,7 +138,7 @@ def _body_several(made: dict, schema: pa.Schema | None) -> str:
 
 def write_card(fs, folder: str, output: str, report: dict, manifest: dict) -> str:
     """Write the card into the report `folder` (on `fs`); returns its path."""
-    from corpusmill.jobs.output import data_files
+    from corpusmill.jobs.stores.output import data_files
 
     _, root, files = data_files(output)
     schema = None

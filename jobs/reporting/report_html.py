@@ -1,4 +1,4 @@
-"""report.html: the run report (jobs/report.py's data) as one self-contained page. Plots are
+"""report.html: the run report (jobs/reporting/report.py's data) as one self-contained page. Plots are
 matplotlib PNGs embedded as base64; no script, no external file, so the page opens anywhere
 (a browser, a mail attachment, an object-store console).
 
@@ -199,7 +199,7 @@ def _metrics_section(result: dict | None) -> str:
         sub = (f"{round(value * rows['scored']):,} of {rows['scored']:,} right"
                if key == "accuracy" else _SCALE_NOTES.get((result["task"], key), ""))
         tiles.append(_tile(label, shown, sub, cls="big"))
-    from corpusmill.jobs.evaluate import scored_rows
+    from corpusmill.jobs.reporting.evaluate import scored_rows
 
     left = [f'{_n(scored_rows(result))} row(s) scored']
     if rows.get("gold_missing"):
@@ -222,7 +222,7 @@ def _metrics_section(result: dict | None) -> str:
                      f'</h3>{_per_class_table(per_class)}</div>')
     matrix = metrics.get("confusion_matrix")
     if matrix and matrix["labels"]:
-        from corpusmill.jobs.report_plots import confusion_png
+        from corpusmill.jobs.reporting.report_plots import confusion_png
 
         cards.append(f'<div class="card"><h3>Confusion matrix (rows: gold, columns: predicted)'
                      f'</h3>{_img(confusion_png(matrix))}</div>')
@@ -247,7 +247,7 @@ def _per_class_table(per_class: dict) -> str:
 
 def _outputs_section(outputs: list[dict], name: str = "") -> str:
     """The task's output distributions; `name`: a task of a job with several."""
-    from corpusmill.jobs.report_plots import counts_png, histogram_png
+    from corpusmill.jobs.reporting.report_plots import counts_png, histogram_png
 
     heading = f"<h2><code>{_e(name)}</code>: outputs</h2>" if name else "<h2>Outputs</h2>"
     if not outputs:
@@ -283,7 +283,7 @@ def _img(png: bytes) -> str:
 def _drift_section(drift: dict | None, name: str = "") -> str:
     if not drift:
         return ""
-    from corpusmill.jobs.report_plots import drift_png
+    from corpusmill.jobs.reporting.report_plots import drift_png
 
     cards, tiles = [], []
     for panel in drift["panels"]:
@@ -312,8 +312,8 @@ def _drift_section(drift: dict | None, name: str = "") -> str:
 def _tasks_section(report: dict) -> str:
     """A job with several tasks: what each ran, its rows and inference time side by side
     (with a plot of the busy seconds), where it ran; whether they shared a tokenization."""
-    from corpusmill.jobs.report import tokenization_text
-    from corpusmill.jobs.report_plots import tasks_png
+    from corpusmill.jobs.reporting.report import tokenization_text
+    from corpusmill.jobs.reporting.report_plots import tasks_png
 
     tasks = report["tasks"]
     body = []
@@ -377,7 +377,7 @@ def _task_section(task: dict, metrics: dict | None) -> str:
 # ---------------------------------------------------------------- time and resources
 
 def _time_section(time: dict | None) -> str:
-    from corpusmill.jobs.report_plots import stages_png, throughput_png
+    from corpusmill.jobs.reporting.report_plots import stages_png, throughput_png
 
     if not time:
         return f"<h2>Time</h2>{NOT_RECORDED}"
@@ -395,7 +395,7 @@ def _time_section(time: dict | None) -> str:
 
 
 def _resources_section(report: dict) -> str:
-    from corpusmill.jobs.report_plots import actors_png
+    from corpusmill.jobs.reporting.report_plots import actors_png
 
     placement, tokens = report.get("placement"), report.get("tokens")
     parts = ["<h2>Where it ran</h2>"]

@@ -1,15 +1,15 @@
 """The output folder, as the driver sees it (Ray Data's sink writes the data files): deciding
 what to do with what it holds (refuse, resume, replace), and what was written for the summary:
 counts from the data files' footers, and the duplicate-id check streamed through hash
-partitions on local disk (jobs/ids.py), so the driver never holds every id. `OutputFolder` is
+partitions on local disk (jobs/stores/ids.py), so the driver never holds every id. `OutputFolder` is
 the one object run_job talks to.
 
 Layout: the data files (`*.parquet`, in `key=value/` folders when partitioned), each with the
 job's provenance in its schema metadata, and one hidden folder, `.corpusmill/`, for the rest:
 `manifest.json` (job id, status, spec, the fingerprints of the input files runs read, the last
-run's counts, placement and statistics), `files.json` (the incremental ledger, jobs/ledger.py),
-`lock` while a run writes (jobs/lock.py), `checkpoint/` (Ray Data's record of committed row
-ids, which a rerun uses to resume), `logs/` (jobs/console.py) and `report/` (jobs/report.py:
+run's counts, placement and statistics), `files.json` (the incremental ledger, jobs/stores/ledger.py),
+`lock` while a run writes (jobs/stores/lock.py), `checkpoint/` (Ray Data's record of committed row
+ids, which a rerun uses to resume), `logs/` (jobs/console.py) and `report/` (jobs/reporting/report.py:
 report.html, report.json, metrics.json, and the dataset card README.md). Hidden, so every
 reader of a Parquet folder sees only the data: `pandas.read_parquet(OUTPUT)`,
 `datasets.load_dataset("parquet", data_dir=OUTPUT)`, pyarrow datasets skip names starting with
@@ -33,8 +33,8 @@ from corpusmill.operators.plan import ERROR
 
 STATE_DIR = ".corpusmill"                     # everything but the data files
 MANIFEST = f"{STATE_DIR}/manifest.json"
-LEDGER = f"{STATE_DIR}/files.json"             # incremental runs (jobs/ledger.py)
-LOCK = f"{STATE_DIR}/lock"                     # held by a running run (jobs/lock.py)
+LEDGER = f"{STATE_DIR}/files.json"             # incremental runs (jobs/stores/ledger.py)
+LOCK = f"{STATE_DIR}/lock"                     # held by a running run (jobs/stores/lock.py)
 CHECKPOINT_DIR = f"{STATE_DIR}/checkpoint"     # Ray Data's committed row ids
 LOG_DIR = f"{STATE_DIR}/logs"                  # Ray's output of each run (jobs/console.py)
 REPORT_DIR = f"{STATE_DIR}/report"             # the run report and the dataset card
@@ -205,7 +205,7 @@ def migrate_legacy_layout(output: str) -> list[str]:
 
 def committed_rows(output: str, id_column: str | None = None, scope=None) -> int:
     """Rows whose write Ray Data has committed (its checkpoint files, not pending ones), from
-    their footers; with `scope` (jobs/ids.py IdPartitions of ids), only those whose id is in
+    their footers; with `scope` (jobs/stores/ids.py IdPartitions of ids), only those whose id is in
     it, streamed through hash partitions like it. Data files of a killed run may be partial;
     Ray deletes those when the next run starts."""
     fs, root = output_filesystem(output)
@@ -214,7 +214,7 @@ def committed_rows(output: str, id_column: str | None = None, scope=None) -> int
         if entry.base_name.endswith(".parquet") and ".pending." not in entry.base_name]
     if scope is None:
         return sum(_footer(fs, entry.path).num_rows for entry in files)
-    from corpusmill.jobs.ids import IdPartitions, id_hash
+    from corpusmill.jobs.stores.ids import IdPartitions, id_hash
 
     with IdPartitions(scope.partitions) as ids:
         for source, entry in enumerate(files):
@@ -230,7 +230,7 @@ def _footer(fs: pafs.FileSystem, path: str) -> pq.FileMetaData:
 
 def _iter_columns(fs: pafs.FileSystem, path: str, columns: list[str]):
     """Record batches of `columns` of one output file, a bounded number of rows at a time."""
-    from corpusmill.jobs.ids import READ_BATCH_ROWS
+    from corpusmill.jobs.stores.ids import READ_BATCH_ROWS
 
     with fs.open_input_file(path) as f:
         yield from pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS, columns=columns)
@@ -264,7 +264,7 @@ def output_counts(output: str, id_column: str | None = None, scope=None) -> dict
     Rows, errors and truncations come from the files' footers (row counts, the `error`
     column's null count, `input_truncated`'s maximum; a row group whose statistics say
     nothing is read for that one column). Ids stream through hash partitions on local disk
-    (jobs/ids.py), so the driver never holds them all. With `scope` (IdPartitions of ids:
+    (jobs/stores/ids.py), so the driver never holds them all. With `scope` (IdPartitions of ids:
     an incremental run's own), rows, errors and truncations count only rows whose id is in
     it; duplicates are checked over all rows."""
     from concurrent.futures import ThreadPoolExecutor
@@ -278,7 +278,7 @@ def output_counts(output: str, id_column: str | None = None, scope=None) -> dict
               "rows_truncated": sum(t[2] for t in tallies), "ids_duplicated": 0}
     if id_column is None:
         return counts
-    from corpusmill.jobs.ids import IdPartitions, find_duplicates, id_hash, partitions_for
+    from corpusmill.jobs.stores.ids import IdPartitions, find_duplicates, id_hash, partitions_for
 
     flags = ("errored", "truncated") if scope is not None else ()
     partitions = scope.partitions if scope is not None else partitions_for(counts["rows_out"])
@@ -435,7 +435,7 @@ class OutputFolder:
         """A resumed job whose input files changed since earlier runs read them would keep
         their stale rows: refused, naming the files. Returns the files earlier runs read that
         are gone now (their rows stay; the summary says so)."""
-        from corpusmill.jobs.corpus import changed_files
+        from corpusmill.jobs.stores.corpus import changed_files
 
         recorded = (self.manifest() or {}).get("inputs") or {}
         changed = changed_files(corpus.files, recorded)
@@ -457,7 +457,7 @@ class OutputFolder:
         replace_output(self.path)
 
     def lock(self, run_id: str):
-        from corpusmill.jobs.lock import OutputLock
+        from corpusmill.jobs.stores.lock import OutputLock
 
         return OutputLock(self.path, run_id)
 
@@ -472,12 +472,12 @@ class OutputFolder:
         return (self.manifest() or {}).get("inputs") or {}
 
     def ledger(self) -> dict[str, dict]:
-        from corpusmill.jobs.ledger import read_ledger
+        from corpusmill.jobs.stores.ledger import read_ledger
 
         return read_ledger(self.path)
 
     def record_ledger(self, ledger: dict[str, dict], done) -> None:
-        from corpusmill.jobs.ledger import record_files
+        from corpusmill.jobs.stores.ledger import record_files
 
         record_files(self.path, ledger, done)
 

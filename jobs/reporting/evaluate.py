@@ -214,8 +214,8 @@ def _evaluate_sample(plan, corpus, n: int, seed: int, scored: dict[str, JobSpec]
 def _evaluate_output(plan, scored: dict[str, JobSpec]) -> int:
     """Score the job's finished output: each task with an evaluate block (`scored`), a job
     with several's over its `<name>_` columns; the metrics go into the report."""
-    from corpusmill.jobs.report import write_report
-    from corpusmill.jobs.output import read_manifest
+    from corpusmill.jobs.reporting.report import write_report
+    from corpusmill.jobs.stores.output import read_manifest
 
     spec = plan.spec
     manifest = read_manifest(spec.output)
@@ -225,7 +225,7 @@ def _evaluate_output(plan, scored: dict[str, JobSpec]) -> int:
     if manifest.get("status") != "complete":
         raise JobError(f"the last run of this job in {spec.output!r} did not complete (status "
                        f"{manifest.get('status')!r}): rerun it to finish, then evaluate")
-    from corpusmill.jobs.report import scan_output
+    from corpusmill.jobs.reporting.report import scan_output
 
     if spec.several:
         tasks = {name: (plan.tasks[name].task, gold_columns(one, plan.tasks[name].task))
