@@ -128,12 +128,18 @@ def _body_several(made: dict, schema: pa.Schema | None) -> str:
             lines += [f"Quality of `{name}` against gold: " + ", ".join(
                 f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                 for k, v in metrics.items()), ""]
+    return "\n".join(lines + _columns_and_loading(schema))
+
+
+def _columns_and_loading(schema) -> list[str]:
+    """The card's closing lines: the output's columns, and how to load it."""
+    lines = []
     if schema is not None:
         lines += ["| column | type |", "|---|---|"]
         lines += [f"| `{f.name}` | `{f.type}` |" for f in schema] + [""]
-    lines += ["Load the output folder with `pandas.read_parquet(FOLDER)`; published on the "
-              "Hub with this card as its README.md, with `datasets.load_dataset(REPO_ID)`.", ""]
-    return "\n".join(lines)
+    return lines + ["Load the output folder with `pandas.read_parquet(FOLDER)`; published on "
+                    "the Hub with this card as its README.md, with "
+                    "`datasets.load_dataset(REPO_ID)`.", ""]
 
 
 def write_card(fs, folder: str, output: str, report: dict, manifest: dict) -> str:
@@ -194,9 +200,4 @@ def _body(made: dict, schema: pa.Schema | None, task: str) -> str:
         lines += ["Quality against gold: " + ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
             for k, v in made["metrics"].items()), ""]
-    if schema is not None:
-        lines += ["| column | type |", "|---|---|"]
-        lines += [f"| `{f.name}` | `{f.type}` |" for f in schema] + [""]
-    lines += ["Load the output folder with `pandas.read_parquet(FOLDER)`; published on the "
-              "Hub with this card as its README.md, with `datasets.load_dataset(REPO_ID)`.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _columns_and_loading(schema))

@@ -137,12 +137,7 @@ def build_report(output: str, manifest: dict, metrics: dict | None = None) -> di
                 "corpusmill_version": provenance.get("corpusmill_version"),
                 "options": provenance.get("options") or spec_data.get("options"),
                 "spec_problem": spec_problem},
-        "rows": _rows(summary, scan),
-        "time": _time(summary, stats),
-        "tokens": _tokens(stats, summary),
-        "placement": manifest.get("placement"),
-        "actors": stats.get("actors"),
-        "nodes": (manifest.get("placement") or {}).get("nodes"),
+        **_run_sections(manifest, summary, stats, scan),
         "outputs": [summarize_panel(p, scan.facts, scan.rows_ok) for p in panels
                     if p.fact in scan.facts.columns],
         "errors": group_errors(scan.errors),
@@ -214,12 +209,7 @@ def build_several(output: str, manifest: dict, metrics: dict | None = None) -> d
                 "created": provenance.get("created"),
                 "corpusmill_version": provenance.get("corpusmill_version"),
                 "options": None, "spec_problem": spec_problem},
-        "rows": _rows(summary, scan),
-        "time": _time(summary, stats),
-        "tokens": _tokens(stats, summary),
-        "placement": manifest.get("placement"),
-        "actors": stats.get("actors"),
-        "nodes": (manifest.get("placement") or {}).get("nodes"),
+        **_run_sections(manifest, summary, stats, scan),
         "outputs": [],
         "errors": group_errors(scan.errors),
         "drift": None,
@@ -227,6 +217,14 @@ def build_several(output: str, manifest: dict, metrics: dict | None = None) -> d
         "tasks": sections,
         "tokenization": _tokenization(stats, summary, len(sections)),
     }
+
+
+def _run_sections(manifest: dict, summary: dict, stats: dict, scan) -> dict:
+    """The report's sections about the run as a whole: rows, time, tokens, where it ran."""
+    return {"rows": _rows(summary, scan), "time": _time(summary, stats),
+            "tokens": _tokens(stats, summary), "placement": manifest.get("placement"),
+            "actors": stats.get("actors"),
+            "nodes": (manifest.get("placement") or {}).get("nodes")}
 
 
 def _task_time(stats: dict, name: str) -> dict | None:
