@@ -11,16 +11,16 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from corpusmill.errors import JobError
-from corpusmill.jobs.evaluate import check_gold
+from corpusmill.jobs.reporting.evaluate import check_gold
 from corpusmill.operators.engines import check_backend
 from corpusmill.operators.loading import (
     load_tokenizer, local_model, resolve_model_ref, tokenizer_fingerprint,
 )
 from corpusmill.spec import JobSpec, looks_like_path
 from corpusmill.operators.plan import ERROR, JobPlan, SeveralPlan
-from corpusmill.jobs.corpus import Corpus, is_bytes, is_text, open_corpus
-from corpusmill.jobs.output import check_writable
-from corpusmill.operators.read import GENERATED_ID
+from corpusmill.jobs.stores.corpus import Corpus, is_bytes, is_text, open_corpus
+from corpusmill.jobs.stores.output import check_writable
+from corpusmill.operators.readers.read import GENERATED_ID
 from corpusmill.pipelines.base import ModelMismatch
 from corpusmill.pipelines.registry import get_task
 
@@ -220,7 +220,7 @@ ID_THREADS = 16  # files whose ids are read at a time (object stores: mostly wai
 def _check_ids_unique(corpus: Corpus, id_column: str, skip_corrupt: bool = False) -> Corpus:
     """Resumes and joins match rows by id, so ids must be unique and present. Streams the id
     column of every file once, as the one type all files' id columns widen to (string beside
-    large_string, int32 beside int64), into hash partitions on local disk (jobs/ids.py): the
+    large_string, int32 beside int64), into hash partitions on local disk (jobs/stores/ids.py): the
     driver holds one batch and one partition at a time, whatever the corpus's size. A file
     whose id column cannot be decoded is refused, or left out under `skip_corrupt` (the
     returned corpus no longer has it)."""
@@ -229,8 +229,8 @@ def _check_ids_unique(corpus: Corpus, id_column: str, skip_corrupt: bool = False
 
     import pyarrow.compute as pc
 
-    from corpusmill.jobs.corpus import iter_ids
-    from corpusmill.jobs.ids import IdPartitions, find_duplicates, id_hash, partitions_for
+    from corpusmill.jobs.stores.corpus import iter_ids
+    from corpusmill.jobs.stores.ids import IdPartitions, find_duplicates, id_hash, partitions_for
 
     id_type = _unified_types(corpus.files, {id_column})[id_column]
     files = corpus.files

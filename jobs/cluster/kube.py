@@ -18,7 +18,7 @@ named Secret (`envFrom`). The Ray cluster uses token authentication (`authOption
 token`; KubeRay creates the token), as Ray 2.60 does by default.
 
 What is rendered is checked before it is written (`manifests`), as `corpusmill kube --check`
-checks a file: against KubeRay's CRD schemas, strictly (jobs/kube_check.py)."""
+checks a file: against KubeRay's CRD schemas, strictly (jobs/cluster/kube_check.py)."""
 from __future__ import annotations
 
 import math
@@ -28,7 +28,7 @@ import sys
 import yaml
 
 from corpusmill.errors import JobError
-from corpusmill.jobs.kube_check import DNS_1035, KUBERAY_VERSION, check_documents, crd_facts
+from corpusmill.jobs.cluster.kube_check import DNS_1035, KUBERAY_VERSION, check_documents, crd_facts
 from corpusmill.kube_spec import KubeSettings, KubeVolume
 
 SPEC_MOUNT = "/etc/corpusmill"

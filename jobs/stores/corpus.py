@@ -1,26 +1,26 @@
 """The input corpus, as the driver sees it before any Ray work: which Parquet files a job's
 `input` names (a file, a folder searched recursively, a glob; local or object storage), what
 each holds from its footer (row groups, schema, hive partition folders), a fingerprint of its
-content, and one schema for all of them. operators/read.py streams the rows inside Ray.
+content, and one schema for all of them. operators/readers/read.py streams the rows inside Ray.
 Files are inspected DISCOVERY_THREADS at a time (on an object store each read is a round
 trip); the first unreadable file in order stops the job, named. Nothing here holds every row
-id: `iter_ids` streams them, `id_partitions` spills their hashes to local disk (jobs/ids.py).
+id: `iter_ids` streams them, `id_partitions` spills their hashes to local disk (jobs/stores/ids.py).
 
 Fingerprints: the SHA-256 of a file's Parquet footer (schema, row groups, column chunk sizes
 and statistics) plus its size. A file rewritten with other rows almost always changes it; a
 file merely touched (new modification time, same bytes) does not. The manifest and the
 incremental ledger record it for every file a run read, so a rerun notices changed input
-(jobs/output.py).
+(jobs/stores/output.py).
 
 Beyond Parquet: Arrow IPC files (`*.arrow`, what `datasets.Dataset.save_to_disk` writes; a
 save_to_disk folder is read in the order its `state.json` lists its files), JSON Lines
 (`*.jsonl`, `*.ndjson`), and `hf://datasets/owner/name[@revision]/path` on the Hugging Face
-hub (jobs/hub.py: the revision is pinned to a commit for the whole run). Arrow and JSON Lines
+hub (jobs/stores/hub.py: the revision is pinned to a commit for the whole run). Arrow and JSON Lines
 files have no footer that summarises their content: their fingerprint is the SHA-256 of their
 size, modification time, the store's version (ETag) where it has one, and their first and
 last SAMPLE_BYTES (`sample_fingerprint`; what a change must look like to be noticed:
 docs/guides/scale.md); a file no longer than those two samples, of its whole content. Their record batches / groups of lines play the part of row groups
-(operators/read_arrow.py, operators/read_jsonl.py), indexed by one pass over the file."""
+(operators/readers/read_arrow.py, operators/readers/read_jsonl.py), indexed by one pass over the file."""
 from __future__ import annotations
 
 import fnmatch
@@ -35,7 +35,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from corpusmill.errors import JobError, storage_error
-from corpusmill.operators.read import CorpusFile
+from corpusmill.operators.readers.read import CorpusFile
 
 _GLOB_CHARS = "*?["
 # input file kinds by name: what a folder or glob picks up
@@ -51,7 +51,7 @@ class Corpus:
     files: list[CorpusFile]
     skipped_files: tuple[str, ...] = ()   # corrupt files left out under skip_corrupt_files
     gone: tuple[str, ...] = field(default=())  # files earlier runs read that are gone now
-    source: dict = field(default_factory=dict)  # where it came from: the hub commit (jobs/hub.py)
+    source: dict = field(default_factory=dict)  # where it came from: the hub commit (jobs/stores/hub.py)
 
     @property
     def num_rows(self) -> int:
@@ -148,8 +148,8 @@ def open_corpus(input_path: str, *, skip_corrupt: bool = False) -> Corpus:
 
 def open_input(input_path: str) -> tuple[pafs.FileSystem, str, dict]:
     """(filesystem, root path in it, source record) for a local path, an object-store URI or
-    a hub path (`hf://`, pinned to one commit: jobs/hub.py)."""
-    from corpusmill.jobs.hub import is_hub_path, open_hub
+    a hub path (`hf://`, pinned to one commit: jobs/stores/hub.py)."""
+    from corpusmill.jobs.stores.hub import is_hub_path, open_hub
 
     try:
         if is_hub_path(input_path):
@@ -319,11 +319,11 @@ KIND_NAMES = {"parquet": "Parquet", "arrow": "Arrow", "jsonl": "JSON Lines"}
 def _layout(handle, kind: str) -> tuple[pa.Schema, tuple[int, ...], tuple[int, ...]]:
     """(schema, rows per group, byte offset of each group) of an Arrow or JSON Lines file."""
     if kind == "arrow":
-        from corpusmill.operators.read_arrow import index_arrow
+        from corpusmill.operators.readers.read_arrow import index_arrow
 
         layout = index_arrow(handle)
         return layout.schema, layout.batch_rows, layout.offsets
-    from corpusmill.operators.read_jsonl import index_jsonl
+    from corpusmill.operators.readers.read_jsonl import index_jsonl
 
     layout = index_jsonl(handle)
     return layout.schema, layout.group_rows, layout.offsets
@@ -373,7 +373,7 @@ def iter_ids(fs: pafs.FileSystem, f: CorpusFile, id_column: str | None,
     `id_type`: the id column's values, or (id_column None) the generated '<file>:<row>'."""
     import pyarrow.compute as pc
 
-    from corpusmill.jobs.ids import READ_BATCH_ROWS
+    from corpusmill.jobs.stores.ids import READ_BATCH_ROWS
 
     if id_column is None:
         for start in range(0, f.num_rows, READ_BATCH_ROWS):
@@ -390,7 +390,7 @@ WHOLE_READ_BYTES = 1 << 20  # Parquet files this small are read in one request f
 def iter_column(fs: pafs.FileSystem, f: CorpusFile, column: str, batch_rows: int):
     """One stored column of a whole file as arrays, never the whole column at once: Parquet
     in batches of `batch_rows`, Arrow and JSON Lines by their groups."""
-    from corpusmill.operators.read import read_group
+    from corpusmill.operators.readers.read import read_group
 
     if f.format == "parquet":
         with fs.open_input_file(f.path) as handle:
@@ -407,10 +407,10 @@ def iter_column(fs: pafs.FileSystem, f: CorpusFile, column: str, batch_rows: int
 
 def id_partitions(fs: pafs.FileSystem, files: list[CorpusFile], id_column: str | None,
                   id_type: pa.DataType, expected_rows: int = 0, threads: int = 4):
-    """Every row id of `files`, hashed and spilled by hash (jobs/ids.py: IdPartitions), files
+    """Every row id of `files`, hashed and spilled by hash (jobs/stores/ids.py: IdPartitions), files
     read `threads` at a time; partitioned for the larger of their rows and `expected_rows`
     (the rows of what they will be compared with: the output)."""
-    from corpusmill.jobs.ids import IdPartitions, id_hash, partitions_for
+    from corpusmill.jobs.stores.ids import IdPartitions, id_hash, partitions_for
 
     ids = IdPartitions(partitions_for(max(expected_rows, sum(f.num_rows for f in files))))
 

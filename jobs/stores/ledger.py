@@ -2,7 +2,7 @@
 
 `.corpusmill/files.json` in the output folder maps each finished input file (its name relative
 to the input root) to the size, modification time and content fingerprint it had when
-processed (jobs/corpus.py; ledgers of older versions have no fingerprint, and are compared by
+processed (jobs/stores/corpus.py; ledgers of older versions have no fingerprint, and are compared by
 size and time). A run with
 `incremental: true` processes only files not in the ledger and records them once it completes;
 a run that dies records nothing, so its rerun takes the same files again and Ray Data's
@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 
 from corpusmill.errors import JobError
-from corpusmill.jobs.corpus import changed_files, stamp
-from corpusmill.jobs.output import LEDGER, output_filesystem
-from corpusmill.operators.read import CorpusFile
+from corpusmill.jobs.stores.corpus import changed_files, stamp
+from corpusmill.jobs.stores.output import LEDGER, output_filesystem
+from corpusmill.operators.readers.read import CorpusFile
 
 
 

@@ -3,10 +3,10 @@
 
 A file's record batches play the part of Parquet's row groups: one read fragment per batch,
 read in one piece, ids '<file>:<row>' counting rows from the start of the file. An IPC stream
-has no index, so `index_arrow` (run once by the driver, jobs/corpus.py) walks its messages and
+has no index, so `index_arrow` (run once by the driver, jobs/stores/corpus.py) walks its messages and
 records where each record batch starts; a read task then seeks straight to its batch.
 
-Column contract: the batch's own columns, as stored (operators/read.py casts them to the
+Column contract: the batch's own columns, as stored (operators/readers/read.py casts them to the
 job's read schema)."""
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A caller's own Ray Dataset as input (corpusmill.annotate): its blocks brought to the reader's
 column contract, so the same tokenize -> infer -> postprocess chain runs on them.
 
-Column contract of every block out (as operators/read.py's):
+Column contract of every block out (as operators/readers/read.py's):
     <id column>     the caller's `id_column`, or `row_id` (string '<block>:<row>', generated:
                     a Ray Dataset has no files to name rows by; dropped again at the end)
     <input columns> as string (binary where stored as bytes; tokenize decodes those per row)
@@ -13,7 +13,7 @@ import uuid
 
 import pyarrow as pa
 
-from corpusmill.operators.read import GENERATED_ID
+from corpusmill.operators.readers.read import GENERATED_ID
 
 
 def conform_batch(table: pa.Table, schema: pa.Schema, generate_ids: bool) -> pa.Table:

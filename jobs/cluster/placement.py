@@ -4,7 +4,7 @@ now *and* as its autoscaler can grow it.
 `resolve_placement` is pure: it takes the job's `resources` and a `ClusterView` (resources of
 the alive nodes, plus the node types the autoscaler can add) and returns a `Placement`, or
 raises JobError before any work for a placement the cluster can never hold. `read_cluster_view`
-builds the view from a connected Ray (jobs/cluster_view.py does the reading).
+builds the view from a connected Ray (jobs/cluster/cluster_view.py does the reading).
 
 Rules
 - `num_gpus: auto` = 1 GPU per actor when the cluster has a GPU now or has a node type that

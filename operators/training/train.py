@@ -3,7 +3,7 @@ worker of several (`ray_worker_loop`, run by `ray.train.torch.TorchTrainer`; tra
 integration: `prepare_trainer` and `RayTrainReportCallback`).
 
 Every worker runs `train_worker` on the same `TrainPlan`: it memory-maps the example files the
-driver wrote (`operators/train_data.py`), loads the base checkpoint with the task's head, and
+driver wrote (`operators/training/train_data.py`), loads the base checkpoint with the task's head, and
 trains with AdamW, linear warmup and decay, evaluating and checkpointing once per epoch (or
 every `eval_steps`), keeping the best checkpoint by the task's validation metric. Workers shard
 the token-budget batches between them (data parallel; gradients all-reduced by DDP).
@@ -32,7 +32,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from corpusmill.operators.train_data import (
+from corpusmill.operators.training.train_data import (
     TRAIN, VALIDATION, VALIDATION_ROWS, BatchCollator, ExampleBatches, ExampleRows, data_paths,
     open_arrow, storage,
 )
@@ -48,7 +48,7 @@ TRAINER_STATE = "trainer_state.json"
 class TrainPlan:
     """Everything a worker needs, resolved on the driver. Plain data: picklable."""
 
-    spec: Any                   # the TrainSpec (jobs/train_spec.py)
+    spec: Any                   # the TrainSpec (jobs/training/train_spec.py)
     task: TrainingTask          # configured for this data (e.g. multi-label)
     model_ref: str              # what from_pretrained takes
     labels: list[str] | None    # label list in id order, for tasks with labels

@@ -6,9 +6,9 @@ takes as its `model`.
     preflight (no Ray)           input files and columns, field types, base model, tokenizer,
                                  weights, the label set (JobError = exit 2, the fix named)
     examples                     rows -> Arrow example files in <output>/.corpusmill/training/data
-                                 (operators/train_data.py); the data fingerprint must match
+                                 (operators/training/train_data.py); the data fingerprint must match
                                  the one the checkpoints were made from
-    train                        operators/train.py: in this process (one worker), or
+    train                        operators/training/train.py: in this process (one worker), or
                                  ray.train.torch.TorchTrainer with one worker per GPU
     report                       training_report.json + training_curves.png in the folder;
                                  .corpusmill/training/ (checkpoints, examples) is removed
@@ -28,21 +28,21 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from corpusmill.errors import JobError
-from corpusmill.jobs.corpus import open_corpus
-from corpusmill.jobs.lock import OutputLock
-from corpusmill.jobs.output import STATE_DIR, output_filesystem, replace_output
+from corpusmill.jobs.stores.corpus import open_corpus
+from corpusmill.jobs.stores.lock import OutputLock
+from corpusmill.jobs.stores.output import STATE_DIR, output_filesystem, replace_output
 from corpusmill.jobs.preflight import (
     _check_output_location, _check_weights, _load_config, _load_tokenizer, _unified_types,
     corpusmill_version,
 )
-from corpusmill.jobs.train_report import (
+from corpusmill.jobs.training.train_report import (
     CURVES, REPORT, build_report, dumps, plot_curves, summary_lines,
 )
-from corpusmill.jobs.train_spec import TrainSpec
+from corpusmill.jobs.training.train_spec import TrainSpec
 from corpusmill.operators.loading import resolve_model_ref
-from corpusmill.operators.read import GENERATED_ID
-from corpusmill.operators.train import RAY_RUN, RESULT, TrainPlan, train_worker
-from corpusmill.operators.train_data import (
+from corpusmill.operators.readers.read import GENERATED_ID
+from corpusmill.operators.training.train import RAY_RUN, RESULT, TrainPlan, train_worker
+from corpusmill.operators.training.train_data import (
     TRAIN, VALIDATION, Source, build_examples, data_paths, scan_labels,
 )
 from corpusmill.pipelines.base import ModelMismatch
@@ -332,8 +332,8 @@ def train_somewhere(spec: TrainSpec, setup: "TrainingSetup", work: str,
         return 1, use_gpu
     import ray
 
-    from corpusmill.jobs.ray_session import ensure_ray
-    from corpusmill.jobs.storage import check_shared_paths
+    from corpusmill.jobs.cluster.ray_session import ensure_ray
+    from corpusmill.jobs.stores.storage import check_shared_paths
 
     started = ensure_ray()
     try:
@@ -368,7 +368,7 @@ def train_on_ray(plan: TrainPlan) -> None:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from corpusmill.operators.train import ray_worker_loop
+    from corpusmill.operators.training.train import ray_worker_loop
 
     res = plan.spec.resources
     fs, root = output_filesystem(plan.work)

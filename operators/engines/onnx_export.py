@@ -19,7 +19,7 @@ An export is checked before it is kept: on batches of other shapes than the one 
 of the output's scale; integer outputs on >= 99% of entries), else it fails: a trace can bake
 a shape or a branch into the graph.
 
-`python -m corpusmill.operators.onnx_export REQUEST.json` does the work in a child process
+`python -m corpusmill.operators.engines.onnx_export REQUEST.json` does the work in a child process
 (`build`), so torch and a second copy of the model never sit in the driver's memory; it
 prints one JSON line (what it built, and for int8 the agreement with float32 on the sample).
 """
@@ -159,7 +159,7 @@ def run_build(request: dict, timeout: float | None = None) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(request, f)
     try:
-        proc = subprocess.run([sys.executable, "-m", "corpusmill.operators.onnx_export", f.name],
+        proc = subprocess.run([sys.executable, "-m", "corpusmill.operators.engines.onnx_export", f.name],
                               capture_output=True, text=True, timeout=timeout)
     finally:
         os.unlink(f.name)
@@ -184,7 +184,7 @@ def build(request: dict) -> dict:
         _publish(request["fp32_folder"], lambda work: export(request, work))
         result["built"].append(request["fp32_folder"])
     if request.get("int8_folder"):
-        from corpusmill.operators.onnx_quantize import quantize
+        from corpusmill.operators.engines.onnx_quantize import quantize
 
         fp32 = os.path.join(cache_root("onnx"), request["fp32_folder"], GRAPH_FILE)
         plain = os.path.join(cache_root("onnx"), request["fp32_folder"], PLAIN_FILE)

@@ -2,7 +2,7 @@
 against, from KubeRay's own published CRDs. Not imported by corpusmill; run it by hand:
 
     git clone https://github.com/ray-project/kuberay && cd kuberay && git checkout v1.7.0
-    python jobs/kube_crds/extract.py /path/to/kuberay > jobs/kube_crds/kuberay-v1.7.0.json
+    python jobs/cluster/kube_crds/extract.py /path/to/kuberay > jobs/cluster/kube_crds/kuberay-v1.7.0.json
 
 What is kept, for each of ray.io_rayclusters.yaml, ray.io_rayjobs.yaml and ray.io_raycronjobs.yaml
 under ray-operator/config/crd/bases/: the `v1` version's `openAPIV3Schema`, without its `status`
@@ -77,7 +77,7 @@ def main(repo: str) -> None:
             "repository": "https://github.com/ray-project/kuberay", "tag": TAG, "commit": commit,
             "paths": [f"{BASES}/ray.io_{p}.yaml" for p in ("rayclusters", "rayjobs", "raycronjobs")],
             "name_limits_from": "ray-operator/controllers/ray/utils/constant.go, validation.go",
-            "generated_by": "jobs/kube_crds/extract.py",
+            "generated_by": "jobs/cluster/kube_crds/extract.py",
         },
         "name_limits": NAME_LIMITS,
         "$defs": {"RayClusterSpec": cluster_spec, "RayJobSpec": job_spec},

@@ -41,9 +41,9 @@ INT8 = "int8"
 
 def make_engine(plan: JobPlan):
     if plan.backend == ONNXRUNTIME:
-        from corpusmill.operators.onnx_engine import OnnxEngine
+        from corpusmill.operators.engines.onnx_engine import OnnxEngine
         return OnnxEngine(plan)
-    from corpusmill.operators.torch_engine import TorchEngine
+    from corpusmill.operators.engines.torch_engine import TorchEngine
     return TorchEngine(plan)
 
 
@@ -99,7 +99,7 @@ def prepare_backend(plan: JobPlan, corpus, *, isolated: bool = True) -> JobPlan:
         if plan.task.has_graph():  # generation tasks are torch-only: nothing to say
             notice(f"backend auto: torch ({why})")
         return dataclasses.replace(plan, backend=TORCH)
-    from corpusmill.operators import onnx_export
+    from corpusmill.operators.engines import onnx_export
 
     try:
         ref, info = _build_graph(plan, corpus, isolated)
@@ -119,10 +119,10 @@ def prepare_backend(plan: JobPlan, corpus, *, isolated: bool = True) -> JobPlan:
 
 
 def _build_graph(plan: JobPlan, corpus, isolated: bool):
-    from corpusmill.operators import onnx_export
+    from corpusmill.operators.engines import onnx_export
     from corpusmill.operators.loading import load_tokenizer
-    from corpusmill.operators.onnx_quantize import DEFAULT_SCHEME
-    from corpusmill.operators.torch_engine import pad_id
+    from corpusmill.operators.engines.onnx_quantize import DEFAULT_SCHEME
+    from corpusmill.operators.engines.torch_engine import pad_id
 
     spec = plan.spec
     task, options = plan.task, plan.options
@@ -234,11 +234,11 @@ def _sample_texts(plan: JobPlan, corpus, rows: int) -> dict[str, list[str]]:
 
 def _first_rows(fs, corpus_file, columns: list[str], rows: int):
     """The first `rows` rows of `columns`: a Parquet file streams only its first batch; other
-    formats read their first group (operators/read.py)."""
+    formats read their first group (operators/readers/read.py)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from corpusmill.operators.read import read_group
+    from corpusmill.operators.readers.read import read_group
 
     if corpus_file.format != "parquet":
         return read_group(fs, corpus_file, 0, columns).slice(0, rows)

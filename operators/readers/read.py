@@ -1,4 +1,4 @@
-"""Reading the corpus inside Ray: stream the rows of the files the driver found (jobs/corpus.py)
+"""Reading the corpus inside Ray: stream the rows of the files the driver found (jobs/stores/corpus.py)
 into Ray Data through a small `Datasource`.
 
 Why not `ray.data.read_parquet`: corpusmill needs ids that a resume can match exactly and a
@@ -42,7 +42,7 @@ class CorpusFile:
     size_bytes: int
     mtime_ns: int = 0               # modification time, for incremental runs
     partitions: tuple[tuple[str, str], ...] = ()  # hive `key=value` folders on its path
-    fingerprint: str = ""           # of its content (jobs/corpus.py): a changed file is noticed
+    fingerprint: str = ""           # of its content (jobs/stores/corpus.py): a changed file is noticed
     format: str = "parquet"         # parquet | arrow (IPC, save_to_disk) | jsonl
     offsets: tuple[int, ...] = ()   # arrow streams, jsonl: byte offset where each group starts
 
@@ -147,17 +147,17 @@ def read_row_group(fs, corpus_file: CorpusFile, group: int, first_row: int, sche
 
 def read_group(fs, corpus_file: CorpusFile, group: int, columns: list[str]) -> pa.Table:
     """One group of a file, only `columns`: a Parquet row group, an Arrow record batch
-    (operators/read_arrow.py) or a group of JSON lines (operators/read_jsonl.py)."""
+    (operators/readers/read_arrow.py) or a group of JSON lines (operators/readers/read_jsonl.py)."""
     with fs.open_input_file(corpus_file.path) as f:
         if corpus_file.format == "parquet":
             return pq.ParquetFile(f).read_row_group(group, columns=columns)
         stored = pa.schema([field for field in corpus_file.schema
                             if field.name not in dict(corpus_file.partitions)])
         if corpus_file.format == "arrow":
-            from corpusmill.operators.read_arrow import read_arrow_batch
+            from corpusmill.operators.readers.read_arrow import read_arrow_batch
 
             return read_arrow_batch(f, stored, corpus_file.offsets, group, columns)
-        from corpusmill.operators.read_jsonl import read_jsonl_group
+        from corpusmill.operators.readers.read_jsonl import read_jsonl_group
 
         return read_jsonl_group(f, stored, corpus_file.offsets, corpus_file.size_bytes, group,
                                 columns)

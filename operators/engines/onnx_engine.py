@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from corpusmill.operators.onnx_export import is_built, open_session, run_build
+from corpusmill.operators.engines.onnx_export import is_built, open_session, run_build
 from corpusmill.operators.plan import JobPlan
 
 log = logging.getLogger(__name__)

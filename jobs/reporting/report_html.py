@@ -1,9 +1,11 @@
-"""report.html: the run report (jobs/report.py's data) as one self-contained page. Plots are
+"""report.html: the run report (jobs/reporting/report.py's data) as one self-contained page. Plots are
 matplotlib PNGs embedded as base64; no script, no external file, so the page opens anywhere
 (a browser, a mail attachment, an object-store console).
 
 Read top to bottom: the headline numbers as tiles, quality against gold, what the task produced,
 how it changed in an incremental run, where the time went, where the work ran, and the errors.
+A job with several tasks: after the tiles, the tasks side by side (their inference time, rows,
+placement, a shared tokenization), then a section per task (its quality, outputs and change).
 Anything the run did not record reads "not recorded"."""
 from __future__ import annotations
 
@@ -52,25 +54,38 @@ def render_html(report: dict) -> str:
     job = report["job"]
     status = job.get("status") or "unknown"
     badge = "complete" if status == "complete" else ("running" if status == "running" else "other")
-    sections = [
-        _tiles(report),
-        _metrics_section(report.get("metrics")),
-        _outputs_section(report.get("outputs") or []),
-        _drift_section(report.get("drift")),
-        _time_section(report.get("time")),
-        _resources_section(report),
-        _errors_section(report.get("errors") or [], report["rows"]),
-    ]
+    if report.get("tasks") is not None:  # a job with several tasks
+        metrics = (report.get("metrics") or {}).get("tasks") or {}
+        sections = [_tiles(report), _tasks_section(report)]
+        sections += [_task_section(task, metrics.get(task["name"])) for task in report["tasks"]]
+        sections += [_time_section(report.get("time")), _resources_section(report),
+                     _errors_section(report.get("errors") or [], report["rows"])]
+        what = f'{len(report["tasks"])} tasks'
+        title = f'{what}: {", ".join(t["name"] for t in report["tasks"])}'
+        heading = (f'{_e(what)} <span class="muted">·</span>\n'
+                   f'{_e(", ".join(t["name"] for t in report["tasks"]))}')
+    else:
+        sections = [
+            _tiles(report),
+            _metrics_section(report.get("metrics")),
+            _outputs_section(report.get("outputs") or []),
+            _drift_section(report.get("drift")),
+            _time_section(report.get("time")),
+            _resources_section(report),
+            _errors_section(report.get("errors") or [], report["rows"]),
+        ]
+        title = job.get("task")
+        heading = (f'{_e(job.get("task") or "job")} <span class="muted">·</span>\n'
+                   f'{_e(_short_model(job.get("model")))}')
     problem = (f'<p class="muted">The job spec in the manifest did not validate '
                f'({_e(job["spec_problem"])}): metrics and option-dependent views are left '
                f'out.</p>' if job.get("spec_problem") else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>corpusmill report: {_e(job.get("task"))} job {_e(job.get("job_id"))}</title>
+<title>corpusmill report: {_e(title)} job {_e(job.get("job_id"))}</title>
 <style>{CSS}</style></head>
-<body><header><h1>{_e(job.get("task") or "job")} <span class="muted">·</span>
-{_e(_short_model(job.get("model")))}<span class="badge {badge}">{_e(status)}</span></h1>
+<body><header><h1>{heading}<span class="badge {badge}">{_e(status)}</span></h1>
 <div class="sub">job {_e(job.get("job_id"))} · run {_e(job.get("run_id"))} ·
 {_e(job.get("created") or "")} · output {_e(job.get("output"))}</div></header>
 <main>{problem}{"".join(sections)}
@@ -166,6 +181,7 @@ _LABELS = {"accuracy": "accuracy", "macro_f1": "macro F1", "micro_f1": "micro F1
 
 
 def _metrics_section(result: dict | None) -> str:
+    """Quality against gold; a task of a job with several (`result["name"]`) says its name."""
     if not result:
         return ""
     metrics, rows = result.get("metrics") or {}, result["rows"]
@@ -183,7 +199,7 @@ def _metrics_section(result: dict | None) -> str:
         sub = (f"{round(value * rows['scored']):,} of {rows['scored']:,} right"
                if key == "accuracy" else _SCALE_NOTES.get((result["task"], key), ""))
         tiles.append(_tile(label, shown, sub, cls="big"))
-    from corpusmill.jobs.evaluate import scored_rows
+    from corpusmill.jobs.reporting.evaluate import scored_rows
 
     left = [f'{_n(scored_rows(result))} row(s) scored']
     if rows.get("gold_missing"):
@@ -193,7 +209,8 @@ def _metrics_section(result: dict | None) -> str:
     for key in ("rows_gold_mismatched", "gold_not_a_candidate"):
         if metrics.get(key):
             left.append(f"{_n(metrics[key])} {key.replace('_', ' ')}")
-    parts = [f'<h2>Quality against <code>{_e(result["gold"])}</code></h2>',
+    named = f'<code>{_e(result["name"])}</code>: quality' if result.get("name") else "Quality"
+    parts = [f'<h2>{named} against <code>{_e(result["gold"])}</code></h2>',
              f'<div class="tiles">{"".join(tiles) or "<p>no row to score</p>"}</div>',
              f'<p class="muted">{_e("; ".join(left))}'
              + (f' · {_e(metrics["bleu_signature"])}' if metrics.get("bleu_signature") else "")
@@ -205,7 +222,7 @@ def _metrics_section(result: dict | None) -> str:
                      f'</h3>{_per_class_table(per_class)}</div>')
     matrix = metrics.get("confusion_matrix")
     if matrix and matrix["labels"]:
-        from corpusmill.jobs.report_plots import confusion_png
+        from corpusmill.jobs.reporting.report_plots import confusion_png
 
         cards.append(f'<div class="card"><h3>Confusion matrix (rows: gold, columns: predicted)'
                      f'</h3>{_img(confusion_png(matrix))}</div>')
@@ -228,11 +245,13 @@ def _per_class_table(per_class: dict) -> str:
 
 # ---------------------------------------------------------------- outputs
 
-def _outputs_section(outputs: list[dict]) -> str:
-    from corpusmill.jobs.report_plots import counts_png, histogram_png
+def _outputs_section(outputs: list[dict], name: str = "") -> str:
+    """The task's output distributions; `name`: a task of a job with several."""
+    from corpusmill.jobs.reporting.report_plots import counts_png, histogram_png
 
+    heading = f"<h2><code>{_e(name)}</code>: outputs</h2>" if name else "<h2>Outputs</h2>"
     if not outputs:
-        return '<h2>Outputs</h2><p class="muted">no successful row to summarise</p>'
+        return f'{heading}<p class="muted">no successful row to summarise</p>'
     shares = [o for o in outputs if o["kind"] == "share"]
     cards = []
     for panel in outputs:
@@ -248,7 +267,7 @@ def _outputs_section(outputs: list[dict]) -> str:
             cards.append(_card(panel["title"], _img(histogram_png(panel)), note))
     tiles = "".join(_tile(s["title"], _pct_value(s["share"]),
                           f'{_n(s["true"])} of {_n(s["total"])} rows') for s in shares)
-    return ('<h2>Outputs</h2>' + (f'<div class="tiles">{tiles}</div><br>' if tiles else "")
+    return (heading + (f'<div class="tiles">{tiles}</div><br>' if tiles else "")
             + f'<div class="grid">{"".join(cards)}</div>')
 
 
@@ -261,10 +280,10 @@ def _img(png: bytes) -> str:
     return f'<img alt="" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def _drift_section(drift: dict | None) -> str:
+def _drift_section(drift: dict | None, name: str = "") -> str:
     if not drift:
         return ""
-    from corpusmill.jobs.report_plots import drift_png
+    from corpusmill.jobs.reporting.report_plots import drift_png
 
     cards, tiles = [], []
     for panel in drift["panels"]:
@@ -280,16 +299,85 @@ def _drift_section(drift: dict | None) -> str:
         else:
             tiles.append(_tile(panel["title"], _pct_value(panel["after"]),
                                f'now; was {_pct_value(panel["before"])}'))
-    return (f'<h2>Change against earlier runs</h2><p class="muted">{_n(drift["rows_new"])} rows '
+    heading = (f"<code>{_e(name)}</code>: change against earlier runs" if name
+               else "Change against earlier runs")
+    return (f'<h2>{heading}</h2><p class="muted">{_n(drift["rows_new"])} rows '
             f'added by this run against {_n(drift["rows_before"])} written before.</p>'
             f'<div class="tiles">{"".join(tiles)}</div><br><div class="grid">{"".join(cards)}'
             f'</div>')
 
 
+# ---------------------------------------------------------------- several tasks
+
+def _tasks_section(report: dict) -> str:
+    """A job with several tasks: what each ran, its rows and inference time side by side
+    (with a plot of the busy seconds), where it ran; whether they shared a tokenization."""
+    from corpusmill.jobs.reporting.report import tokenization_text
+    from corpusmill.jobs.reporting.report_plots import tasks_png
+
+    tasks = report["tasks"]
+    body = []
+    for t in tasks:
+        time, where = t.get("time") or {}, t.get("placement") or {}
+        actors = where.get("actors") or {}
+        body.append(
+            f'<tr><td><code>{_e(t["name"])}</code></td><td>{_e(t["task"])}</td>'
+            f'<td>{_e(_short_model(t["model"]))}</td><td class="n">{_n(time.get("rows"))}</td>'
+            f'<td class="n">{_busy(time.get("seconds"))}</td>'
+            f'<td class="n">{_pct_value(time.get("share"))}</td>'
+            f'<td class="n">{_n(time.get("rows_per_second"), 1)}</td>'
+            f'<td class="n">{_n(t["rows"]["errored"])}</td>'
+            f'<td>{_e(where.get("device") or "–")} · {_e(where.get("backend") or "–")} · '
+            f'{_e(where.get("dtype") or "–")}</td>'
+            f'<td class="n">{_n(actors.get("peak", actors.get("max")))}</td></tr>')
+    table = ("<table><tr><th>task</th><th>runs</th><th>model</th><th>rows</th>"
+             "<th>inference (busy)</th><th>share</th><th>rows / busy s</th>"
+             "<th>with errors</th><th>device · backend · dtype</th><th>actors</th></tr>"
+             f'{"".join(body)}</table>')
+    timed = [t for t in tasks if t.get("time")]
+    cards = [_card("Inference busy time by task (summed over its actors)",
+                   _img(tasks_png(timed)), "the tasks' pools run side by side on the same "
+                                           "blocks: busy time is not wall time")] if timed else []
+    tokenization = report.get("tokenization")
+    shared = (f'<p>Tokenization: {_e(tokenization_text(tokenization))} '
+              f'<span class="muted">({_n(tokenization["rows_tokenized"])} rows tokenized for '
+              f'{_n(tokenization["rows"])} rows in)</span></p>' if tokenization
+              else '<p class="muted">tokenization: not recorded</p>')
+    return (f'<h2>Tasks</h2><p class="muted">each task\'s columns are prefixed with its name '
+            f'(<code>{_e(tasks[0]["prefix"])}…</code>); <code>error</code> joins their errors'
+            f'</p>{table}{shared}' + (f'<div class="grid">{"".join(cards)}</div>' if cards
+                                      else ""))
+
+
+def _busy(seconds) -> str:
+    """Busy seconds: short ones (a small job's inference) with their digits."""
+    if seconds is None or float(seconds) >= 10:
+        return _duration(seconds)
+    return f"{float(seconds):.3g} s"
+
+
+def _task_section(task: dict, metrics: dict | None) -> str:
+    """One task of a job with several: what it ran, then its quality against gold, output
+    distributions and change, as a single-task report shows them."""
+    options = task.get("options") or {}
+    facts = [f'<b>{_e(task["task"])}</b> with <code>{_e(task["model"])}</code>'
+             + (f' at revision <code>{_e(task["revision"])}</code>' if task.get("revision")
+                else ""),
+             f'{_n(task["rows"]["ok"])} row(s) without its error, '
+             f'{_n(task["rows"]["errored"])} with']
+    if options:
+        facts.append("options: " + ", ".join(f"{_e(k)} <code>{_e(v)}</code>"
+                                             for k, v in options.items()))
+    return (f'<h2>Task <code>{_e(task["name"])}</code></h2><p>{" · ".join(facts)}</p>'
+            + _metrics_section(metrics) + _outputs_section(task.get("outputs") or [],
+                                                           task["name"])
+            + _drift_section(task.get("drift"), task["name"]))
+
+
 # ---------------------------------------------------------------- time and resources
 
 def _time_section(time: dict | None) -> str:
-    from corpusmill.jobs.report_plots import stages_png, throughput_png
+    from corpusmill.jobs.reporting.report_plots import stages_png, throughput_png
 
     if not time:
         return f"<h2>Time</h2>{NOT_RECORDED}"
@@ -307,11 +395,14 @@ def _time_section(time: dict | None) -> str:
 
 
 def _resources_section(report: dict) -> str:
-    from corpusmill.jobs.report_plots import actors_png
+    from corpusmill.jobs.reporting.report_plots import actors_png
 
     placement, tokens = report.get("placement"), report.get("tokens")
     parts = ["<h2>Where it ran</h2>"]
-    if placement:
+    if report.get("tasks") is not None:
+        parts.append('<p class="muted">each task\'s placement: see Tasks above; tokens and '
+                     'actors below are all the tasks\' together</p>')
+    elif placement:
         actors = placement.get("actors") or {}
         tiles = [_tile("device", _e(placement.get("device"))),
                  _tile("backend", _e(placement.get("backend"))),

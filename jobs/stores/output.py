@@ -1,15 +1,15 @@
 """The output folder, as the driver sees it (Ray Data's sink writes the data files): deciding
 what to do with what it holds (refuse, resume, replace), and what was written for the summary:
 counts from the data files' footers, and the duplicate-id check streamed through hash
-partitions on local disk (jobs/ids.py), so the driver never holds every id. `OutputFolder` is
+partitions on local disk (jobs/stores/ids.py), so the driver never holds every id. `OutputFolder` is
 the one object run_job talks to.
 
 Layout: the data files (`*.parquet`, in `key=value/` folders when partitioned), each with the
 job's provenance in its schema metadata, and one hidden folder, `.corpusmill/`, for the rest:
 `manifest.json` (job id, status, spec, the fingerprints of the input files runs read, the last
-run's counts, placement and statistics), `files.json` (the incremental ledger, jobs/ledger.py),
-`lock` while a run writes (jobs/lock.py), `checkpoint/` (Ray Data's record of committed row
-ids, which a rerun uses to resume), `logs/` (jobs/console.py) and `report/` (jobs/report.py:
+run's counts, placement and statistics), `files.json` (the incremental ledger, jobs/stores/ledger.py),
+`lock` while a run writes (jobs/stores/lock.py), `checkpoint/` (Ray Data's record of committed row
+ids, which a rerun uses to resume), `logs/` (jobs/console.py) and `report/` (jobs/reporting/report.py:
 report.html, report.json, metrics.json, and the dataset card README.md). Hidden, so every
 reader of a Parquet folder sees only the data: `pandas.read_parquet(OUTPUT)`,
 `datasets.load_dataset("parquet", data_dir=OUTPUT)`, pyarrow datasets skip names starting with
@@ -33,8 +33,8 @@ from corpusmill.operators.plan import ERROR
 
 STATE_DIR = ".corpusmill"                     # everything but the data files
 MANIFEST = f"{STATE_DIR}/manifest.json"
-LEDGER = f"{STATE_DIR}/files.json"             # incremental runs (jobs/ledger.py)
-LOCK = f"{STATE_DIR}/lock"                     # held by a running run (jobs/lock.py)
+LEDGER = f"{STATE_DIR}/files.json"             # incremental runs (jobs/stores/ledger.py)
+LOCK = f"{STATE_DIR}/lock"                     # held by a running run (jobs/stores/lock.py)
 CHECKPOINT_DIR = f"{STATE_DIR}/checkpoint"     # Ray Data's committed row ids
 LOG_DIR = f"{STATE_DIR}/logs"                  # Ray's output of each run (jobs/console.py)
 REPORT_DIR = f"{STATE_DIR}/report"             # the run report and the dataset card
@@ -205,7 +205,7 @@ def migrate_legacy_layout(output: str) -> list[str]:
 
 def committed_rows(output: str, id_column: str | None = None, scope=None) -> int:
     """Rows whose write Ray Data has committed (its checkpoint files, not pending ones), from
-    their footers; with `scope` (jobs/ids.py IdPartitions of ids), only those whose id is in
+    their footers; with `scope` (jobs/stores/ids.py IdPartitions of ids), only those whose id is in
     it, streamed through hash partitions like it. Data files of a killed run may be partial;
     Ray deletes those when the next run starts."""
     fs, root = output_filesystem(output)
@@ -214,7 +214,7 @@ def committed_rows(output: str, id_column: str | None = None, scope=None) -> int
         if entry.base_name.endswith(".parquet") and ".pending." not in entry.base_name]
     if scope is None:
         return sum(_footer(fs, entry.path).num_rows for entry in files)
-    from corpusmill.jobs.ids import IdPartitions, id_hash
+    from corpusmill.jobs.stores.ids import IdPartitions, id_hash
 
     with IdPartitions(scope.partitions) as ids:
         for source, entry in enumerate(files):
@@ -230,7 +230,7 @@ def _footer(fs: pafs.FileSystem, path: str) -> pq.FileMetaData:
 
 def _iter_columns(fs: pafs.FileSystem, path: str, columns: list[str]):
     """Record batches of `columns` of one output file, a bounded number of rows at a time."""
-    from corpusmill.jobs.ids import READ_BATCH_ROWS
+    from corpusmill.jobs.stores.ids import READ_BATCH_ROWS
 
     with fs.open_input_file(path) as f:
         yield from pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS, columns=columns)
@@ -264,7 +264,7 @@ def output_counts(output: str, id_column: str | None = None, scope=None) -> dict
     Rows, errors and truncations come from the files' footers (row counts, the `error`
     column's null count, `input_truncated`'s maximum; a row group whose statistics say
     nothing is read for that one column). Ids stream through hash partitions on local disk
-    (jobs/ids.py), so the driver never holds them all. With `scope` (IdPartitions of ids:
+    (jobs/stores/ids.py), so the driver never holds them all. With `scope` (IdPartitions of ids:
     an incremental run's own), rows, errors and truncations count only rows whose id is in
     it; duplicates are checked over all rows."""
     from concurrent.futures import ThreadPoolExecutor
@@ -278,7 +278,7 @@ def output_counts(output: str, id_column: str | None = None, scope=None) -> dict
               "rows_truncated": sum(t[2] for t in tallies), "ids_duplicated": 0}
     if id_column is None:
         return counts
-    from corpusmill.jobs.ids import IdPartitions, find_duplicates, id_hash, partitions_for
+    from corpusmill.jobs.stores.ids import IdPartitions, find_duplicates, id_hash, partitions_for
 
     flags = ("errored", "truncated") if scope is not None else ()
     partitions = scope.partitions if scope is not None else partitions_for(counts["rows_out"])
@@ -286,17 +286,14 @@ def output_counts(output: str, id_column: str | None = None, scope=None) -> dict
         def spill(source: int) -> None:
             path = entries[source].path
             names = pq.read_schema(path, filesystem=fs).names if scope is not None else []
-            columns = [id_column] + ([ERROR] if scope is not None else []) + (
-                [INPUT_TRUNCATED] if INPUT_TRUNCATED in names else [])
+            truncated = truncation_columns(names)
+            columns = [id_column] + ([ERROR] if scope is not None else []) + truncated
             for batch in _iter_columns(fs, path, columns):
                 row_flags = {}
                 if scope is not None:
                     row_flags["errored"] = pc.is_valid(batch.column(ERROR)).to_numpy(
                         zero_copy_only=False)
-                    row_flags["truncated"] = (
-                        pc.fill_null(batch.column(INPUT_TRUNCATED), False).to_numpy(
-                            zero_copy_only=False) if INPUT_TRUNCATED in columns
-                        else [0] * batch.num_rows)
+                    row_flags["truncated"] = _any_true(batch, truncated)
                 ids.add(id_hash(batch.column(0)), source, row_flags)
 
         with ThreadPoolExecutor(max(1, min(4, len(entries) or 1))) as pool:
@@ -313,6 +310,24 @@ def output_counts(output: str, id_column: str | None = None, scope=None) -> dict
     return counts
 
 
+def truncation_columns(names: list[str]) -> list[str]:
+    """The columns that flag a row's input as truncated: `input_truncated`, or in the output
+    of a job with several tasks each task's `<name>_input_truncated`."""
+    if INPUT_TRUNCATED in names:
+        return [INPUT_TRUNCATED]
+    return [n for n in names if n.endswith(f"_{INPUT_TRUNCATED}")]
+
+
+def _any_true(table, columns: list[str]):
+    """Per row: any of `columns` true (nulls false); zeros without columns."""
+    import numpy as np
+
+    flags = np.zeros(table.num_rows, dtype=bool)
+    for name in columns:
+        flags |= pc.fill_null(table.column(name), False).to_numpy(zero_copy_only=False)
+    return flags
+
+
 def _file_counts(fs: pafs.FileSystem, path: str) -> tuple[int, int, int]:
     """(rows, rows with an error, rows with input_truncated) of one output file, from its
     footer where its statistics answer."""
@@ -321,7 +336,7 @@ def _file_counts(fs: pafs.FileSystem, path: str) -> tuple[int, int, int]:
         meta = parquet.metadata
         names = parquet.schema_arrow.names
         error_at = names.index(ERROR) if ERROR in names else None
-        truncated_at = names.index(INPUT_TRUNCATED) if INPUT_TRUNCATED in names else None
+        flagged = truncation_columns(names)
         errored = truncated = 0
         for group in range(meta.num_row_groups):
             row_group = meta.row_group(group)
@@ -332,15 +347,16 @@ def _file_counts(fs: pafs.FileSystem, path: str) -> tuple[int, int, int]:
                 else:
                     column = parquet.read_row_group(group, columns=[ERROR]).column(0)
                     errored += len(column) - column.null_count
-            if truncated_at is not None:
-                stats = _leaf_statistics(parquet, row_group, INPUT_TRUNCATED)
+            if len(flagged) == 1:
+                stats = _leaf_statistics(parquet, row_group, flagged[0])
                 if stats is not None and stats.has_min_max and stats.max is False:
                     continue
                 if stats is not None and stats.has_min_max and stats.min is True:
                     truncated += row_group.num_rows - (stats.null_count or 0)
                     continue
-                column = parquet.read_row_group(group, columns=[INPUT_TRUNCATED]).column(0)
-                truncated += pc.sum(pc.fill_null(column, False).cast(pa.int64())).as_py() or 0
+            if flagged:  # several tasks' flags: a row counts once, whichever truncated it
+                table = parquet.read_row_group(group, columns=flagged)
+                truncated += int(_any_true(table, flagged).sum())
         return meta.num_rows, errored, truncated
 
 
@@ -419,7 +435,7 @@ class OutputFolder:
         """A resumed job whose input files changed since earlier runs read them would keep
         their stale rows: refused, naming the files. Returns the files earlier runs read that
         are gone now (their rows stay; the summary says so)."""
-        from corpusmill.jobs.corpus import changed_files
+        from corpusmill.jobs.stores.corpus import changed_files
 
         recorded = (self.manifest() or {}).get("inputs") or {}
         changed = changed_files(corpus.files, recorded)
@@ -441,7 +457,7 @@ class OutputFolder:
         replace_output(self.path)
 
     def lock(self, run_id: str):
-        from corpusmill.jobs.lock import OutputLock
+        from corpusmill.jobs.stores.lock import OutputLock
 
         return OutputLock(self.path, run_id)
 
@@ -456,12 +472,12 @@ class OutputFolder:
         return (self.manifest() or {}).get("inputs") or {}
 
     def ledger(self) -> dict[str, dict]:
-        from corpusmill.jobs.ledger import read_ledger
+        from corpusmill.jobs.stores.ledger import read_ledger
 
         return read_ledger(self.path)
 
     def record_ledger(self, ledger: dict[str, dict], done) -> None:
-        from corpusmill.jobs.ledger import record_files
+        from corpusmill.jobs.stores.ledger import record_files
 
         record_files(self.path, ledger, done)
 

@@ -11,7 +11,12 @@ tokens and padding efficiency; rows per actor and per node; the resolved placeme
 output distributions (`Task.report_facts` / `report_panels`); errors grouped by kind with
 example ids; for an incremental run, how the rows it added differ from the earlier ones; and
 the metrics against gold. Aggregation is pandas over per-row facts read file by file (only the
-columns needed)."""
+columns needed).
+
+A job with several tasks (`tasks:`; `build_several`): the same job-wide sections, a section per
+task computed over its `<name>_` columns as its single-task report's would be (the column
+names mapped by jobs/reporting/evaluate.py `output_columns`, so the same code reads them), the tasks'
+inference times side by side, and whether they shared a tokenization."""
 from __future__ import annotations
 
 import json
@@ -27,8 +32,8 @@ import pyarrow.parquet as pq
 
 from corpusmill.errors import JobError
 from corpusmill.operators.plan import ERROR
-from corpusmill.operators.read import GENERATED_ID
-from corpusmill.jobs.output import MANIFEST, REPORT_DIR, data_files, read_manifest
+from corpusmill.operators.readers.read import GENERATED_ID
+from corpusmill.jobs.stores.output import MANIFEST, REPORT_DIR, data_files, read_manifest
 from corpusmill.pipelines.base import Panel, Task
 from corpusmill.pipelines.registry import UnknownTask, get_task
 
@@ -54,7 +59,7 @@ def write_report(output: str, manifest: dict | None = None,
 
 def save_report(output: str, report: dict) -> dict[str, str]:
     """Write a built report's files to `<output>/.corpusmill/report/`; returns their paths, by name."""
-    from corpusmill.jobs.report_html import render_html
+    from corpusmill.jobs.reporting.report_html import render_html
 
     fs, root, _ = data_files(output)
     folder = f"{root}/{REPORT_DIR}"
@@ -70,7 +75,7 @@ def save_report(output: str, report: dict) -> dict[str, str]:
         with fs.open_output_stream(f"{folder}/{name}") as f:
             f.write(text.encode())
         written[name] = f"{folder}/{name}"
-    from corpusmill.jobs.card import CARD, write_card  # the output's dataset card
+    from corpusmill.jobs.reporting.card import CARD, write_card  # the output's dataset card
 
     written[CARD] = write_card(fs, folder, output, report, read_manifest(output) or {})
     return written
@@ -80,7 +85,7 @@ def report_after_run(output: str, manifest: dict) -> tuple[str, ...]:
     """Write the report at the end of `corpusmill run` (jobs/run.py); returns the lines to print
     after the summary: the metrics against gold (a job with `evaluate`) and the report's path.
     The run itself has completed: a report that cannot be built is said, not raised."""
-    from corpusmill.jobs.evaluate import headline
+    from corpusmill.jobs.reporting.evaluate import headline
 
     try:
         report = build_report(output, manifest)
@@ -88,13 +93,20 @@ def report_after_run(output: str, manifest: dict) -> tuple[str, ...]:
     except Exception as e:  # noqa: BLE001 - the output is complete whatever the report does
         return (f"the run report could not be written ({type(e).__name__}: {e}); rebuild it "
                 f"with: corpusmill report {output}",)
-    lines = headline(report["metrics"]) if report["metrics"] else []
+    if report.get("tasks") is not None:
+        lines = [line for result in ((report["metrics"] or {}).get("tasks") or {}).values()
+                 for line in headline(result)] + tasks_lines(report)
+    else:
+        lines = headline(report["metrics"]) if report["metrics"] else []
     return tuple(lines + [f"report: {written[REPORT_HTML]}"])
 
 
 def build_report(output: str, manifest: dict, metrics: dict | None = None) -> dict:
-    """The report as plain data (what report.json holds)."""
+    """The report as plain data (what report.json holds). A job with several tasks:
+    `build_several`."""
     spec_data = manifest.get("spec") or {}
+    if spec_data.get("tasks"):
+        return build_several(output, manifest, metrics)
     provenance = manifest.get("provenance") or {}
     task_name = spec_data.get("task") or provenance.get("task")
     try:
@@ -107,12 +119,12 @@ def build_report(output: str, manifest: dict, metrics: dict | None = None) -> di
     id_column = spec_data.get("id_column") or GENERATED_ID
     gold = []
     if metrics is None and spec is not None and spec.evaluate_options is not None and task:
-        from corpusmill.jobs.evaluate import gold_columns
+        from corpusmill.jobs.reporting.evaluate import gold_columns
 
         gold = gold_columns(spec, task)
     scan = scan_output(output, task, id_column, set(stats.get("files_written") or []), gold)
     if gold:
-        from corpusmill.jobs.evaluate import score_table
+        from corpusmill.jobs.reporting.evaluate import score_table
 
         metrics = score_table(spec, task, scan.gold_table(), id_column)
     panels = task.report_panels(spec.task_options if spec else None) if task else []
@@ -125,18 +137,152 @@ def build_report(output: str, manifest: dict, metrics: dict | None = None) -> di
                 "corpusmill_version": provenance.get("corpusmill_version"),
                 "options": provenance.get("options") or spec_data.get("options"),
                 "spec_problem": spec_problem},
-        "rows": _rows(summary, scan),
-        "time": _time(summary, stats),
-        "tokens": _tokens(stats, summary),
-        "placement": manifest.get("placement"),
-        "actors": stats.get("actors"),
-        "nodes": (manifest.get("placement") or {}).get("nodes"),
+        **_run_sections(manifest, summary, stats, scan),
         "outputs": [summarize_panel(p, scan.facts, scan.rows_ok) for p in panels
                     if p.fact in scan.facts.columns],
         "errors": group_errors(scan.errors),
         "drift": drift(panels, scan, summary),
         "metrics": metrics,
     }
+
+
+def build_several(output: str, manifest: dict, metrics: dict | None = None) -> dict:
+    """The report of a job with several tasks (`tasks:`): the job-wide sections as a
+    single-task job's (rows, time, tokens, actors, nodes; errors from the joined `error`),
+    then `tasks`, a section per task, over its `<name>_` columns: what it ran (task, model,
+    revision, options), its rows with and without its error, its inference time
+    (`stats.stages["inference:<name>"]`), its placement, its output distributions and, in an
+    incremental run, their change; and `tokenization`: how many times each row was tokenized
+    for the tasks. `metrics`: {"tasks": {name: score_table's result}} for the tasks with an
+    `evaluate` block (or as given: `corpusmill evaluate`). The top level's `outputs` is
+    empty, its `drift` None: they are per task."""
+    from corpusmill.jobs.reporting.evaluate import gold_columns, score_table
+
+    spec_data = manifest.get("spec") or {}
+    provenance = manifest.get("provenance") or {}
+    made = provenance.get("tasks") or {}
+    summary = manifest.get("summary") or {}
+    stats = manifest.get("stats") or {}
+    spec, spec_problem = _spec(spec_data)
+    specs = spec.task_specs() if spec is not None and spec.several else {}
+    id_column = spec_data.get("id_column") or GENERATED_ID
+    tasks, gold = {}, {}
+    for name, block in spec_data["tasks"].items():
+        try:
+            tasks[name] = get_task(block.get("task") or (made.get(name) or {}).get("task"))
+        except UnknownTask:
+            tasks[name] = None
+        one = specs.get(name)
+        if metrics is None and one is not None and one.evaluate_options is not None \
+                and tasks[name] is not None:
+            gold[name] = gold_columns(one, tasks[name])
+    scan = scan_output(output, None, id_column, set(stats.get("files_written") or []), [],
+                       tasks={name: (task, gold.get(name, [])) for name, task in tasks.items()})
+    if gold:
+        metrics = {"tasks": {name: score_table(specs[name], tasks[name],
+                                               scan.tasks[name].gold_table(), id_column, name)
+                             for name in gold}}
+    placements = (manifest.get("placement") or {}).get("tasks") or {}
+    sections = []
+    for name, task in tasks.items():
+        block, ours, one = spec_data["tasks"][name], scan.tasks[name], specs.get(name)
+        panels = task.report_panels(one.task_options if one else None) if task else []
+        recorded = made.get(name) or {}
+        sections.append({
+            "name": name, "task": block.get("task") or recorded.get("task"),
+            "model": block.get("model") or recorded.get("model"),
+            "revision": recorded.get("revision", block.get("revision")),
+            "options": recorded.get("options") or block.get("options"),
+            "prefix": f"{name}_",
+            "rows": {"ok": ours.rows_ok, "errored": ours.rows - ours.rows_ok},
+            "time": _task_time(stats, name),
+            "placement": placements.get(name),
+            "outputs": [summarize_panel(p, ours.facts, ours.rows_ok) for p in panels
+                        if p.fact in ours.facts.columns],
+            "drift": drift(panels, ours, summary),
+        })
+    return {
+        "job": {"job_id": manifest.get("job_id"), "run_id": manifest.get("run_id"),
+                "status": manifest.get("status"), "task": None, "model": None,
+                "tasks": {s["name"]: s["task"] for s in sections},
+                "input": spec_data.get("input"), "output": output,
+                "created": provenance.get("created"),
+                "corpusmill_version": provenance.get("corpusmill_version"),
+                "options": None, "spec_problem": spec_problem},
+        **_run_sections(manifest, summary, stats, scan),
+        "outputs": [],
+        "errors": group_errors(scan.errors),
+        "drift": None,
+        "metrics": metrics,
+        "tasks": sections,
+        "tokenization": _tokenization(stats, summary, len(sections)),
+    }
+
+
+def _run_sections(manifest: dict, summary: dict, stats: dict, scan) -> dict:
+    """The report's sections about the run as a whole: rows, time, tokens, where it ran."""
+    return {"rows": _rows(summary, scan), "time": _time(summary, stats),
+            "tokens": _tokens(stats, summary), "placement": manifest.get("placement"),
+            "actors": stats.get("actors"),
+            "nodes": (manifest.get("placement") or {}).get("nodes")}
+
+
+def _task_time(stats: dict, name: str) -> dict | None:
+    """One task's inference: rows, busy seconds (summed over its actors), its share of all
+    the tasks' inference time, rows per busy second."""
+    stages = stats.get("stages") or {}
+    stage = stages.get(f"inference:{name}")
+    if not stage or "seconds" not in stage:
+        return None
+    seconds = float(stage.get("seconds") or 0)
+    total = sum(float(values.get("seconds") or 0) for key, values in stages.items()
+                if key.startswith("inference:"))
+    rows = stage.get("rows")
+    return {"rows": rows, "seconds": seconds, "share": seconds / total if total else 0.0,
+            "rows_per_second": rows / seconds if rows and seconds else None}
+
+
+def _tokenization(stats: dict, summary: dict, tasks: int) -> dict | None:
+    """How many times this run tokenized each row for its `tasks`: the tokenize stage counts
+    each tokenization's rows, so its rows over the rows this run processed. `shared`: `all`
+    (once for every task), `some` (tasks that tokenize alike shared one), `none`."""
+    tokenized = ((stats.get("stages") or {}).get("tokenize") or {}).get("rows")
+    rows = (summary.get("rows_in") or 0) - (summary.get("rows_before") or 0)
+    if tokenized is None or rows <= 0:
+        return None
+    times = tokenized / rows
+    shared = ("all" if round(times, 2) <= 1 else "none" if round(times, 2) >= tasks
+              else "some")
+    return {"rows": rows, "rows_tokenized": tokenized, "tokenizations": round(times, 2),
+            "tasks": tasks, "shared": shared}
+
+
+def tasks_lines(report: dict) -> list[str]:
+    """A job with several tasks: the tasks' inference time side by side, and whether they
+    shared a tokenization, as one printable line (after the run, beside the metrics)."""
+    parts = []
+    for section in report.get("tasks") or []:
+        time = section.get("time")
+        parts.append(f"{section['name']} {_seconds(time['seconds'])} for {time['rows'] or 0:,} rows"
+                     if time else f"{section['name']} not recorded")
+    line = "inference busy time by task: " + ", ".join(parts)
+    tokenization = report.get("tokenization")
+    if tokenization:
+        line += "; " + tokenization_text(tokenization)
+    return [line]
+
+
+def _seconds(value: float) -> str:
+    return f"{value:,.1f} s" if value >= 10 else f"{value:.3g} s"
+
+
+def tokenization_text(tokenization: dict) -> str:
+    times, tasks = tokenization["tokenizations"], tokenization["tasks"]
+    if tokenization["shared"] == "all":
+        return f"tokenized once for the {tasks} tasks"
+    if tokenization["shared"] == "none":
+        return f"tokenized by each task ({times:g} tokenizations per row)"
+    return f"tokenized {times:g} times per row for {tasks} tasks (shared where alike)"
 
 
 def _spec(data: dict):
@@ -161,6 +307,9 @@ class Scan:
     facts: pd.DataFrame = field(default_factory=pd.DataFrame)  # per ok row, plus `_new`
     errors: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["id", "error"]))
     gold_tables: list[pa.Table] = field(default_factory=list)
+    # a job with several tasks: each task's scan over its own columns (its rows without error
+    # are those it succeeded on; its errors its own)
+    tasks: dict[str, "Scan"] = field(default_factory=dict)
 
     def gold_table(self) -> pa.Table:
         if not self.gold_tables:
@@ -169,41 +318,72 @@ class Scan:
         return pa.concat_tables(self.gold_tables, promote_options="permissive")
 
 
+@dataclass
+class _View:
+    """What one scan reads of each file: a task's output columns and error (its own name ->
+    the file's: `output_columns`), the gold columns; its facts and errors, file by file."""
+    scan: Scan
+    task: Task | None
+    columns: dict[str, str]
+    gold: list[str]
+    facts: list[pd.DataFrame] = field(default_factory=list)
+    errors: list[pd.DataFrame] = field(default_factory=list)
+
+
 def scan_output(output: str, task: Task | None, id_column: str, new_files: set[str],
-                gold: list[str]) -> Scan:
+                gold: list[str], tasks: dict[str, tuple[Task | None, list[str]]] | None = None
+                ) -> Scan:
     """Read each data file once, only the columns needed: per-row facts of the rows without
-    error, (id, message) of the rows with one, and, for scoring, the gold columns."""
+    error, (id, message) of the rows with one, and, for scoring, the gold columns. `tasks`: a
+    job with several (`task` None, `gold` empty): name -> (task, its gold columns), each
+    scanned over its `<name>_` columns into `Scan.tasks`; the scan itself counts the joined
+    `error`."""
+    from corpusmill.jobs.reporting.evaluate import output_columns
+
     fs, root, paths = data_files(output)
-    outputs = [f.name for f in task.output_fields()] if task else []
-    scan, facts, errors = Scan(), [], []
+    scan = Scan()
+    views = [_View(scan, task, output_columns(task) if task else {ERROR: ERROR}, gold)]
+    for name, (one, its_gold) in (tasks or {}).items():
+        scan.tasks[name] = Scan()
+        columns = output_columns(one, name) if one else {ERROR: f"{name}_{ERROR}"}
+        views.append(_View(scan.tasks[name], one, columns, its_gold))
     for path in paths:
         with fs.open_input_file(f"{root}/{path}") as f:
             parquet = pq.ParquetFile(f)
             names = parquet.schema_arrow.names
-            wanted = [c for c in dict.fromkeys([id_column, ERROR, *outputs, *gold]) if c in names]
-            table = parquet.read(columns=wanted)
-        is_new = path in new_files
-        scan.rows += table.num_rows
-        scan.rows_new += table.num_rows if is_new else 0
-        failed = (pc.is_valid(table.column(ERROR)) if ERROR in names
-                  else pa.array(np.zeros(table.num_rows, bool)))
-        if id_column in names and ERROR in names:
-            bad = table.filter(failed)
-            errors.append(pd.DataFrame({"id": bad.column(id_column).to_pylist(),
-                                        "error": bad.column(ERROR).to_pylist()}))
-        ok = table.filter(pc.invert(failed))
-        scan.rows_ok += ok.num_rows
-        if task is not None and ok.num_rows and all(c in names for c in outputs):
-            frame = pd.DataFrame(task.report_facts(ok.select(outputs)))
-            frame["_new"] = is_new
-            facts.append(frame)
-        if gold and all(c in names for c in gold):
-            scan.gold_tables.append(table)
-    if facts:
-        scan.facts = pd.concat(facts, ignore_index=True)
-    if errors:
-        scan.errors = pd.concat(errors, ignore_index=True)
+            needed = [id_column] + [c for v in views for c in [*v.columns.values(), *v.gold]]
+            table = parquet.read(columns=[c for c in dict.fromkeys(needed) if c in names])
+        for view in views:
+            _scan_file(view, table, names, id_column, path in new_files)
+    for view in views:
+        if view.facts:
+            view.scan.facts = pd.concat(view.facts, ignore_index=True)
+        if view.errors:
+            view.scan.errors = pd.concat(view.errors, ignore_index=True)
     return scan
+
+
+def _scan_file(view: _View, table: pa.Table, names: list[str], id_column: str,
+               is_new: bool) -> None:
+    scan, task, error = view.scan, view.task, view.columns[ERROR]
+    scan.rows += table.num_rows
+    scan.rows_new += table.num_rows if is_new else 0
+    failed = (pc.is_valid(table.column(error)) if error in names
+              else pa.array(np.zeros(table.num_rows, bool)))
+    if id_column in names and error in names:
+        bad = table.filter(failed)
+        view.errors.append(pd.DataFrame({"id": bad.column(id_column).to_pylist(),
+                                         "error": bad.column(error).to_pylist()}))
+    ok = table.filter(pc.invert(failed))
+    scan.rows_ok += ok.num_rows
+    outputs = [f.name for f in task.output_fields()] if task else []
+    columns = [view.columns[name] for name in outputs]
+    if task is not None and ok.num_rows and all(c in names for c in columns):
+        frame = pd.DataFrame(task.report_facts(ok.select(columns).rename_columns(outputs)))
+        frame["_new"] = is_new
+        view.facts.append(frame)
+    if view.gold and all(c in names for c in view.gold):
+        scan.gold_tables.append(table)
 
 
 # ---------------------------------------------------------------- sections
@@ -226,8 +406,10 @@ def _time(summary: dict, stats: dict) -> dict | None:
         return None
     done = (summary.get("rows_in") or 0) - (summary.get("rows_before") or 0)
     # stages whose busy time was measured (the write is Ray's sink: rows and files only)
+    # (a job with several tasks also times each task's inference, `inference:<name>`: shown
+    # side by side in its task sections, not as stages beside the summed `inference`)
     stages = {name: values for name, values in (stats.get("stages") or {}).items()
-              if "seconds" in values}
+              if "seconds" in values and not name.startswith("inference:")}
     busy = sum(float(s.get("seconds") or 0) for s in stages.values())
     ordered = [name for name in STAGES if name in stages] + [n for n in stages if n not in STAGES]
     return {

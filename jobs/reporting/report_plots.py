@@ -106,6 +106,15 @@ def stages_png(stages: list[dict]) -> bytes:
                  colors=[SECOND if s["stage"] == "inference" else ACCENT for s in stages])
 
 
+def tasks_png(tasks: list[dict]) -> bytes:
+    """A job with several tasks: each task's inference busy seconds, with rows and share."""
+    times = [t["time"] for t in tasks]
+    texts = [(f"{x['seconds']:,.1f}" if x["seconds"] >= 10 else f"{x['seconds']:.3g}")
+             + f" s  ({100 * x['share']:.0f}%), {x['rows'] or 0:,} rows" for x in times]
+    return _bars([t["name"] for t in tasks], [x["seconds"] for x in times], texts,
+                 "busy seconds", room=1.5)
+
+
 def throughput_png(points: list[list[float]]) -> bytes:
     t, rate = np.asarray(points).T
     fig, ax = _figure(2.3)

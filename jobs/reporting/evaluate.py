@@ -4,7 +4,11 @@ with the field's standard library).
 
 Rows whose gold value is null (or an empty list) are left out and counted; so are rows with an
 error (they have no output to score). `corpusmill evaluate` (jobs/cli.py) scores a finished
-job's output, or with `--sample N` a sample run before the full corpus (jobs/sample.py)."""
+job's output, or with `--sample N` a sample run before the full corpus (jobs/sample.py).
+
+A job with several tasks (`tasks:`) scores each task whose block has `evaluate` against its
+gold column: over the task's `<name>_` output columns, rows that task failed on left out
+(`score_table(..., name)`), its result and lines labelled with its name."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -52,42 +56,57 @@ def gold_columns(spec: JobSpec, task: Task) -> list[str]:
     return columns + [mapping[name] for name in task.evaluate_inputs]
 
 
-def score_table(spec: JobSpec, task: Task, table: pa.Table, id_column: str) -> dict:
+def output_columns(task: Task, name: str = "") -> dict[str, str]:
+    """The task's output columns and `error`, as its single-task job names them -> as the
+    output holds them: the same, or for task `name` of a job with several (`tasks:`)
+    prefixed `<name>_` (its own error in `<name>_error`; the joined `error` is every task's)."""
+    names = [f.name for f in task.output_fields()] + [ERROR]
+    return {column: f"{name}_{column}" if name else column for column in names}
+
+
+def score_table(spec: JobSpec, task: Task, table: pa.Table, id_column: str,
+                name: str = "") -> dict:
     """Metrics of the output rows in `table` (task outputs, `error`, the id, gold and the
-    inputs `gold_columns` names) against the gold column, with the rows left out counted."""
+    inputs `gold_columns` names) against the gold column, with the rows left out counted.
+    `name`: task `name` of a job with several, `spec` its single-task spec: its prefixed
+    columns are scored (`output_columns`), rows it failed on left out, and the result is
+    labelled with the name."""
     evaluate = spec.evaluate_options
+    columns = output_columns(task, name)
     gold = table.column(evaluate.gold)
     has_gold = pc.is_valid(gold)
     if pa.types.is_list(gold.type) or pa.types.is_large_list(gold.type):
         has_gold = pc.and_(has_gold, pc.greater(pc.fill_null(pc.list_value_length(gold), 0), 0))
-    ok = pc.is_null(table.column(ERROR))
+    ok = pc.is_null(table.column(columns[ERROR]))
     scored = table.filter(pc.and_(has_gold, ok))
-    mapping = {name: spec.columns.get(name, name) for name in task.input_columns}
+    inputs = {key: spec.columns.get(key, key) for key in task.input_columns}
     rows = GoldRows(
-        outputs=_Columns(scored, [f.name for f in task.output_fields()]),
+        outputs=_Columns(scored, {f.name: columns[f.name] for f in task.output_fields()}),
         gold=scored.column(evaluate.gold).to_pylist(),
-        texts={name: scored.column(mapping[name]).to_pylist() for name in task.evaluate_inputs},
+        texts={key: scored.column(inputs[key]).to_pylist() for key in task.evaluate_inputs},
         ids=scored.column(id_column).to_pylist() if id_column in scored.column_names else [])
     counts = {"rows": table.num_rows, "scored": scored.num_rows,
               "gold_missing": _count_false(has_gold),
               "errored": _count_false(pc.or_(pc.invert(has_gold), ok))}
     metrics = task.evaluate(rows, evaluate, spec.task_options) if len(rows) else {}
-    return {"task": task.name, "gold": evaluate.gold,
+    labelled = {"name": name} if name else {}
+    return {**labelled, "task": task.name, "gold": evaluate.gold,
             "options": evaluate.model_dump(mode="json"), "rows": counts, "metrics": metrics}
 
 
 class _Columns(Mapping):
     """Output columns as Python lists, each converted when a metric first reads it (a task
-    reads one or two of its columns; converting the others would cost time on large outputs)."""
+    reads one or two of its columns; converting the others would cost time on large outputs).
+    `names`: the task's name of each column -> the table's."""
 
-    def __init__(self, table: pa.Table, names: list[str]):
+    def __init__(self, table: pa.Table, names: dict[str, str]):
         self._table, self._names, self._lists = table, names, {}
 
     def __getitem__(self, name: str) -> list:
         if name not in self._names:
             raise KeyError(name)
         if name not in self._lists:
-            self._lists[name] = self._table.column(name).to_pylist()
+            self._lists[name] = self._table.column(self._names[name]).to_pylist()
         return self._lists[name]
 
     def __iter__(self):
@@ -106,7 +125,8 @@ def headline(result: dict) -> list[str]:
     rows = result["rows"]
     scalars = {k: v for k, v in result["metrics"].items() if isinstance(v, float)}
     shown = "  ".join(f"{k} {_number(v)}" for k, v in scalars.items())
-    lines = [f"{result['task']} against {result['gold']!r}: {shown or 'no row to score'}",
+    what = f"{result['name']} ({result['task']})" if result.get("name") else result["task"]
+    lines = [f"{what} against {result['gold']!r}: {shown or 'no row to score'}",
              f"{scored_rows(result)} row(s) scored"
              + (f"; {rows['gold_missing']} without gold left out" if rows["gold_missing"] else "")
              + (f"; {rows['errored']} with errors left out" if rows["errored"] else "")
@@ -143,19 +163,28 @@ def _number(value) -> str:
 def evaluate_command(spec: JobSpec, sample: int | None, seed: int) -> int:
     """`corpusmill evaluate`: score the finished output of this job, or with `sample` run and
     score a sample first. Prints the metrics; scoring the output also writes them to
-    `.corpusmill/report/metrics.json` and into the report."""
-    from corpusmill.jobs.preflight import preflight
+    `.corpusmill/report/metrics.json` and into the report. A job with several tasks: each
+    task with an `evaluate` block in its own block, labelled with its name."""
+    from corpusmill.jobs.preflight import preflight, preflight_several
 
-    if spec.evaluate_options is None:
+    scored = {name: one for name, one in spec.task_specs().items()
+              if one.evaluate_options is not None}
+    if not scored and spec.several:
+        raise JobError("no task of the job has an evaluate block: add `evaluate: {gold: "
+                       "<column>}` to a task's block, or pass --set "
+                       "tasks.NAME.evaluate.gold=<column>")
+    if not scored:
         raise JobError("the job has no evaluate block: add `evaluate: {gold: <column>}` to the "
                        "job spec, or pass --set evaluate.gold=<column>")
-    plan, corpus = preflight(spec)
+    plan, corpus = preflight_several(spec) if spec.several else preflight(spec)
     if sample is not None:
-        return _evaluate_sample(plan, corpus, sample, seed)
-    return _evaluate_output(plan)
+        return _evaluate_sample(plan, corpus, sample, seed, scored)
+    return _evaluate_output(plan, scored)
 
 
-def _evaluate_sample(plan, corpus, n: int, seed: int) -> int:
+def _evaluate_sample(plan, corpus, n: int, seed: int, scored: dict[str, JobSpec]) -> int:
+    """Each task with an evaluate block (`scored`: name -> its spec; '' a single-task job's)
+    run on a sample of the rows with its gold, in this process, and scored."""
     from transformers.utils import logging as transformers_logging
 
     from corpusmill.jobs.sample import run_sample
@@ -164,21 +193,29 @@ def _evaluate_sample(plan, corpus, n: int, seed: int) -> int:
 
     if n < 1:
         raise JobError(f"--sample must be at least 1, got {n}")
-    spec = plan.spec
-    run = run_sample(plan, corpus, n, seed, gold=spec.evaluate_options.gold)
-    result = score_table(spec, plan.task, run.table, plan.id_column)
-    if not run.rows:
-        raise JobError(f"no row of the input has a gold value in column "
-                       f"{spec.evaluate_options.gold!r} to sample")
-    print(f"sample of {run.rows} rows with gold (of {run.corpus_rows:,}), seed {seed}")
-    for line in headline(result) + detail_lines(result) + run.estimate_lines(corpus.num_rows):
-        print(line)
+    plans = plan.tasks if plan.spec.several else {"": plan}
+    for name, spec in scored.items():
+        one = plans[name]
+        run = run_sample(one, corpus, n, seed, gold=spec.evaluate_options.gold)
+        result = score_table(spec, one.task, run.table, one.id_column)
+        if not run.rows:
+            raise JobError(f"no row of the input has a gold value in column "
+                           f"{spec.evaluate_options.gold!r} to sample"
+                           + (f" (task {name!r})" if name else ""))
+        if name:  # the sample's columns are the task's own, unprefixed
+            result = {"name": name, **result}
+        print((f"{name}: " if name else "")
+              + f"sample of {run.rows} rows with gold (of {run.corpus_rows:,}), seed {seed}")
+        for line in headline(result) + detail_lines(result) + run.estimate_lines(corpus.num_rows):
+            print(line)
     return 0
 
 
-def _evaluate_output(plan) -> int:
-    from corpusmill.jobs.report import write_report
-    from corpusmill.jobs.output import read_manifest
+def _evaluate_output(plan, scored: dict[str, JobSpec]) -> int:
+    """Score the job's finished output: each task with an evaluate block (`scored`), a job
+    with several's over its `<name>_` columns; the metrics go into the report."""
+    from corpusmill.jobs.reporting.report import write_report
+    from corpusmill.jobs.stores.output import read_manifest
 
     spec = plan.spec
     manifest = read_manifest(spec.output)
@@ -188,13 +225,23 @@ def _evaluate_output(plan) -> int:
     if manifest.get("status") != "complete":
         raise JobError(f"the last run of this job in {spec.output!r} did not complete (status "
                        f"{manifest.get('status')!r}): rerun it to finish, then evaluate")
-    from corpusmill.jobs.report import scan_output
+    from corpusmill.jobs.reporting.report import scan_output
 
-    scan = scan_output(spec.output, plan.task, plan.id_column, set(),
-                       gold_columns(spec, plan.task))
-    result = score_table(spec, plan.task, scan.gold_table(), plan.id_column)
-    written = write_report(spec.output, manifest, metrics=result)
-    for line in headline(result) + detail_lines(result):
-        print(line)
+    if spec.several:
+        tasks = {name: (plan.tasks[name].task, gold_columns(one, plan.tasks[name].task))
+                 for name, one in scored.items()}
+        scan = scan_output(spec.output, None, plan.id_column, set(), [], tasks=tasks)
+        results = [score_table(one, tasks[name][0], scan.tasks[name].gold_table(),
+                               plan.id_column, name) for name, one in scored.items()]
+        metrics = {"tasks": {result["name"]: result for result in results}}
+    else:
+        scan = scan_output(spec.output, plan.task, plan.id_column, set(),
+                           gold_columns(spec, plan.task))
+        results = [score_table(spec, plan.task, scan.gold_table(), plan.id_column)]
+        metrics = results[0]
+    written = write_report(spec.output, manifest, metrics=metrics)
+    for result in results:
+        for line in headline(result) + detail_lines(result):
+            print(line)
     print(f"metrics: {written['metrics.json']}; report: {written['report.html']}")
     return 0

@@ -7,7 +7,7 @@ rooms, laid out as installed) and the spec, with
 entrypoint is `python -m corpusmill.jobs.cli run job.yaml` on the head node. The cluster must have
 corpusmill's dependencies installed (cluster.yaml's setup commands do that). Paths in the spec
 must be storage every node can reach; the run refuses node-local paths on a multi-node cluster
-(jobs/storage.py)."""
+(jobs/stores/storage.py)."""
 from __future__ import annotations
 
 import os

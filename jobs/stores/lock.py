@@ -26,7 +26,7 @@ import time
 from datetime import datetime, timezone
 
 from corpusmill.errors import JobError
-from corpusmill.jobs.output import LOCK, output_filesystem
+from corpusmill.jobs.stores.output import LOCK, output_filesystem
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0

@@ -1,14 +1,14 @@
 """JSON Lines files (`*.jsonl`, `*.ndjson`) as corpus input: one JSON object per line.
 
 Groups of up to GROUP_ROWS lines play the part of Parquet's row groups: `index_jsonl` (run once
-by the driver, jobs/corpus.py) walks the file and records where each group starts; a read task
+by the driver, jobs/stores/corpus.py) walks the file and records where each group starts; a read task
 parses one group's byte range with pyarrow's JSON reader. Blank lines are not rows: ids
 '<file>:<row>' count the JSON objects from the start of the file. The columns and their types
 are inferred from the first SCHEMA_SAMPLE_BYTES of the file (a field that is null there is read
 as a string); a later line whose value does not fit its column's type stops the job naming
 the file.
 
-Column contract: the group's columns, as parsed (operators/read.py casts them to the job's
+Column contract: the group's columns, as parsed (operators/readers/read.py casts them to the job's
 read schema)."""
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 
-from corpusmill.jobs.placement import UNLIMITED, ClusterView, NodeNow, NodeType
+from corpusmill.jobs.cluster.placement import UNLIMITED, ClusterView, NodeNow, NodeType
 from corpusmill.ray_internals import HEAD_RESOURCE, gcs_cluster_config, running_autoscaler_config
 
 log = logging.getLogger(__name__)
