@@ -7,7 +7,8 @@ same cores. Medians of `--reps` runs, the load average beside each.
 
 Corpora (generated once under bench/data/driver-scale/, git-ignored), string ids `doc-<n>`:
     rows-200k, rows-4m, rows-20m   4 Parquet files, short texts
-    files-50, files-2000, files-10000   that many small local files of 20 rows
+    files-1, files-50, files-2000, files-10000   that many small local files of 20 rows
+                                 (files-1: the fixed part, imports and the model)
     s3-files-1000   1,000 small files on a local S3 API server (moto, tests/object_store.py)
 
 `--run CORPUS` instead runs the job once (`corpusmill run`, the tiny model) over a row corpus
@@ -42,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO / "bench" / "data" / "driver-scale"
 ROW_CORPORA = {"rows-200k": 200_000, "rows-4m": 4_000_000, "rows-20m": 20_000_000}
-FILE_CORPORA = {"files-50": 50, "files-2000": 2_000, "files-10000": 10_000}
+FILE_CORPORA = {"files-1": 1, "files-50": 50, "files-2000": 2_000, "files-10000": 10_000}
 S3_FILES = 1_000
 SMALL_FILE_ROWS = 20
 WORDS = ("river stone market paper light engine garden winter signal harbour quiet number "

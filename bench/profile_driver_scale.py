@@ -60,6 +60,49 @@ sys.exit(code)
 """
 
 
+# The per-file part alone: open_corpus and the id check in one process whose imports are done,
+# timed by the process's CPU (all threads) and the wall clock.
+CORPUS_ONLY = r"""
+import json, os, resource, sys, time
+import corpusmill.jobs.corpus as corpus
+from corpusmill.jobs.preflight import _check_ids_unique
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+print("imported", corpus.__file__, file=sys.stderr)
+source, runs = sys.argv[1], []
+for _ in range(int(sys.argv[2])):
+    c, w = cpu(), time.monotonic()
+    try:
+        found = corpus.open_corpus(source, keep_contents=True)
+    except TypeError:  # code from before keep_contents
+        found = corpus.open_corpus(source)
+    middle = cpu()
+    _check_ids_unique(found, "id")
+    runs.append({"inspect_cpu_s": round(middle - c, 3), "ids_cpu_s": round(cpu() - middle, 3),
+                 "wall_s": round(time.monotonic() - w, 3)})
+print(json.dumps(runs))
+"""
+
+
+def corpus_only(source: str, tree: Path, env: dict, reps: int, server=None) -> dict:
+    """CPU seconds of open_corpus and of the id check over `source`, `reps` times in one
+    process (imports excluded), with the moto server's CPU and requests over all of them."""
+    env = {**env, "PYTHONPATH": str(tree)}
+    if server is not None:
+        moto, mark = server.cpu_seconds(), server.log_size()
+    done = subprocess.run([sys.executable, "-c", CORPUS_ONLY, source, str(reps)], cwd=tree,
+                          env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-3000:])
+    result = {"runs": json.loads(done.stdout.strip().splitlines()[-1]),
+              "imported": done.stderr.split("imported ", 1)[1].split()[0]}
+    if server is not None:
+        result["moto_cpu_s_per_run"] = round((server.cpu_seconds() - moto) / reps, 3)
+        result["moto_requests_per_run"] = len(server.requests(mark)) / reps
+    return result
+
+
 def by_kind(requests: list[tuple[str, str]]) -> Counter:
     """Requests by method and whether they name an object or a bucket (a listing)."""
     return Counter(f"{method} {'object' if '/' in path.split('?')[0].strip('/') else 'bucket'}"
@@ -102,6 +145,9 @@ def main() -> None:
     parser.add_argument("--threads", action="store_true", help="keep the real thread pools")
     parser.add_argument("--wall", action="store_true",
                         help="profile wall time (waiting included) instead of CPU time")
+    parser.add_argument("--corpus-only", type=int, metavar="REPS",
+                        help="no profile: CPU of open_corpus and the id check alone, REPS times "
+                             "in one process (imports excluded)")
     args = parser.parse_args()
 
     import bench_driver_scale as bench
@@ -111,6 +157,17 @@ def main() -> None:
     jobs = bench.DATA / "jobs"
     jobs.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()
+    if args.corpus_only:
+        if args.corpus.startswith("files-"):
+            result = corpus_only(str(bench.DATA / args.corpus), tree, dict(os.environ),
+                                 args.corpus_only)
+        else:
+            with bench.s3_corpus(jobs, model) as (server, job, env):
+                result = corpus_only("s3://corpus/in/", tree, env, args.corpus_only, server)
+        result.update(load_before=load, load_after=os.getloadavg(), corpus=args.corpus)
+        Path(f"{out}.json").write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps(result))
+        return
     if args.corpus.startswith("files-"):
         bench.make_files(bench.DATA / args.corpus, int(args.corpus.removeprefix("files-")))
         job = bench.job_file(jobs, args.corpus, str(model), str(bench.DATA / args.corpus),
