@@ -177,8 +177,8 @@ class SpillBuffer:
     once per batch, not once per file. Holds at most about `rows` ids; `flush` (or leaving
     the `with` block) spills what is left. One per thread."""
 
-    def __init__(self, ids: IdPartitions, rows: int = READ_BATCH_ROWS):
-        self.ids, self.rows = ids, rows
+    def __init__(self, ids: IdPartitions, rows: int | None = None):
+        self.ids, self.rows = ids, rows or READ_BATCH_ROWS
         self._values: list[pa.Array] = []
         self._sources: list[int] = []
         self._held = 0
@@ -215,8 +215,9 @@ def file_groups(count: int, workers: int) -> list[range]:
     """Indexes 0..count-1 in consecutive groups, one group per task of a pool of `workers`
     threads: as many groups as workers where there are enough files (each of them waits on
     its own store requests), at most GROUP_FILES files each."""
-    size = min(GROUP_FILES, max(1, -(-count // max(1, workers))))
-    return [range(start, min(count, start + size)) for start in range(0, count, size)]
+    groups = min(count, max(workers, -(-count // GROUP_FILES)))
+    bounds = [count * k // groups for k in range(groups + 1)] if groups else [0]
+    return [range(start, end) for start, end in zip(bounds, bounds[1:])]
 
 
 @dataclass
