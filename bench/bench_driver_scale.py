@@ -111,8 +111,13 @@ def validate(job: Path, env: dict | None = None, tree: Path = REPO) -> dict:
             "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
-# `corpusmill validate JOB`, saying which corpusmill.jobs.corpus it imported
-_VALIDATE = ("import sys, corpusmill.jobs.corpus as corpus; from corpusmill.jobs.cli import main; "
+# `corpusmill validate JOB`, saying which corpus module it imported (jobs/stores/corpus.py
+# since the layout of issue 25, jobs/corpus.py before: either code state can be measured)
+_VALIDATE = ("import os, sys, corpusmill.jobs as jobs; "
+             "corpus = __import__('corpusmill.jobs.stores.corpus' if any(os.path.isdir("
+             "os.path.join(p, 'stores')) for p in jobs.__path__) else 'corpusmill.jobs.corpus', "
+             "fromlist=['_']); "
+             "from corpusmill.jobs.cli import main; "
              "print('imported', corpus.__file__, file=sys.stderr); "
              "sys.exit(main(['validate', sys.argv[1]]))")
 

@@ -57,8 +57,8 @@ def ner_output(folder: Path, rows: int, files: int, seed: int = 1) -> dict:
 
 
 def time_report(folder: Path, spec: dict, rows: int, repeats: int) -> dict:
-    from corpusmill.jobs.report import write_report
-    from corpusmill.jobs.output import write_manifest
+    from corpusmill.jobs.reporting.report import write_report
+    from corpusmill.jobs.stores.output import write_manifest
 
     write_manifest(str(folder), {"job_id": "bench", "status": "complete", "spec": spec,
                                  "summary": {"rows_in": rows, "rows_out": rows, "seconds": 1.0}})

@@ -92,7 +92,7 @@ def export_graphs(model_dir: str, batches_: list[dict], work: Path) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from corpusmill.operators.onnx_export import FUSABLE
+    from corpusmill.operators.engines.onnx_export import FUSABLE
 
     names = ("input_ids", "attention_mask", "token_type_ids")
     example = next(b for b in batches_ if b["input_ids"].shape[0] > 1)
@@ -148,7 +148,7 @@ def child(args, variant: str, threads: str, work: str, _: str) -> None:
                 return np.concatenate([model(**{k: torch.from_numpy(v) for k, v in b.items()})
                                        .logits.numpy() for b in some])
     else:
-        from corpusmill.operators.onnx_export import open_session
+        from corpusmill.operators.engines.onnx_export import open_session
 
         session = open_session(os.path.join(work, f"{variant}.onnx"), threads=threads_n)
 

@@ -3,7 +3,7 @@ agreement with the float32 graph over the first `--rows` rows, and speed against
 timed interleaved (float32 then the scheme, `--reps` times, on the same micro-batches, one
 thread each: what every CPU actor runs with), median ratio. All in one process.
 
-Variants: the product's schemes (operators/onnx_quantize.py), and `dynamic-7bit` with one
+Variants: the product's schemes (operators/engines/onnx_quantize.py), and `dynamic-7bit` with one
 kind of projection (or one encoder layer) kept in float32, to find the layers whose
 quantisation moves the outputs most.
 
@@ -51,11 +51,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from corpusmill.jobs.preflight import preflight
-    from corpusmill.operators import onnx_export
+    from corpusmill.operators.engines import onnx_export
     from corpusmill.operators.batching import pad, plan_microbatches
     from corpusmill.operators.engines import prepare_backend, sample_windows
     from corpusmill.operators.loading import load_tokenizer
-    from corpusmill.operators.onnx_quantize import SCHEMES, quantize
+    from corpusmill.operators.engines.onnx_quantize import SCHEMES, quantize
     from corpusmill.spec import parse_spec
 
     spec = parse_spec({"task": "text-classification", "model": os.path.abspath(args.model),
@@ -128,7 +128,7 @@ def torch_vs_onnx(model_dir: str, fp32_path: str, batches, reps: int) -> float:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from corpusmill.operators.onnx_export import open_session
+    from corpusmill.operators.engines.onnx_export import open_session
 
     torch.set_num_threads(1)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()

@@ -14,7 +14,8 @@ main thread's).
 
 The corpora are bench_driver_scale.py's (made there, under bench/data/driver-scale/).
 `--tree`: the checkout whose code is measured (default: this one); the process prints the
-corpusmill.jobs.corpus it imported, to check."""
+corpus module it imported, to check (jobs/stores/corpus.py, or jobs/corpus.py in code from
+before the layout of issue 25)."""
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,10 @@ if os.environ.get("PROFILE_SERIAL") == "1":
 profile = (cProfile.Profile() if os.environ.get("PROFILE_WALL") == "1"
            else cProfile.Profile(time.process_time))
 profile.enable()
-import corpusmill.jobs.corpus as corpus
+import corpusmill.jobs as jobs  # jobs/stores/ since the layout of issue 25
+corpus = __import__("corpusmill.jobs.stores.corpus" if any(
+    os.path.isdir(os.path.join(p, "stores")) for p in jobs.__path__)
+    else "corpusmill.jobs.corpus", fromlist=["_"])
 from corpusmill.jobs.cli import main
 code = main(["validate", sys.argv[1]])
 profile.disable()
@@ -64,7 +68,10 @@ sys.exit(code)
 # timed by the process's CPU (all threads) and the wall clock.
 CORPUS_ONLY = r"""
 import json, os, resource, sys, time
-import corpusmill.jobs.corpus as corpus
+import corpusmill.jobs as jobs  # jobs/stores/ since the layout of issue 25
+corpus = __import__("corpusmill.jobs.stores.corpus" if any(
+    os.path.isdir(os.path.join(p, "stores")) for p in jobs.__path__)
+    else "corpusmill.jobs.corpus", fromlist=["_"])
 from corpusmill.jobs.preflight import _check_ids_unique
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -138,8 +145,9 @@ def summary(prof: Path, text: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", required=True, help="s3-files-1000, or files-N: N small local files (files-1: the fixed "
-                             "part, imports and the model)")
+    parser.add_argument("--corpus", required=True,
+                        help="s3-files-1000, or files-N: N small local files (files-1: the "
+                             "fixed part, imports and the model)")
     parser.add_argument("--tree", default=str(REPO), help="the checkout whose code runs")
     parser.add_argument("--out", required=True, help="prefix of the .prof/.txt/.json written")
     parser.add_argument("--threads", action="store_true", help="keep the real thread pools")

@@ -29,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> int:
-    from corpusmill.jobs.report import write_report
+    from corpusmill.jobs.reporting.report import write_report
 
     html = Path(write_report(args.output)["report.html"])
     png = Path(args.png) if args.png else html.with_suffix(".png")

@@ -51,8 +51,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "out" / "bench-train-topics"))
     parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args()
-    from corpusmill.jobs.train_spec import load_train_spec
-    from corpusmill.operators.train_data import held_out
+    from corpusmill.jobs.training.train_spec import load_train_spec
+    from corpusmill.operators.training.train_data import held_out
 
     out = Path(args.out)
     model, zero_shot, finetuned = out / "model", out / "zero-shot", out / "finetuned"

@@ -38,7 +38,7 @@ def __getattr__(name):
 
         return getattr(errors, name)
     if name == "ClusterUnreachable":
-        from corpusmill.jobs.ray_session import ClusterUnreachable
+        from corpusmill.jobs.cluster.ray_session import ClusterUnreachable
 
         return ClusterUnreachable
     raise AttributeError(f"module 'corpusmill' has no attribute {name!r}")

@@ -90,7 +90,7 @@ def _run_job(job, address, verbose, connect_timeout, report: bool = True):
     """run_job with the CLI's failure semantics as exceptions; Ray stays up for the next call."""
     from corpusmill.jobs.cli import resume_hint
     from corpusmill.jobs.failures import describe, user_error
-    from corpusmill.jobs.ray_session import ClusterUnreachable
+    from corpusmill.jobs.cluster.ray_session import ClusterUnreachable
     from corpusmill.jobs.run import run_job
 
     try:
@@ -148,7 +148,7 @@ class RunResult:
     def report(self) -> dict[str, str]:
         """The run report's files by name (report.html, report.json, metrics.json with an
         evaluate block, README.md: the dataset card)."""
-        from corpusmill.jobs.output import REPORT_DIR, output_filesystem
+        from corpusmill.jobs.stores.output import REPORT_DIR, output_filesystem
 
         fs, root = output_filesystem(self.output)
         import pyarrow.fs as pafs
@@ -165,7 +165,7 @@ class RunResult:
 
     def manifest(self) -> dict | None:
         """`.corpusmill/manifest.json` of the output: job id, status, spec, counts, placement."""
-        from corpusmill.jobs.output import read_manifest
+        from corpusmill.jobs.stores.output import read_manifest
 
         return read_manifest(self.output)
 
@@ -177,7 +177,7 @@ class RunResult:
 
     def data_files(self) -> list[str]:
         """The output's Parquet files (never the checkpoint's)."""
-        from corpusmill.jobs.output import data_files
+        from corpusmill.jobs.stores.output import data_files
 
         _, _, files = data_files(self.output)
         return [f"{self.output.rstrip('/')}/{name}" for name in files]
@@ -186,7 +186,7 @@ class RunResult:
         """The output rows as a pyarrow Table (partition columns included)."""
         import pyarrow.dataset as pads
 
-        from corpusmill.jobs.output import data_files
+        from corpusmill.jobs.stores.output import data_files
 
         fs, root, files = data_files(self.output)
         dataset = pads.dataset([f"{root}/{name}" for name in files], filesystem=fs,
@@ -391,7 +391,7 @@ def _attach(data, kind: str, parts: list[_Part], outputs, job):
     """The output columns joined back onto `data`, in its row order."""
     import numpy as np
 
-    from corpusmill.operators.read import GENERATED_ID
+    from corpusmill.operators.readers.read import GENERATED_ID
 
     names = [f.name for f in outputs.schema if f.name != GENERATED_ID]
     where = {name: (k, first) for k, part in enumerate(parts)
@@ -443,13 +443,13 @@ def _annotate_ray(ds, spec_data: dict, address, connect_timeout):
 
     import pyarrow as pa
 
-    from corpusmill.jobs.corpus import Corpus
-    from corpusmill.jobs.placement import TASK_CPUS
+    from corpusmill.jobs.stores.corpus import Corpus
+    from corpusmill.jobs.cluster.placement import TASK_CPUS
     from corpusmill.jobs.preflight import preflight, preflight_several
-    from corpusmill.jobs.ray_session import ensure_ray
+    from corpusmill.jobs.cluster.ray_session import ensure_ray
     from corpusmill.jobs.run import process_rows, process_several, settle
-    from corpusmill.operators.ray_input import conform_batch
-    from corpusmill.operators.read import GENERATED_ID, CorpusFile
+    from corpusmill.operators.readers.ray_input import conform_batch
+    from corpusmill.operators.readers.read import GENERATED_ID, CorpusFile
 
     schema = ds.schema()
     arrow_schema = getattr(schema, "base_schema", schema)

@@ -28,7 +28,7 @@ HELP_WIDTH = 90  # the CLI's help is rendered at a fixed width, whatever the ter
 def reference_pages() -> dict[str, str]:
     """Site path (under docs/) -> Markdown of every generated reference page."""
     from corpusmill import jobs
-    from corpusmill.jobs.train_spec import TrainSpec
+    from corpusmill.jobs.training.train_spec import TrainSpec
     from corpusmill.spec import JobSpec
 
     examples = Path(jobs.__file__).parent / "examples"  # the packaged example jobs

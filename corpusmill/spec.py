@@ -220,7 +220,8 @@ class JobSpec(_Strict):
             return self
         missing = [key for key in ("task", "model") if getattr(self, key) is None]
         if missing:
-            raise ValueError(f"missing required key(s) {', '.join(map(repr, missing))}: a job "
+            keys = "key" if len(missing) == 1 else "keys"
+            raise ValueError(f"missing required {keys} {', '.join(map(repr, missing))}: a job "
                              f"names a task and a model, or several under tasks: {{NAME: {{task: "
                              f"..., model: ...}}}}")
         try:
@@ -511,6 +512,6 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-# Shared with the other spec of the same style (jobs/train_spec.py: `corpusmill train`).
+# Shared with the other spec of the same style (jobs/training/train_spec.py: `corpusmill train`).
 StrictModel = _Strict
 resolve_path = _resolve

@@ -184,7 +184,7 @@ def _dispatch(args, debug: bool) -> int:
     if args.command == "submit":
         return submit(spec, args.address, args.wait)
     if args.command == "evaluate":
-        from corpusmill.jobs.evaluate import evaluate_command
+        from corpusmill.jobs.reporting.evaluate import evaluate_command
 
         return evaluate_command(spec, args.sample, args.seed)
     code = run(spec, args.address, args.verbose, args.connect_timeout, debug,
@@ -213,7 +213,7 @@ def validate(spec) -> int:
 def run(spec, address: str | None = None, verbose: bool = False,
         connect_timeout: float | None = None, debug: bool = False,
         started_at: float | None = None) -> int:
-    from corpusmill.jobs.ray_session import ClusterUnreachable
+    from corpusmill.jobs.cluster.ray_session import ClusterUnreachable
     from corpusmill.jobs.run import run_job
 
     try:
@@ -252,8 +252,8 @@ def train(path: str, overrides: list[str], debug: bool = False) -> int:
     """`corpusmill train`: 0 when the model folder is complete (also when an earlier run had
     finished it), 2 for a spec, input, label or base model error, 1 when training failed,
     130 / 143 when stopped (the same command resumes from the last checkpoint)."""
-    from corpusmill.jobs.train import run_training
-    from corpusmill.jobs.train_spec import load_train_spec
+    from corpusmill.jobs.training.train import run_training
+    from corpusmill.jobs.training.train_spec import load_train_spec
 
     spec = load_train_spec(path, overrides)
     try:
@@ -279,7 +279,7 @@ def train(path: str, overrides: list[str], debug: bool = False) -> int:
 
 
 def report(output: str) -> int:
-    from corpusmill.jobs.report import write_report
+    from corpusmill.jobs.reporting.report import write_report
 
     written = write_report(output)
     print(f"report: {written['report.html']}")
@@ -287,7 +287,7 @@ def report(output: str) -> int:
 
 
 def submit(spec, address: str | None, wait: bool) -> int:
-    from corpusmill.jobs import submit as jobs_api
+    from corpusmill.jobs.cluster import submit as jobs_api
 
     submission_id = jobs_api.submit(spec, address)
     print(f"submitted {submission_id} (job {spec.job_id}: {spec.describe()})")
@@ -310,8 +310,8 @@ def kube(args) -> int:
     """`corpusmill kube`: render (checked) manifests, or --check a file of them."""
     from pathlib import Path
 
-    from corpusmill.jobs import kube as kuberay
-    from corpusmill.jobs.kube_check import KUBERAY_VERSION, check_text
+    from corpusmill.jobs.cluster import kube as kuberay
+    from corpusmill.jobs.cluster.kube_check import KUBERAY_VERSION, check_text
     from corpusmill.spec import load_spec
 
     if args.check:
@@ -343,7 +343,7 @@ def kube(args) -> int:
 
 
 def follow(command: str, submission_id: str, address: str | None) -> int:
-    from corpusmill.jobs import submit as jobs_api
+    from corpusmill.jobs.cluster import submit as jobs_api
 
     jobs = jobs_api.client(address)
     try:
@@ -363,7 +363,7 @@ def follow(command: str, submission_id: str, address: str | None) -> int:
 
 def resume_hint(spec) -> str:
     """What an interrupted run leaves: committed rows are kept, a rerun resumes."""
-    from corpusmill.jobs.output import committed_rows
+    from corpusmill.jobs.stores.output import committed_rows
 
     try:
         rows = committed_rows(spec.output)

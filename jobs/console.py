@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 from corpusmill import notices
-from corpusmill.jobs.output import LOG_DIR, output_filesystem, read_manifest
+from corpusmill.jobs.stores.output import LOG_DIR, output_filesystem, read_manifest
 
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "py.warnings")
 

@@ -11,16 +11,16 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from corpusmill.errors import JobError
-from corpusmill.jobs.evaluate import check_gold
+from corpusmill.jobs.reporting.evaluate import check_gold
 from corpusmill.operators.engines import check_backend
 from corpusmill.operators.loading import (
     load_tokenizer, local_model, resolve_model_ref, tokenizer_fingerprint,
 )
 from corpusmill.spec import JobSpec, looks_like_path
 from corpusmill.operators.plan import ERROR, JobPlan, SeveralPlan
-from corpusmill.jobs.corpus import Corpus, is_bytes, is_text, open_corpus
-from corpusmill.jobs.output import check_writable
-from corpusmill.operators.read import GENERATED_ID
+from corpusmill.jobs.stores.corpus import Corpus, is_bytes, is_text, open_corpus
+from corpusmill.jobs.stores.output import check_writable
+from corpusmill.operators.readers.read import GENERATED_ID
 from corpusmill.pipelines.base import ModelMismatch
 from corpusmill.pipelines.registry import get_task
 
@@ -225,8 +225,8 @@ ID_THREADS = 16  # files whose ids are read at a time (object stores: mostly wai
 def _check_ids_unique(corpus: Corpus, id_column: str, skip_corrupt: bool = False) -> Corpus:
     """Resumes and joins match rows by id, so ids must be unique and present. Streams the id
     column of every file once, as the one type all files' id columns widen to (string beside
-    large_string, int32 beside int64), into hash partitions on local disk (jobs/ids.py): the
-    driver holds one batch per thread and one partition at a time, whatever the corpus's
+    large_string, int32 beside int64), into hash partitions on local disk (jobs/stores/ids.py):
+    the driver holds one batch per thread and one partition at a time, whatever the corpus's
     size. Files are read ID_THREADS at a time in groups (`file_groups`), a small file's ids
     from the content inspection kept (`Corpus.contents`: no request), and hashed a batch of
     several files at a time (`SpillBuffer`). A file whose id column cannot be decoded is
@@ -237,8 +237,8 @@ def _check_ids_unique(corpus: Corpus, id_column: str, skip_corrupt: bool = False
 
     import pyarrow.compute as pc
 
-    from corpusmill.jobs.corpus import iter_ids
-    from corpusmill.jobs.ids import (
+    from corpusmill.jobs.stores.corpus import iter_ids
+    from corpusmill.jobs.stores.ids import (
         IdPartitions, SpillBuffer, file_groups, find_duplicates, partitions_for,
     )
 

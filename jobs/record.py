@@ -18,13 +18,15 @@ from __future__ import annotations
 
 from collections import Counter
 
-from corpusmill.jobs.placement import Placement
+from corpusmill.jobs.cluster.placement import Placement
 from corpusmill.operators.stats import STAGES, peak_concurrent
 
 
-def placement_record(placement: Placement, plan, snapshot: dict, nodes: list[dict]) -> dict:
-    """`nodes`: Ray's node table (`ray.nodes()`), dead nodes included, for host names."""
-    actors = snapshot.get("actors", [])
+def placement_record(placement: Placement, plan, snapshot: dict, nodes: list[dict],
+                     task: str | None = None) -> dict:
+    """`nodes`: Ray's node table (`ray.nodes()`), dead nodes included, for host names;
+    `task`: only that task's actors, in a job with several."""
+    actors = [a for a in snapshot.get("actors", []) if task is None or a.get("task") == task]
     hosts = {n["NodeID"]: n.get("NodeManagerAddress") or n.get("NodeName") for n in nodes}
     gpus = {n["NodeID"]: n.get("Resources", {}).get("GPU", 0) for n in nodes}
     per_node: dict[str, dict] = {}
@@ -78,7 +80,9 @@ def stats_record(snapshot: dict, timeline: list, started: str, finished: str,
                    "padded_tokens": int(inference.get("padded_tokens", 0)),
                    "windows": int(inference.get("windows", 0))},
         "actors": [{"actor": a["actor"], "node_id": a.get("node_id"), "rows": int(a["rows"]),
-                    "seconds": round(a["seconds"], 3)} for a in snapshot.get("actors", [])],
+                    "seconds": round(a["seconds"], 3), **({"task": a["task"]} if "task" in a
+                                                          else {})}
+                   for a in snapshot.get("actors", [])],
         "timeline": [list(point) for point in timeline],
         "files_written": files_written,
         "driver": {"peak_rss_mb": driver_peak_rss_mb()},

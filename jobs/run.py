@@ -12,24 +12,24 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from corpusmill.jobs.cluster_view import HEAD_RESOURCE
+from corpusmill.jobs.cluster.cluster_view import HEAD_RESOURCE
 from corpusmill.jobs.console import RunConsole
-from corpusmill.jobs.corpus import Corpus, id_partitions
-from corpusmill.jobs.ledger import new_files
-from corpusmill.jobs.output import OutputFolder, checkpoint_path
-from corpusmill.jobs.placement import (
+from corpusmill.jobs.stores.corpus import Corpus, id_partitions
+from corpusmill.jobs.stores.ledger import new_files
+from corpusmill.jobs.stores.output import OutputFolder, checkpoint_path
+from corpusmill.jobs.cluster.placement import (
     TASK_CPUS, Placement, fit_to_work, group_onnx_actors, share_placements,
 )
 from corpusmill.jobs.preflight import preflight, preflight_several, provenance
 from corpusmill.jobs.progress import ProgressDisplay, ProgressWatcher
-from corpusmill.jobs.ray_session import ensure_ray
+from corpusmill.jobs.cluster.ray_session import ensure_ray
 from corpusmill.jobs.record import placement_line, placement_record, stats_record
-from corpusmill.jobs.report import report_after_run
-from corpusmill.jobs.storage import check_shared_paths
+from corpusmill.jobs.reporting.report import report_after_run
+from corpusmill.jobs.stores.storage import check_shared_paths
 from corpusmill.operators import light_workers
 from corpusmill.operators.engines import ONNXRUNTIME, prepare_backend
 from corpusmill.operators.plan import ERROR, JobPlan, SeveralPlan
-from corpusmill.operators.read import GENERATED_ID
+from corpusmill.operators.readers.read import GENERATED_ID
 from corpusmill.operators.stats import RunStats, corrupt_parts, stats_name
 from corpusmill.ray_internals import set_repartition_cpus
 from corpusmill.spec import JobSpec
@@ -142,75 +142,119 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
     `keep_ray`: leave a Ray this run started running for the next (the Python API);
     `report`: build the run report and dataset card (corpusmill.annotate's scratch output
     does without); `started_at`: when the run began (epoch seconds; the CLI gives its
-    process's start, so the summary's seconds are the whole command's), default now."""
+    process's start, so the summary's seconds are the whole command's), default now.
+
+    The steps: preflight (spec, input, model(s): a JobError before Ray), what the output
+    folder holds (refuse, resume or replace), the work left, then on Ray: settle the plan
+    against the cluster and execute; then verify the output (exactly once), summarise,
+    record the manifest and build the report."""
     started_at = started_at or time.time()
     start = time.monotonic() - max(0.0, time.time() - started_at)
-    # spec, input, model(s): JobError before Ray
     plan, corpus = preflight_several(spec) if spec.several else preflight(spec)
     output = OutputFolder(spec.output)
-    state = output.state(spec)                     # refuse, resume or replace what it holds
+    state = output.state(spec)
     work = _work_to_do(spec, plan, corpus, output, state)
     if work.nothing_new:
         return RunSummary(job_id=spec.job_id, output=spec.output, rows_in=0, rows_out=0,
                           rows_errored=0, rows_skipped=0, files_in=0, seconds=0.0,
                           incremental=True, files_done_before=len(corpus.files))
-    corpus = work.corpus
     run_id = uuid.uuid4().hex[:12]
     with output.lock(run_id), RunConsole(spec.output, run_id, verbose) as console:
         started_ray = ensure_ray(address, connect_timeout_s)
         try:
-            # refuses a placement that cannot run, before any output
-            plan, placement = settle(plan, corpus.num_rows - work.rows_before,
-                                     reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0,
-                                     run_id=run_id, corpus=corpus)
-            if state.replace:
-                output.replace()
-            base_manifest = {"job_id": spec.job_id, "run_id": run_id,
-                             "spec": spec.model_dump(mode="json"),
-                             "provenance": provenance(spec, corpus),
-                             "inputs": {**work.inputs_before, **corpus.stamps()}}
-            output.write_manifest({**base_manifest, "status": "running"})
-            files_before = set(output.data_files())
-            started = _now()
-            snapshot, timeline = _execute(plan, corpus, console,
-                                          total=corpus.num_rows - work.rows_before)
-            nodes = _node_table()
+            run = _execute_on_ray(spec, plan, work, state, output, console, run_id)
         finally:
             if started_ray and not keep_ray:
                 import ray
                 ray.shutdown()
-        counts = output.counts(plan.id_column, work.scope)
-        if counts["ids_duplicated"]:
-            raise OutputIntegrityError(
-                f"output {spec.output!r} holds {counts['ids_duplicated']} id(s) more than once")
-        if counts["files"] == 0:
-            output.write_empty(plan.output_schema)
-        if spec.incremental:
-            output.record_ledger(work.ledger, corpus.files)
-        where = _placement_record(placement, plan, snapshot, nodes)
-        summary = RunSummary(
-            job_id=spec.job_id, output=spec.output, rows_in=corpus.num_rows,
-            rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
-            rows_truncated=counts["rows_truncated"],
-            rows_skipped=corpus.num_rows - counts["rows_out"], files_in=len(corpus.files),
-            corrupt_files_skipped=corpus.skipped_files + corrupt_parts(snapshot),
-            inputs_gone=work.gone, seconds=time.monotonic() - start,
-            rows_before=work.rows_before,
-            seconds_to_first_output=_first_output(snapshot, started_at),
-            preview=tuple(output.preview(_preview_columns(plan))),
-            incremental=spec.incremental, files_done_before=len(work.ledger), placement=where)
-        written = sorted(set(output.data_files()) - files_before)
-        record = dataclasses.asdict(summary)
-        for key in ("preview", "placement", "log_path", "report"):
-            del record[key]
-        manifest = {**base_manifest, "status": "complete", "summary": record, "placement": where,
-                    "stats": stats_record(snapshot, timeline, started, _now(), written,
-                                          rows_written=counts["rows_out"] - work.rows_before,
-                                          process_started=started_at)}
-        output.write_manifest(manifest)
+        counts = _verify_output(spec, run.plan, work, output)
+        summary = _summarize(spec, run, work, counts, output,
+                             seconds=time.monotonic() - start, started_at=started_at)
+        manifest = _record(summary, run, work, counts, output, started_at)
         if report:
             summary = dataclasses.replace(summary, report=report_after_run(spec.output, manifest))
     return dataclasses.replace(summary, log_path=console.log_path)  # where the log ended up
+
+
+@dataclass(frozen=True)
+class Executed:
+    """What a run did on Ray: the plan as settled, where it ran, what it recorded."""
+    plan: JobPlan | SeveralPlan
+    placement: Placement | dict
+    manifest: dict           # the manifest's fields known before the run (job, spec, inputs)
+    files_before: frozenset  # data files the output held before
+    started: str             # when execution began (ISO time)
+    snapshot: dict           # the run's statistics (operators/stats.py)
+    timeline: list           # [[seconds, rows done]]
+    nodes: list              # Ray's node table
+
+
+def _execute_on_ray(spec: JobSpec, plan, work: "Work", state, output: OutputFolder,
+                    console: RunConsole, run_id: str) -> Executed:
+    """Settle the plan against the cluster (a placement that cannot run is refused before
+    any output), replace the output when asked, mark the manifest running, and run."""
+    corpus = work.corpus
+    plan, placement = settle(plan, corpus.num_rows - work.rows_before,
+                             reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0,
+                             run_id=run_id, corpus=corpus)
+    if state.replace:
+        output.replace()
+    manifest = {"job_id": spec.job_id, "run_id": run_id, "spec": spec.model_dump(mode="json"),
+                "provenance": provenance(spec, corpus),
+                "inputs": {**work.inputs_before, **corpus.stamps()}}
+    output.write_manifest({**manifest, "status": "running"})
+    files_before = frozenset(output.data_files())
+    started = _now()
+    snapshot, timeline = _execute(plan, corpus, console,
+                                  total=corpus.num_rows - work.rows_before)
+    return Executed(plan, placement, manifest, files_before, started, snapshot, timeline,
+                    _node_table())
+
+
+def _verify_output(spec: JobSpec, plan, work: "Work", output: OutputFolder) -> dict:
+    """The output's counts, from its footers; an id written twice fails the run loudly; an
+    empty output gets one empty file of the schema; an incremental run records its files."""
+    counts = output.counts(plan.id_column, work.scope)
+    if counts["ids_duplicated"]:
+        raise OutputIntegrityError(
+            f"output {spec.output!r} holds {counts['ids_duplicated']} id(s) more than once")
+    if counts["files"] == 0:
+        output.write_empty(plan.output_schema)
+    if spec.incremental:
+        output.record_ledger(work.ledger, work.corpus.files)
+    return counts
+
+
+def _summarize(spec: JobSpec, run: Executed, work: "Work", counts: dict,
+               output: OutputFolder, *, seconds: float, started_at: float) -> RunSummary:
+    corpus = work.corpus
+    return RunSummary(
+        job_id=spec.job_id, output=spec.output, rows_in=corpus.num_rows,
+        rows_out=counts["rows_out"], rows_errored=counts["rows_errored"],
+        rows_truncated=counts["rows_truncated"],
+        rows_skipped=corpus.num_rows - counts["rows_out"], files_in=len(corpus.files),
+        corrupt_files_skipped=corpus.skipped_files + corrupt_parts(run.snapshot),
+        inputs_gone=work.gone, seconds=seconds, rows_before=work.rows_before,
+        seconds_to_first_output=_first_output(run.snapshot, started_at),
+        preview=tuple(output.preview(_preview_columns(run.plan))),
+        incremental=spec.incremental, files_done_before=len(work.ledger),
+        placement=_placement_record(run.placement, run.plan, run.snapshot, run.nodes))
+
+
+def _record(summary: RunSummary, run: Executed, work: "Work", counts: dict,
+            output: OutputFolder, started_at: float) -> dict:
+    """The complete manifest, written: the summary, placement and stats (jobs/record.py)."""
+    written = sorted(set(output.data_files()) - run.files_before)
+    record = dataclasses.asdict(summary)
+    for key in ("preview", "placement", "log_path", "report"):
+        del record[key]
+    manifest = {**run.manifest, "status": "complete", "summary": record,
+                "placement": summary.placement,
+                "stats": stats_record(run.snapshot, run.timeline, run.started, _now(), written,
+                                      rows_written=counts["rows_out"] - work.rows_before,
+                                      process_started=started_at)}
+    output.write_manifest(manifest)
+    return manifest
 
 
 def settle(plan: JobPlan | SeveralPlan, rows: int | None, *, reserved_cpus: float, run_id: str,
@@ -218,7 +262,7 @@ def settle(plan: JobPlan | SeveralPlan, rows: int | None, *, reserved_cpus: floa
                                            Placement | dict[str, Placement]]:
     """The plan made concrete against the cluster: where each model runs (GPUs, actors,
     threads), its backend, where it tokenizes, the run's id and statistics actor. A job with
-    several tasks places their pools side by side (jobs/placement.py `share_placements`);
+    several tasks places their pools side by side (jobs/cluster/placement.py `share_placements`);
     its placement is then name -> Placement. `rows`: the rows to process (None: unknown, a
     caller's Ray Dataset); `corpus`: None for rows that are not files (the backend is then
     the spec's, never an exported graph)."""
@@ -260,14 +304,16 @@ def settle(plan: JobPlan | SeveralPlan, rows: int | None, *, reserved_cpus: floa
 
 
 def _placement_record(placement, plan, snapshot: dict, nodes: list[dict]) -> dict:
-    """The manifest's placement: a job with several tasks records each task's (`tasks`), and
-    its first task's at the top level, as a single-task job's."""
+    """The manifest's placement: a job with several tasks records each task's pool under
+    `tasks`, and at the top level its first task's settings with every pool's actors (the
+    nodes' rows then count a row once per task)."""
     if not isinstance(plan, SeveralPlan):
         return placement_record(placement, plan, snapshot, nodes)
-    tasks = {name: placement_record(placement[name], one, snapshot, nodes)
+    tasks = {name: placement_record(placement[name], one, snapshot, nodes, task=name)
              for name, one in plan.tasks.items()}
-    first = next(iter(tasks.values()))
-    return {**first, "tasks": {name: {key: record[key] for key in (
+    first = next(iter(plan.tasks))
+    every_pool = placement_record(placement[first], plan.tasks[first], snapshot, nodes)
+    return {**every_pool, "tasks": {name: {key: record[key] for key in (
         "device", "num_gpus_per_actor", "dtype", "backend", "decided", "actors",
         "torch_threads")} for name, record in tasks.items()}}
 
@@ -300,7 +346,7 @@ def _work_to_do(spec: JobSpec, plan: JobPlan, corpus: Corpus, output: OutputFold
     if not todo:
         return Work(corpus=corpus, ledger=ledger, nothing_new=True)
     id_column = None if plan.id_column == GENERATED_ID else plan.id_column
-    # the new files' ids, hashed into partitions on local disk (jobs/ids.py), not held here
+    # the new files' ids, hashed into partitions on local disk (jobs/stores/ids.py), not held here
     scope = id_partitions(corpus.fs, todo, id_column,
                           plan.read_schema.field(plan.id_column).type, corpus.num_rows)
     rows_before = 0 if state.replace else output.committed_rows(plan.id_column, scope)
@@ -387,7 +433,7 @@ def build_dataset(plan: JobPlan, corpus: Corpus):
 def _build_dataset(plan: JobPlan, corpus: Corpus):
     import ray.data
 
-    from corpusmill.operators.read import CorpusDatasource
+    from corpusmill.operators.readers.read import CorpusDatasource
 
     spec = plan.spec
     window = spec.batching.window_rows
@@ -529,7 +575,7 @@ def _infer_and_postprocess(plan: JobPlan, ds):
 
 
 def _cluster_view():
-    from corpusmill.jobs.cluster_view import read_cluster_view
+    from corpusmill.jobs.cluster.cluster_view import read_cluster_view
 
     return read_cluster_view()
 

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 class Infer:
-    def __init__(self, plan: JobPlan):
+    def __init__(self, plan: JobPlan, task_name: str = ""):
         if plan.tokenize_in_actor and plan.torch_threads <= 1 and not plan.num_gpus:
             # one core per actor: the fast tokenizer's own thread pool would only contend
             # with the forward passes and with the other actors
@@ -54,7 +54,7 @@ class Infer:
         self.device = getattr(self.engine, "device", "cpu")
         log.info("Infer actor pid=%s runs %s on %s", os.getpid(), plan.model_ref,
                  self.engine.name)
-        self.actor_key = announce_actor(plan.stats_name, self.device)
+        self.actor_key = announce_actor(plan.stats_name, self.device, task_name)
         self.node = node_id()
         self.padded_tokens = 0  # (rows x longest) of the forward passes of the current block
         self.seconds = 0.0      # inference time of the last block

@@ -41,7 +41,7 @@ class JobPlan:
     model_config: Any                # the checkpoint's transformers config (labels, problem type)
     run_id: str = field(default="")
     stats_name: str = field(default="")  # the run's statistics actor (operators/stats.py)
-    # what runs the model (`operators/engines.py`): "torch" or "onnxruntime", settled on the
+    # what runs the model (`operators/engines/`): "torch" or "onnxruntime", settled on the
     # driver by `engines.prepare_backend`; for onnxruntime, the exported graph to load
     backend: str = field(default="torch")
     graph: Any = field(default=None)  # onnx_export.GraphRef, or None

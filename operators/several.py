@@ -82,7 +82,7 @@ class TaskStage(Infer):
 
     def __init__(self, plan: JobPlan, name: str, group: int | None = None,
                  shares: bool = False, last: bool = False):
-        super().__init__(plan)
+        super().__init__(plan, task_name=name)
         self.name, self.group, self.shares, self.last = name, group, shares, last
 
     def __call__(self, table: pa.Table) -> pa.Table:

@@ -53,11 +53,15 @@ class RunStats:
             seen["seconds"] += counts.get("seconds", 0.0)
             seen["last"] = now
 
-    def actor_ready(self, actor: str, node: str, device: str) -> None:
-        """An inference actor has loaded its model."""
+    def actor_ready(self, actor: str, node: str, device: str, task: str = "") -> None:
+        """An inference actor has loaded its model (`task`: its task's name in a job with
+        several)."""
         now = time.time() - self.started
-        self.actors.setdefault(actor, {"actor": actor, "node_id": node, "device": device,
-                                       "rows": 0, "seconds": 0.0, "first": now, "last": now})
+        seen = self.actors.setdefault(actor, {"actor": actor, "node_id": node, "device": device,
+                                              "rows": 0, "seconds": 0.0, "first": now,
+                                              "last": now})
+        if task:
+            seen["task"] = task
 
     def skipped_corrupt(self, file: str, group: int, rows: int, error: str) -> None:
         part = {"file": file, "row_group": group, "rows": rows, "error": error}
@@ -126,8 +130,9 @@ def corrupt_parts(snapshot: dict) -> tuple[str, ...]:
                                  key=lambda p: (p["file"], p["row_group"])))
 
 
-def announce_actor(name: str, device: str) -> str:
-    """Register an inference actor (once its model is loaded); returns its key 'pid@node'."""
+def announce_actor(name: str, device: str, task: str = "") -> str:
+    """Register an inference actor (once its model is loaded); returns its key 'pid@node'.
+    `task`: the name of the task it runs, in a job with several."""
     import ray
 
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
@@ -135,7 +140,7 @@ def announce_actor(name: str, device: str) -> str:
     handle = _handle(name) if name else None
     if handle is not None:
         try:
-            handle.actor_ready.remote(key, node, device)
+            handle.actor_ready.remote(key, node, device, task)
         except Exception:  # noqa: BLE001
             _handle.cache_clear()
     return key

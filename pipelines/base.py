@@ -194,7 +194,7 @@ class Task:
         reductions after it, from (batch, seq) tensors to tensors (batch, ...), with no Python
         control flow that depends on values or shapes. Tasks that define it run on every
         engine: the torch engine runs it eagerly, the onnxruntime engine runs it as an ONNX
-        graph exported once (`operators/onnx_export.py`, which bakes `state` and the
+        graph exported once (`operators/engines/onnx_export.py`, which bakes `state` and the
         `graph_options` into it). Tasks without it (generation: a loop) run on torch only."""
         raise NotImplementedError
 

@@ -1,6 +1,6 @@
 """Job outputs for report tests without Ray: output rows from the operator chain run in-process,
 written as Parquet files beside a manifest of the shape the runner records
-(summary, placement, stats; see jobs/report.py)."""
+(summary, placement, stats; see jobs/reporting/report.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from corpusmill.jobs.preflight import preflight
 from corpusmill.operators.plan import ERROR
-from corpusmill.jobs.output import write_manifest
+from corpusmill.jobs.stores.output import write_manifest
 from corpusmill.spec import parse_spec
 from tests.corpora import run_operators
 
@@ -82,4 +82,54 @@ def write_output(plan, table: pa.Table, files: int = 2, stats: bool = True,
             "files_written": names,
         }
     write_manifest(str(output), manifest)
+    return manifest
+
+
+def joined_output(base: pa.Table, outputs: dict[str, pa.Table]) -> pa.Table:
+    """The output of a job with several tasks over the rows of `base` (id and kept columns),
+    from what each task's single-task job wrote for them (`outputs`: name -> its output
+    columns and `error`): each task's columns prefixed `<name>_`, then the joined `error`
+    (operators/several.py)."""
+    from corpusmill.operators.several import _joined_error
+
+    table = base
+    for name, out in outputs.items():
+        for column in out.column_names:
+            table = table.append_column(f"{name}_{column}", out.column(column))
+    failed_by = [(name, out.column(ERROR)) for name, out in outputs.items()]
+    return table.append_column(ERROR, _joined_error(failed_by, base.num_rows))
+
+
+def write_several_output(spec, table: pa.Table, files: int = 2, stats: bool = True,
+                         earlier: pa.Table | None = None, seconds: dict | None = None,
+                         tokenized_rows: int | None = None) -> dict:
+    """`write_output` for a job with several tasks (`spec`: its JobSpec): the manifest as the
+    runner records it then, with each task's provenance and placement, `inference:<name>`
+    stages (busy `seconds` by task; default 1 s each) and the tokenize stage's rows
+    (`tokenized_rows`: default one tokenization of every row)."""
+    from types import SimpleNamespace
+
+    manifest = write_output(SimpleNamespace(spec=spec), table, files, stats, earlier)
+    specs = spec.task_specs()
+    manifest["provenance"] = {**{k: v for k, v in manifest["provenance"].items()
+                                 if k not in ("task", "model", "options")},
+                              "tasks": {name: {"task": one.task, "model": one.model,
+                                               "revision": one.revision,
+                                               "options": one.task_options.model_dump(mode="json"),
+                                               "max_length": one.batching.max_length}
+                                        for name, one in specs.items()}}
+    if stats:
+        rows = table.num_rows
+        seconds = seconds or {name: 1.0 for name in specs}
+        stages = manifest["stats"]["stages"]
+        stages["inference"] = {"rows": rows * len(specs), "seconds": sum(seconds.values()),
+                               "blocks": 2 * len(specs)}
+        stages["tokenize"]["rows"] = rows if tokenized_rows is None else tokenized_rows
+        for name in specs:
+            stages[f"inference:{name}"] = {"rows": rows, "seconds": seconds[name], "blocks": 2}
+        placement = manifest["placement"]
+        placement["tasks"] = {name: {key: placement[key] for key in (
+            "device", "num_gpus_per_actor", "dtype", "backend", "actors", "torch_threads")}
+            for name in specs}
+    write_manifest(str(Path(spec.output)), manifest)
     return manifest

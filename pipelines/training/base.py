@@ -1,7 +1,7 @@
 """What training a model for a task means, independent of how training runs: the fields a
 labelled row provides, the label set, how a batch of rows becomes model examples (token ids and
 labels aligned to them), the collators that pad examples, how a base checkpoint is shaped for
-the task, and the validation metric. `operators/train.py` drives these pieces with transformers'
+the task, and the validation metric. `operators/training/train.py` drives these pieces with transformers'
 `Trainer`; nothing here knows about Ray or the Trainer.
 
 Data flow:

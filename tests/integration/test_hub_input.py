@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import corpusmill
-from corpusmill.jobs import hub
+from corpusmill.jobs.stores import hub
 from tests.hub_standin import LocalHub, publish
 
 # a whole job (or several) on Ray: tens of seconds each on 2 cores

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpusmill.jobs.cli import EXIT_INVALID, EXIT_NOTHING_NEW, EXIT_OK, main
-from corpusmill.jobs.output import LEDGER
-from corpusmill.jobs.output import LOCK
+from corpusmill.jobs.stores.output import LEDGER
+from corpusmill.jobs.stores.output import LOCK
 from tests.conftest import write_job, write_parquet
 from tests.corpora import varied_texts
 from tests.integration.faults import CliRun

@@ -152,7 +152,7 @@ def test_a_second_run_on_the_same_object_storage_output_is_refused(s3, s3_model,
                                                                   monkeypatch, capsys):
     """S3's conditional writes make the lock exclusive: a fresh lock object of another run
     refuses this one, naming its holder."""
-    from corpusmill.jobs.lock import OutputLock
+    from corpusmill.jobs.stores.lock import OutputLock
 
     source = s3_corpus(s3, tmp_path, "locked", parts=1, rows=10)
     output = f"{ROOT}/out-locked/"
@@ -193,7 +193,7 @@ def test_a_run_over_many_small_object_storage_files_writes_every_id_once(s3, s3_
 def test_a_json_lines_file_rewritten_on_object_storage_changes_its_fingerprint(s3, monkeypatch):
     """Same size, same head and tail, another middle, within the same second (S3's times
     have whole seconds): the store's ETag tells them apart."""
-    from corpusmill.jobs.corpus import SAMPLE_BYTES, open_corpus
+    from corpusmill.jobs.stores.corpus import SAMPLE_BYTES, open_corpus
 
     for key, value in s3.env("admin").items():
         monkeypatch.setenv(key, value)
@@ -226,7 +226,7 @@ def test_preflight_reads_a_small_object_storage_file_in_two_requests(s3, tiny, t
     import pyarrow.fs as pafs
 
     from corpusmill.errors import JobError
-    from corpusmill.jobs.corpus import footer_fingerprint
+    from corpusmill.jobs.stores.corpus import footer_fingerprint
     from corpusmill.jobs.preflight import preflight
     from corpusmill.spec import load_spec
 

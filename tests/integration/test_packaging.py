@@ -43,7 +43,7 @@ def test_wheel_adds_only_corpusmill_to_site_packages(tmp_path):
     for room in ("jobs", "operators", "pipelines"):
         assert (installed / room / "__init__.py").is_file()
     assert (installed / "jobs" / "examples" / "topics_minilm.yaml").is_file()
-    assert (installed / "jobs" / "kube_crds" / "kuberay-v1.7.0.json").is_file()  # kube --check
+    assert (installed / "jobs" / "cluster" / "kube_crds" / "kuberay-v1.7.0.json").is_file()  # kube --check
     assert (installed / "pipelines" / "training" / "text_classification.py").is_file()
     # the console script points into the namespace
     script = (env / "bin" / "corpusmill").read_text()

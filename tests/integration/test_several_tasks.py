@@ -99,7 +99,10 @@ def test_three_tasks_in_one_pass_equal_their_single_task_jobs_and_share_one_toke
     stages = result.manifest()["stats"]["stages"]
     assert stages["tokenize"]["rows"] == ROWS  # one tokenization for all three
     assert all(stages[f"inference:{name}"]["rows"] == ROWS for name in names)
-    assert set(result.manifest()["placement"]["tasks"]) == set(names)
+    pools = result.manifest()["placement"]["tasks"]
+    assert set(pools) == set(names)  # one pool each, its own actors counted (2 cores: 1 each)
+    assert [pools[name]["actors"]["peak"] for name in names] == [1, 1, 1]
+    assert result.manifest()["placement"]["actors"]["peak"] == 3
 
 
 def test_tasks_whose_tokenizers_differ_tokenize_apart(tmp_path, models, corpus, singles):
@@ -114,6 +117,19 @@ def test_tasks_whose_tokenizers_differ_tokenize_apart(tmp_path, models, corpus, 
     for name in ("sentiment", "other_vec"):
         expected = [r for r in single_columns(singles[name]) if r["doc"] != "d7"]
         assert_same_rows(task_columns(rows, name), expected)
+
+
+def test_a_tokenization_shared_from_tokenize_tasks_gives_the_same_rows(tmp_path, models, corpus,
+                                                                       singles):
+    """Tokenizing in tasks ahead of the pools (what GPU actors get): one tokenization serves
+    both tasks there too."""
+    result = corpusmill.run(job(corpus, tmp_path / "out", resources={"tokenize": "tasks"},
+                                tasks={"sentiment": models["sentiment"],
+                                       "vec": models["vec"]}))
+    rows = by_id(result)
+    assert result.manifest()["stats"]["stages"]["tokenize"]["rows"] == ROWS
+    for name in ("sentiment", "vec"):
+        assert_same_rows(task_columns(rows, name), single_columns(singles[name]))
 
 
 def test_annotate_takes_several_tasks(models):

@@ -208,9 +208,9 @@ def test_fill_mask_continued_pretraining(tmp_path, bases):
 def test_example_train_spec_is_ready_to_run():
     """The demo's train spec: its fields, labels and split fit the sample corpus (training it
     takes minutes: bench/train_topics_demo.py measures it)."""
-    from corpusmill.jobs.train import preflight_training
-    from corpusmill.jobs.train_spec import load_train_spec
-    from corpusmill.operators.train_data import held_out
+    from corpusmill.jobs.training.train import preflight_training
+    from corpusmill.jobs.training.train_spec import load_train_spec
+    from corpusmill.operators.training.train_data import held_out
 
     examples = Path(__file__).parents[2] / "jobs" / "examples"
     spec = load_train_spec(examples / "train_topics_minilm.yaml")

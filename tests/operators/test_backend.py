@@ -15,9 +15,10 @@ import pytest
 
 from corpusmill.errors import JobError
 from corpusmill.jobs.preflight import preflight
-from corpusmill.operators import engines, onnx_export
+from corpusmill.operators import engines
+from corpusmill.operators.engines import onnx_export
 from corpusmill.operators.engines import check_backend, prepare_backend
-from corpusmill.operators.onnx_quantize import DEFAULT_SCHEME
+from corpusmill.operators.engines.onnx_quantize import DEFAULT_SCHEME
 from corpusmill.pipelines.registry import get_task
 from corpusmill.spec import parse_spec
 from tests.conftest import write_parquet
@@ -145,7 +146,7 @@ def test_an_onnxruntime_actor_imports_neither_torch_nor_transformers(tmp_path, t
 
     plan, corpus = job(tmp_path, tiny.classifier, backend="onnxruntime")
     plan = prepare_backend(plan, corpus, isolated=False)
-    from corpusmill.operators.read import CorpusDatasource
+    from corpusmill.operators.readers.read import CorpusDatasource
 
     source = CorpusDatasource(corpus.fs, corpus.files, plan.read_schema, None, rows_per_block=64)
     block = next(iter(next(iter(source.get_read_tasks(1))).read_fn()))

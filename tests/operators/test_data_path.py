@@ -124,7 +124,7 @@ def test_several_windows_a_row_and_per_token_outputs_in_the_actor(tmp_path):
 def test_tasks_without_typed_outputs_keep_their_pickles(tmp_path):
     """Generated sequences have no fixed shape: they travel pickled, one per row."""
     from corpusmill.operators.infer import Infer
-    from corpusmill.operators.read import CorpusDatasource
+    from corpusmill.operators.readers.read import CorpusDatasource
     from corpusmill.operators.tokenize import tokenize_batch
     from tests.tiny_generation import build_gpt2
 

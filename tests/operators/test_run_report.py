@@ -12,8 +12,8 @@ import pytest
 
 from corpusmill.errors import JobError
 from corpusmill.jobs import cli
-from corpusmill.jobs.report import build_report, write_report
-from corpusmill.jobs.output import read_manifest
+from corpusmill.jobs.reporting.report import build_report, write_report
+from corpusmill.jobs.stores.output import read_manifest
 from tests import tiny_fill_mask, tiny_generation, tiny_question_answering, tiny_seq2seq
 from tests import tiny_token_classification
 from tests.conftest import write_parquet
@@ -202,7 +202,7 @@ def test_cli_report_rebuilds_from_the_output_alone(tmp_path, models, capsys):
     assert report["metrics"]["rows"]["scored"] > 0
     assert cli.main(["report", str(tmp_path / "nowhere")]) == cli.EXIT_INVALID
     # .corpusmill/report/ is corpusmill's own: a rerun resumes the folder, overwrite removes it
-    from corpusmill.jobs.output import check_output, replace_output
+    from corpusmill.jobs.stores.output import check_output, replace_output
 
     assert check_output(plan.spec.output, "resume", plan.spec.job_id).resumed  # not refused
     assert check_output(plan.spec.output, "overwrite", plan.spec.job_id).replace

@@ -14,7 +14,7 @@ from transformers import pipeline
 
 from corpusmill.operators.infer import Infer
 from corpusmill.operators.postprocess import postprocess_batch
-from corpusmill.operators.read import CorpusDatasource
+from corpusmill.operators.readers.read import CorpusDatasource
 from corpusmill.operators.tokenize import tokenize_batch
 from corpusmill.pipelines.generation import cut_at_stop
 from tests import tiny_generation

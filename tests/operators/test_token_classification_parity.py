@@ -14,7 +14,7 @@ from transformers.pipelines.token_classification import AggregationStrategy
 
 from corpusmill.operators.infer import Infer
 from corpusmill.operators.postprocess import postprocess_batch
-from corpusmill.operators.read import CorpusDatasource
+from corpusmill.operators.readers.read import CorpusDatasource
 from corpusmill.operators.tokenize import tokenize_batch
 from corpusmill.pipelines.token_classification import default_stride
 from tests import tiny_token_classification as tiny_ner

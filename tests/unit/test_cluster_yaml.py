@@ -89,8 +89,8 @@ def test_gpu_setup_installs_cuda_torch_before_corpusmill_without_the_cpu_pin(con
 def test_auto_resources_on_this_cluster_are_an_elastic_gpu_pool_from_one_to_four(config):
     """What placement decides from the node types the autoscaler runs with: the head alone has
     no GPU, yet the job asks for GPUs, from 1 actor up to one per GPU node it can add."""
-    from corpusmill.jobs.cluster_view import node_types_from_autoscaling_config
-    from corpusmill.jobs.placement import ClusterView, NodeNow, resolve_placement
+    from corpusmill.jobs.cluster.cluster_view import node_types_from_autoscaling_config
+    from corpusmill.jobs.cluster.placement import ClusterView, NodeNow, resolve_placement
     from corpusmill.spec import Resources
 
     types, cap = node_types_from_autoscaling_config(check(config))

@@ -14,7 +14,7 @@ import yaml
 
 from corpusmill.docs_reference import reference_pages, spec_fields
 from corpusmill.jobs.cli import build_parser
-from corpusmill.jobs.train_spec import TrainSpec
+from corpusmill.jobs.training.train_spec import TrainSpec
 from corpusmill.pipelines.registry import all_tasks
 from corpusmill.spec import JobSpec
 

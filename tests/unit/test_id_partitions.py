@@ -1,4 +1,4 @@
-"""The id checks that never hold every id in the driver (jobs/ids.py): ids hashed into
+"""The id checks that never hold every id in the driver (jobs/stores/ids.py): ids hashed into
 partitions on local disk, duplicates found within a file, across files and across partitions,
 named by value and file; an incremental run's rows counted by membership; no Ray, no model."""
 from __future__ import annotations
@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpusmill.errors import JobError
-from corpusmill.jobs import ids as id_module
-from corpusmill.jobs.corpus import id_partitions, open_corpus
-from corpusmill.jobs.ids import IdPartitions, id_hash
-from corpusmill.jobs.output import output_counts
+from corpusmill.jobs.stores import ids as id_module
+from corpusmill.jobs.stores.corpus import id_partitions, open_corpus
+from corpusmill.jobs.stores.ids import IdPartitions, id_hash
+from corpusmill.jobs.stores.output import output_counts
 from corpusmill.jobs.preflight import _check_ids_unique
 
 

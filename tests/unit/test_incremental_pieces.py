@@ -11,12 +11,12 @@ import pyarrow as pa
 import pytest
 
 from corpusmill.errors import JobError
-from corpusmill.jobs.ledger import new_files, read_ledger, record_files
-from corpusmill.jobs.lock import OutputLock
-from corpusmill.jobs.storage import local_paths, unreachable
-from corpusmill.jobs.corpus import hive_partitions
-from corpusmill.operators.read import CorpusFile
-from corpusmill.jobs.output import LOCK
+from corpusmill.jobs.stores.ledger import new_files, read_ledger, record_files
+from corpusmill.jobs.stores.lock import OutputLock
+from corpusmill.jobs.stores.storage import local_paths, unreachable
+from corpusmill.jobs.stores.corpus import hive_partitions
+from corpusmill.operators.readers.read import CorpusFile
+from corpusmill.jobs.stores.output import LOCK
 
 
 def corpus_file(name: str, size: int = 100, mtime_ns: int = 1) -> CorpusFile:

@@ -11,10 +11,10 @@ import pyarrow as pa
 import pytest
 
 from corpusmill.errors import JobError
-from corpusmill.jobs import hub
-from corpusmill.jobs.corpus import open_corpus
-from corpusmill.operators.read import read_row_group
-from corpusmill.operators import read_jsonl
+from corpusmill.jobs.stores import hub
+from corpusmill.jobs.stores.corpus import open_corpus
+from corpusmill.operators.readers.read import read_row_group
+from corpusmill.operators.readers import read_jsonl
 from tests.hub_standin import LocalHub, publish
 
 TEXTS = [f"text {i}" for i in range(10)]
@@ -127,7 +127,7 @@ def test_large_json_lines_fingerprints_sample_the_file_and_follow_its_time(tmp_p
     (docs/guides/scale.md)."""
     import os
 
-    from corpusmill.jobs.corpus import SAMPLE_BYTES, same_content
+    from corpusmill.jobs.stores.corpus import SAMPLE_BYTES, same_content
 
     path = tmp_path / "big.jsonl"
     lines = [json.dumps({"text": f"line {i:06d} " + "x" * 80}) for i in range(5_000)]
@@ -157,7 +157,7 @@ def test_small_arrow_and_json_lines_files_are_fingerprinted_by_their_whole_conte
     import os
     import shutil
 
-    from corpusmill.jobs.corpus import same_content
+    from corpusmill.jobs.stores.corpus import same_content
 
     write_stream(tmp_path / "a.arrow", pa.table({"text": TEXTS}), 4)
     (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in TEXTS))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from corpusmill.jobs import kube_check
+from corpusmill.jobs.cluster import kube_check
 from corpusmill.jobs.cli import EXIT_INVALID, EXIT_OK, main
 from corpusmill.spec import load_spec, parse_spec
 from tests.conftest import write_job

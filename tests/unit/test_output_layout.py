@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpusmill.jobs.output import (
+from corpusmill.jobs.stores.output import (
     CHECKPOINT_DIR, LEDGER, MANIFEST, REPORT_DIR, check_output, data_files,
     migrate_legacy_layout,
 )
@@ -48,3 +48,15 @@ def test_only_data_files_are_data(tmp_path):
     pq.write_table(pa.table({"row_id": ["b:0"]}), out / "year=2026" / "part-1.parquet")
     assert data_files(str(out))[2] == ["part-0.parquet", "year=2026/part-1.parquet"]
     assert len(pq.read_table(out).column("row_id")) == 3  # pyarrow skips the state folder too
+
+
+def test_counts_of_a_several_task_output_count_a_row_truncated_by_any_task_once(tmp_path):
+    from corpusmill.jobs.stores.output import output_counts
+
+    pq.write_table(pa.table({"row_id": ["a", "b", "c", "d"],
+                             "gen_input_truncated": [True, False, None, True],
+                             "sum_input_truncated": [True, True, False, None],
+                             "error": [None, "gen: failed", None, None]}),
+                   tmp_path / "part-0.parquet", row_group_size=2)
+    counts = output_counts(str(tmp_path), "row_id")
+    assert (counts["rows_out"], counts["rows_errored"], counts["rows_truncated"]) == (4, 1, 3)

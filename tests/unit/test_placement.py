@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from corpusmill.errors import JobError
-from corpusmill.jobs.cluster_view import (
+from corpusmill.jobs.cluster.cluster_view import (
     node_types_from_autoscaling_config, node_types_from_cluster_config,
 )
-from corpusmill.jobs.placement import (
+from corpusmill.jobs.cluster.placement import (
     MAX_AUTO_CPU_ACTORS, UNLIMITED, ClusterView, NodeNow, NodeType, group_onnx_actors,
     resolve_placement, share_placements,
 )

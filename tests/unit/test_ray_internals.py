@@ -25,7 +25,7 @@ def test_gcs_cluster_config_has_the_shape_cluster_view_reads():
     import ray._private.state
     from ray.core.generated import autoscaler_pb2
 
-    from corpusmill.jobs.cluster_view import node_types_from_cluster_config
+    from corpusmill.jobs.cluster.cluster_view import node_types_from_cluster_config
 
     state = ray._private.state.state
     assert isinstance(state, ray._private.state.GlobalState)
@@ -70,7 +70,7 @@ def test_autoscaler_process_still_takes_the_flags_we_read(tmp_path):
 
 
 def test_ray_init_still_takes_the_loopback_and_system_config_arguments():
-    """If this fails: ray.init renamed `_node_ip_address` (jobs/ray_session.py) or
+    """If this fails: ray.init renamed `_node_ip_address` (jobs/cluster/ray_session.py) or
     `_system_config` (tests/conftest.py); pass what replaced it."""
     import ray
 

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from corpusmill.errors import JobError
-from corpusmill.jobs.train_report import epoch_rows
-from corpusmill.jobs.train_spec import load_train_spec, parse_train_spec
-from corpusmill.operators.train_data import held_out, token_budget_batches
+from corpusmill.jobs.training.train_report import epoch_rows
+from corpusmill.jobs.training.train_spec import load_train_spec, parse_train_spec
+from corpusmill.operators.training.train_data import held_out, token_budget_batches
 from corpusmill.pipelines.training import get_training_task
 from corpusmill.pipelines.training.base import IGNORE, TrainingDataError
 from corpusmill.pipelines.training.question_answering import check_answer

@@ -1,0 +1,1 @@
+"""`corpusmill train`: the train spec, the training run and its report."""

@@ -1,0 +1,1 @@
+"""Training inside Ray's reach: examples streamed from the corpus, transformers' Trainer."""
