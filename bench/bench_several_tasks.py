@@ -140,9 +140,17 @@ def from_manifest(output: Path, rows: int) -> dict:
     inference = {k.split(":", 1)[1]: v["seconds"] for k, v in stages.items()
                  if k.startswith("inference:")} or {"": stages["inference"]["seconds"]}
     placement = manifest["placement"].get("tasks") or {"": manifest["placement"]}
+    # the timeline counts from the start of execution (Ray Data's); its first rows are the
+    # first block written, seconds_to_first_output counts that from the process's start
+    timeline = stats["timeline"]
+    first_rows = next((t for t, done in timeline if done > 0), None)
     return {"rows_out": manifest["summary"]["rows_out"],
             "job_seconds": round(manifest["summary"]["seconds"], 2),
             "first_output_s": stats["seconds_to_first_output"],
+            "before_execution_s": (round(stats["seconds_to_first_output"] - first_rows, 1)
+                                   if first_rows is not None else None),
+            "execution_to_first_output_s": first_rows,
+            "execution_s": timeline[-1][0] if timeline else None,
             "tokenizations": round(stages["tokenize"]["rows"] / rows, 2),
             "inference_s": inference,
             "stage_busy_s": {k: v.get("seconds") for k, v in stages.items()

