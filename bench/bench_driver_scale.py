@@ -1,11 +1,14 @@
 """Does the driver grow with the corpus? `corpusmill validate` (the preflight every run does:
 files, footers, fingerprints, the id check, the model) on corpora of growing size, whole
-process: wall time and the process's own peak RSS (os.wait4's ru_maxrss; validate starts no
-Ray, so this is all the driver holds). Medians of `--reps` runs, the load average beside each.
+process: wall time, CPU seconds (user + system) and the process's own peak RSS (os.wait4's
+ru_usage; validate starts no Ray, so this is all the driver holds). On S3 also the moto
+server's CPU seconds and the requests it answered during each run: a Python process on the
+same cores. Medians of `--reps` runs, the load average beside each.
 
 Corpora (generated once under bench/data/driver-scale/, git-ignored), string ids `doc-<n>`:
     rows-200k, rows-4m, rows-20m   4 Parquet files, short texts
-    files-50, files-2000, files-10000   that many small local files of 20 rows
+    files-1, files-50, files-2000, files-10000   that many small local files of 20 rows
+                                 (files-1: the fixed part, imports and the model)
     s3-files-1000   1,000 small files on a local S3 API server (moto, tests/object_store.py)
 
 `--run CORPUS` instead runs the job once (`corpusmill run`, the tiny model) over a row corpus
@@ -15,11 +18,14 @@ written once, and reports the driver's peak RSS as the run's manifest records it
 
 Run it once per code state and label the results; the JSON keeps one entry per label:
     python bench/bench_driver_scale.py --label after --json bench/results-driver-scale.json
-    git stash -u -- jobs/ && python bench/bench_driver_scale.py --label before ... ; git stash pop
+or, better on a shared machine, two code states side by side, run by run (same load):
+    git archive BASE | tar -x -C /tmp/base
+    python bench/bench_driver_scale.py --tree before=/tmp/base after=. --only files-10000 ...
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -37,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO / "bench" / "data" / "driver-scale"
 ROW_CORPORA = {"rows-200k": 200_000, "rows-4m": 4_000_000, "rows-20m": 20_000_000}
-FILE_CORPORA = {"files-50": 50, "files-2000": 2_000, "files-10000": 10_000}
+FILE_CORPORA = {"files-1": 1, "files-50": 50, "files-2000": 2_000, "files-10000": 10_000}
 S3_FILES = 1_000
 SMALL_FILE_ROWS = 20
 WORDS = ("river stone market paper light engine garden winter signal harbour quiet number "
@@ -85,30 +91,63 @@ def make_files(folder: Path, files: int) -> None:
     (folder / "done").write_text("")
 
 
-def validate(job: Path, env: dict | None = None) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one `corpusmill validate` process."""
+def validate(job: Path, env: dict | None = None, tree: Path = REPO) -> dict:
+    """Wall seconds, CPU seconds (user + system) and peak RSS MiB of one `corpusmill validate`
+    process running the code of checkout `tree` (PYTHONPATH and working folder; the module it
+    imported is checked)."""
+    env = {**(env or os.environ), "PYTHONPATH": str(tree)}
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "corpusmill.jobs.cli", "validate", str(job)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", _VALIDATE, str(job)], cwd=tree,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start
     out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"validate {job} failed:\n{out[-1500:]}\n{err[-1500:]}")
-    return wall, usage.ru_maxrss / 1024
+    imported = Path(err.split("imported ", 1)[1].split()[0]) if "imported " in err else None
+    if imported is None or not imported.is_relative_to(tree):
+        raise SystemExit(f"validate ran {imported}, not the code of {tree}")
+    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
-def measure(name: str, job: Path, reps: int, env: dict | None = None) -> dict:
-    runs = []
+# `corpusmill validate JOB`, saying which corpus module it imported (jobs/stores/corpus.py
+# since the layout of issue 25, jobs/corpus.py before: either code state can be measured)
+_VALIDATE = ("import os, sys, corpusmill.jobs as jobs; "
+             "corpus = __import__('corpusmill.jobs.stores.corpus' if any(os.path.isdir("
+             "os.path.join(p, 'stores')) for p in jobs.__path__) else 'corpusmill.jobs.corpus', "
+             "fromlist=['_']); "
+             "from corpusmill.jobs.cli import main; "
+             "print('imported', corpus.__file__, file=sys.stderr); "
+             "sys.exit(main(['validate', sys.argv[1]]))")
+
+
+def measure(name: str, job: Path, reps: int, env: dict | None = None,
+            trees: dict[str, Path] | None = None, server=None) -> dict[str, dict]:
+    """label -> medians and runs of `reps` validate runs per code tree, interleaved (rep 1 of
+    each tree, then rep 2...) so that both see the same load. `server`: the moto server,
+    whose CPU seconds and requests during each run are recorded too."""
+    trees = trees or {"": REPO}
+    runs: dict[str, list] = {label: [] for label in trees}
     for _ in range(reps):
-        load = os.getloadavg()[0]
-        wall, rss = validate(job, env)
-        runs.append({"wall_s": round(wall, 2), "peak_rss_mib": round(rss, 1),
-                     "load_1min": load})
-        print(f"{name:14s} wall {wall:6.2f} s  peak RSS {rss:7.1f} MiB  load {load:.1f}",
-              flush=True)
-    return {"wall_s": statistics.median(r["wall_s"] for r in runs),
-            "peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in runs), "runs": runs}
+        for label, tree in trees.items():
+            load = os.getloadavg()[0]
+            if server is not None:
+                moto_cpu, mark = server.cpu_seconds(), server.log_size()
+            run = validate(job, env, tree)
+            run["load_1min"] = round(load, 1)
+            if server is not None:
+                run["moto_cpu_s"] = round(server.cpu_seconds() - moto_cpu, 2)
+                run["moto_requests"] = len(server.requests(mark))
+            runs[label].append(run)
+            print(f"{name:14s} {label:8s} " + "  ".join(f"{k} {v}" for k, v in run.items()),
+                  flush=True)
+    results = {}
+    for label, done in runs.items():
+        keys = [k for k in done[0] if k != "load_1min"]
+        results[label] = {**{k: statistics.median(r[k] for r in done) for k in keys},
+                          "runs": done}
+    return results
 
 
 def job_file(folder: Path, name: str, model: str, input_path: str, output: str) -> Path:
@@ -122,12 +161,19 @@ def job_file(folder: Path, name: str, model: str, input_path: str, output: str) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--label", required=True, help="the code state measured: before/after")
+    parser.add_argument("--label", help="the code state measured (this checkout): before/after")
+    parser.add_argument("--tree", nargs="*", metavar="LABEL=PATH", default=[],
+                        help="measure these checkouts' code instead, interleaved run by run "
+                             "(e.g. before=/tmp/base after=.)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="corpus names to measure (default: all)")
     parser.add_argument("--json", default=str(REPO / "bench" / "results-driver-scale.json"))
     parser.add_argument("--run", help="run the job once over this row corpus instead")
     args = parser.parse_args()
+    trees = {label: Path(path).resolve() for label, path in
+             (item.split("=", 1) for item in args.tree)} or {args.label: REPO}
+    if None in trees:
+        parser.error("give --label, or --tree LABEL=PATH ...")
 
     from tests.tiny_models import build_bert_classifier
 
@@ -140,40 +186,52 @@ def main() -> None:
     if args.run:
         return full_run(args, jobs, model)
     wanted = lambda name: not args.only or name in args.only  # noqa: E731
-    results: dict[str, dict] = {}
+    results: dict[str, dict] = {label: {} for label in trees}
+
+    def record(name: str, rows: int, files: int, measured: dict[str, dict]) -> None:
+        for label, found in measured.items():
+            results[label][name] = {"rows": rows, "files": files, **found}
+
     uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     for name, rows in ROW_CORPORA.items():
         if wanted(name):
             make_rows(DATA / name, rows)
             job = job_file(jobs, name, str(model), str(DATA / name), str(DATA / "out" / name))
-            results[name] = {"rows": rows, "files": 4, **measure(name, job, args.reps)}
+            record(name, rows, 4, measure(name, job, args.reps, trees=trees))
     for name, files in FILE_CORPORA.items():
         if wanted(name):
             make_files(DATA / name, files)
             job = job_file(jobs, name, str(model), str(DATA / name), str(DATA / "out" / name))
-            results[name] = {"rows": files * SMALL_FILE_ROWS, "files": files,
-                             **measure(name, job, args.reps)}
+            record(name, files * SMALL_FILE_ROWS, files,
+                   measure(name, job, args.reps, trees=trees))
     if wanted("s3-files-1000"):
-        results["s3-files-1000"] = measure_s3(jobs, model, args.reps)
+        with s3_corpus(jobs, model) as (server, job, env):
+            record("s3-files-1000", S3_FILES * SMALL_FILE_ROWS, S3_FILES,
+                   measure("s3-files-1000", job, args.reps, env, trees, server))
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
-    ratios = {}
-    if "rows-200k" in results and "rows-20m" in results:
-        small, large = results["rows-200k"], results["rows-20m"]
-        ratios = {"peak RSS 20M / 200k": round(large["peak_rss_mib"] / small["peak_rss_mib"], 3),
-                  "wall 20M / 200k": round(large["wall_s"] / small["wall_s"], 3)}
-    entry = {"reps": args.reps, "cpus": os.cpu_count(), "uptime_before": uptime_before,
-             "uptime_after": uptime_after, "results": results, "ratios": ratios,
-             "note": "2-core machine shared with other engineers' work; see the load averages"}
     path = Path(args.json)
     report = json.loads(path.read_text()) if path.exists() else {}
-    report[args.label] = {**report.get(args.label, {}), **entry,
-                          "results": {**report.get(args.label, {}).get("results", {}),
-                                      **results}}
+    for label, found in results.items():
+        ratios = {}
+        if "rows-200k" in found and "rows-20m" in found:
+            small, large = found["rows-200k"], found["rows-20m"]
+            ratios = {"peak RSS 20M / 200k": round(large["peak_rss_mib"] / small["peak_rss_mib"],
+                                                   3),
+                      "wall 20M / 200k": round(large["wall_s"] / small["wall_s"], 3)}
+        entry = {"reps": args.reps, "cpus": os.cpu_count(), "uptime_before": uptime_before,
+                 "uptime_after": uptime_after, "results": found, "ratios": ratios,
+                 "code": str(trees[label]),
+                 "interleaved_with": [other for other in trees if other != label],
+                 "note": "2-core machine shared with other engineers' work; see the load "
+                         "averages"}
+        report[label] = {**report.get(label, {}), **entry,
+                         "results": {**report.get(label, {}).get("results", {}), **found}}
+        print(label, json.dumps({name: {k: v for k, v in r.items() if k != "runs"}
+                                 for name, r in found.items()}, indent=1))
+        print(ratios)
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({name: {k: v for k, v in r.items() if k != "runs"}
-                      for name, r in results.items()}, indent=1))
-    print(ratios, uptime_before, uptime_after, sep="\n")
+    print(uptime_before, uptime_after, sep="\n")
 
 
 def corpus_rows(name: str) -> int:
@@ -220,26 +278,28 @@ def full_run(args, jobs: Path, model: Path) -> None:
         raise SystemExit("not every id was written exactly once")
 
 
-def measure_s3(jobs: Path, model: Path, reps: int) -> dict:
-    """1,000 small files uploaded to a fresh local moto S3 server, validated from there."""
+@contextlib.contextmanager
+def s3_corpus(jobs: Path, model: Path, log: Path | None = None):
+    """(server, job, environment): 1,000 small files uploaded to a fresh local moto S3 server
+    (its request log in `log`, or a temporary file), and the job that validates them there."""
     import tempfile
 
     from tests.object_store import MotoS3
 
     local = DATA / "files-s3"
     make_files(local, S3_FILES)
-    server = MotoS3().start()
-    try:
-        with tempfile.TemporaryDirectory() as staging:
+    with tempfile.TemporaryDirectory() as staging:
+        server = MotoS3(log=log or Path(staging) / "moto.log").start()
+        try:
+            (Path(staging) / "in").mkdir()
             for path in sorted(local.glob("*.parquet")):
-                os.link(path, Path(staging) / path.name)
-            server.upload(Path(staging), "s3://corpus/in/")
-        job = job_file(jobs, "s3-files-1000", str(model), "s3://corpus/in/", "s3://corpus/out/")
-        env = {**os.environ, **server.env("admin")}
-        return {"rows": S3_FILES * SMALL_FILE_ROWS, "files": S3_FILES,
-                **measure("s3-files-1000", job, reps, env)}
-    finally:
-        server.stop()
+                os.link(path, Path(staging) / "in" / path.name)
+            server.upload(Path(staging) / "in", "s3://corpus/in/")
+            job = job_file(jobs, "s3-files-1000", str(model), "s3://corpus/in/",
+                           "s3://corpus/out/")
+            yield server, job, {**os.environ, **server.env("admin")}
+        finally:
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -39,11 +39,14 @@ def preflight(spec: JobSpec, *, load_weights: bool = False, corpus: Corpus | Non
     the ids once and the prefixed output names)."""
     task = get_task(spec.task)
     if corpus is None:
-        corpus = open_corpus(spec.input, skip_corrupt=spec.skip_corrupt_files)
+        corpus = open_corpus(spec.input, skip_corrupt=spec.skip_corrupt_files,
+                             keep_contents=spec.id_column is not None)
     input_columns = _input_columns(spec, task.input_columns, corpus.files)
     id_column = _id_column(spec, corpus.files)
     if spec.id_column is not None and not one_of_several:
         corpus = _check_ids_unique(corpus, id_column, skip_corrupt=spec.skip_corrupt_files)
+    if not one_of_several:
+        corpus = corpus.without_contents()  # read once for the id check; a run needs none
     kept = _kept_columns(spec, corpus.files, id_column)
     if not one_of_several:
         _check_collisions(kept, [f.name for f in task.output_fields()] + [ERROR])
@@ -99,7 +102,8 @@ def preflight_several(spec: JobSpec, *, load_weights: bool = False,
     (errors name the task), over the corpus opened and its ids checked once; then the joined
     output's columns (each task's prefixed with its name, no collisions)."""
     if corpus is None:
-        corpus = open_corpus(spec.input, skip_corrupt=spec.skip_corrupt_files)
+        corpus = open_corpus(spec.input, skip_corrupt=spec.skip_corrupt_files,
+                             keep_contents=spec.id_column is not None)
     plans: dict[str, JobPlan] = {}
     for name, one in spec.task_specs().items():
         try:
@@ -111,6 +115,7 @@ def preflight_several(spec: JobSpec, *, load_weights: bool = False,
     id_column, kept = first.id_column, first.kept_columns
     if spec.id_column is not None:
         corpus = _check_ids_unique(corpus, id_column, skip_corrupt=spec.skip_corrupt_files)
+    corpus = corpus.without_contents()
     inputs = {column: None for plan in plans.values() for column in plan.input_columns.values()}
     read_schema = _read_schema(corpus.files, id_column, {c: c for c in inputs}, kept)
     fields = [read_schema.field(id_column)] + [read_schema.field(c) for c in kept]
@@ -220,42 +225,53 @@ ID_THREADS = 16  # files whose ids are read at a time (object stores: mostly wai
 def _check_ids_unique(corpus: Corpus, id_column: str, skip_corrupt: bool = False) -> Corpus:
     """Resumes and joins match rows by id, so ids must be unique and present. Streams the id
     column of every file once, as the one type all files' id columns widen to (string beside
-    large_string, int32 beside int64), into hash partitions on local disk (jobs/stores/ids.py): the
-    driver holds one batch and one partition at a time, whatever the corpus's size. A file
-    whose id column cannot be decoded is refused, or left out under `skip_corrupt` (the
-    returned corpus no longer has it)."""
+    large_string, int32 beside int64), into hash partitions on local disk (jobs/stores/ids.py):
+    the driver holds one batch per thread and one partition at a time, whatever the corpus's
+    size. Files are read ID_THREADS at a time in groups (`file_groups`), a small file's ids
+    from the content inspection kept (`Corpus.contents`: no request), and hashed a batch of
+    several files at a time (`SpillBuffer`). A file whose id column cannot be decoded is
+    refused (the first in order, named), or left out under `skip_corrupt` (the returned
+    corpus no longer has it). The returned corpus holds no file contents."""
     import dataclasses
     from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow.compute as pc
 
     from corpusmill.jobs.stores.corpus import iter_ids
-    from corpusmill.jobs.stores.ids import IdPartitions, find_duplicates, id_hash, partitions_for
+    from corpusmill.jobs.stores.ids import (
+        IdPartitions, SpillBuffer, file_groups, find_duplicates, partitions_for,
+    )
 
     id_type = _unified_types(corpus.files, {id_column})[id_column]
     files = corpus.files
     ids = IdPartitions(partitions_for(corpus.num_rows))
 
-    def spill(source: int):
-        """None, or what is wrong with the file: ('corrupt', error) or ('null', row)."""
-        row = 0
-        try:
-            for values in iter_ids(corpus.fs, files[source], id_column, id_type):
-                if values.null_count:
-                    return "null", row + pc.index(pc.is_null(values), True).as_py()
-                ids.add(id_hash(values), source)
-                row += len(values)
-        except (OSError, pa.ArrowInvalid) as e:
-            return "corrupt", e
-        return None
+    def spill(group: range) -> dict[int, tuple[str, object]]:
+        """What is wrong with files of `group`: source -> ('corrupt', error) or ('null', row)."""
+        problems = {}
+        with SpillBuffer(ids) as buffer:
+            for source in group:
+                row = 0
+                try:
+                    for values in iter_ids(corpus.fs, files[source], id_column, id_type,
+                                           corpus.contents.get(files[source].path)):
+                        if values.null_count:
+                            problems[source] = (
+                                "null", row + pc.index(pc.is_null(values), True).as_py())
+                            break
+                        buffer.add(values, source)
+                        row += len(values)
+                except (OSError, pa.ArrowInvalid) as e:
+                    problems[source] = ("corrupt", e)
+        return problems
 
     with ids, ThreadPoolExecutor(max(1, min(ID_THREADS, len(files)))) as pool:
-        problems = list(pool.map(spill, range(len(files))))
+        problems = {}
+        for found in pool.map(spill, file_groups(len(files), ID_THREADS)):
+            problems.update(found)
         skipped, corrupt = set(), []
-        for source, (f, problem) in enumerate(zip(files, problems)):
-            if problem is None:
-                continue
-            what, detail = problem
+        for source in sorted(problems):  # the first file in order is named
+            f, (what, detail) = files[source], problems[source]
             if what == "null":
                 raise JobError(f"id_column {id_column!r} is null in {f.name!r} (first at row "
                                f"{detail}); every row needs an id, or drop id_column to have "
@@ -271,7 +287,8 @@ def _check_ids_unique(corpus: Corpus, id_column: str, skip_corrupt: bool = False
             raise JobError(f"none of the {len(files)} Parquet file(s) has a readable id "
                            f"column {id_column!r}")
         found = find_duplicates(
-            ids, lambda source: iter_ids(corpus.fs, files[source], id_column, id_type),
+            ids, lambda source: iter_ids(corpus.fs, files[source], id_column, id_type,
+                                         corpus.contents.get(files[source].path)),
             len(files), skip=skipped, threads=ID_THREADS)
     if found.count:
         shown = [f"{value!r} x{count} (in {', '.join(files[s].name for s in where)})"
@@ -280,7 +297,7 @@ def _check_ids_unique(corpus: Corpus, id_column: str, skip_corrupt: bool = False
                        f"{'; '.join(shown)}. Ids must be unique so every row is written exactly "
                        f"once; deduplicate the corpus, or drop id_column to use '<file>:<row>' ids")
     return dataclasses.replace(corpus, files=[f for i, f in enumerate(files) if i not in skipped],
-                               skipped_files=corpus.skipped_files + tuple(corrupt))
+                               skipped_files=corpus.skipped_files + tuple(corrupt), contents={})
 
 
 def _kept_columns(spec, files, id_column) -> list[str]:
@@ -338,6 +355,8 @@ def _unified_types(files, wanted: set[str]) -> dict[str, pa.DataType]:
                 continue
             if field.name not in types:
                 types[field.name], first[field.name] = _plain(field.type), f.name
+                continue
+            if _plain(field.type) == types[field.name]:  # the usual case: nothing to widen
                 continue
             try:
                 merged = pa.unify_schemas(

@@ -23,17 +23,26 @@ _SETUP_CALLS = 6
 
 
 class MotoS3:
-    def __init__(self):
+    """`log`: a file for the server's request log (one line per request, werkzeug's), read
+    back by `requests`; None: no log kept."""
+
+    def __init__(self, log: Path | None = None):
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.keys: dict[str, tuple[str, str]] = {}
         self.proc: subprocess.Popen | None = None
+        self.log = log
 
     def start(self) -> "MotoS3":
         env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(_SETUP_CALLS)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = open(self.log, "ab") if self.log else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                env=env, stdout=subprocess.DEVNULL, stderr=log)
+        finally:
+            if self.log:
+                log.close()
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -123,6 +132,27 @@ class MotoS3:
         import pyarrow.fs as pafs
 
         return self.fs().get_file_info(uri[len("s3://"):]).type != pafs.FileType.NotFound
+
+    def log_size(self) -> int:
+        """Where the request log ends now: `requests(since=...)` counts what comes after."""
+        return self.log.stat().st_size if self.log and self.log.exists() else 0
+
+    def requests(self, since: int = 0) -> list[tuple[str, str]]:
+        """(method, path) of each request the server logged after byte `since` of its log."""
+        import re
+
+        with open(self.log, "rb") as f:
+            f.seek(since)
+            lines = f.read().decode(errors="replace").splitlines()
+        return [found.groups() for found in map(re.compile(r'"([A-Z]+) (\S+) HTTP').search,
+                                               lines) if found]
+
+    def cpu_seconds(self) -> float:
+        """The server process's CPU time so far (user + system)."""
+        import psutil
+
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return times.user + times.system
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -3,8 +3,11 @@
 each holds from its footer (row groups, schema, hive partition folders), a fingerprint of its
 content, and one schema for all of them. operators/readers/read.py streams the rows inside Ray.
 Files are inspected DISCOVERY_THREADS at a time (on an object store each read is a round
-trip); the first unreadable file in order stops the job, named. Nothing here holds every row
-id: `iter_ids` streams them, `id_partitions` spills their hashes to local disk (jobs/stores/ids.py).
+trip), with the modification time their listing gave; the first unreadable file in order
+stops the job, named. A small Parquet file's footer read is the whole file: on an object
+store `open_corpus(keep_contents=True)` keeps those bytes (`Corpus.contents`, bounded) for
+the id check, which then asks the store nothing more. Nothing here holds every row id:
+`iter_ids` streams them, `id_partitions` spills their hashes to local disk (jobs/stores/ids.py).
 
 Fingerprints: the SHA-256 of a file's Parquet footer (schema, row groups, column chunk sizes
 and statistics) plus its size. A file rewritten with other rows almost always changes it; a
@@ -23,12 +26,14 @@ docs/guides/scale.md); a file no longer than those two samples, of its whole con
 (operators/readers/read_arrow.py, operators/readers/read_jsonl.py), indexed by one pass over the file."""
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -52,10 +57,17 @@ class Corpus:
     skipped_files: tuple[str, ...] = ()   # corrupt files left out under skip_corrupt_files
     gone: tuple[str, ...] = field(default=())  # files earlier runs read that are gone now
     source: dict = field(default_factory=dict)  # where it came from: the hub commit (jobs/stores/hub.py)
+    # path -> whole content of small object-store files read whole at inspection, kept for the
+    # id check (`open_corpus(keep_contents=True)`); dropped with `without_contents`
+    contents: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def num_rows(self) -> int:
         return sum(f.num_rows for f in self.files)
+
+    def without_contents(self) -> "Corpus":
+        """This corpus, holding no file's content (what a run keeps)."""
+        return dataclasses.replace(self, contents={}) if self.contents else self
 
     def stamps(self) -> dict[str, dict]:
         """name -> {size, mtime_ns, fingerprint} of every file: what the manifest records."""
@@ -98,17 +110,25 @@ FOOTER_READ = 1 << 16  # bytes read from a Parquet file's end: the footer, usual
 
 
 def _footer_bytes(handle, size: int) -> bytes:
-    """The footer (metadata, its length, "PAR1"), in one ranged read when it fits in
-    FOOTER_READ bytes (two otherwise); a file too short to have one is returned whole, for
-    the Parquet reader to refuse."""
+    """The footer of the file `handle` reads (`_read_footer`)."""
+    return _read_footer(handle, size)[0]
+
+
+def _read_footer(handle, size: int) -> tuple[bytes, bytes | None]:
+    """(footer, whole file or None). The footer (metadata, its length, "PAR1") comes in one
+    ranged read when it fits in FOOTER_READ bytes (two otherwise); a file of at most
+    FOOTER_READ bytes is that one read, and comes back whole beside its footer. A file too
+    short to have a footer is returned whole as its footer, for the Parquet reader to
+    refuse."""
     tail = handle.read_at(min(size, FOOTER_READ), size - min(size, FOOTER_READ))
+    whole = tail if len(tail) == size else None
     if len(tail) < FOOTER_TAIL:
-        return tail
+        return tail, whole
     length = int.from_bytes(tail[-FOOTER_TAIL:-4], "little")
     start = max(0, size - FOOTER_TAIL - length)
     if size - start > len(tail):
-        return handle.read_at(size - start, start)
-    return tail[len(tail) - (size - start):]
+        return handle.read_at(size - start, start), whole
+    return tail[len(tail) - (size - start):], whole
 
 
 def _fingerprint_of(footer: bytes) -> str:
@@ -122,13 +142,23 @@ def hive_partitions(name: str) -> tuple[tuple[str, str], ...]:
                  if "=" in part and not part.startswith("="))
 
 
-def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str, int | None]]]:
-    """(filesystem, [(path, name, modification time in ns as listed, None if not)]) for a
-    Parquet file, folder (recursive) or glob.
+class Listed(NamedTuple):
+    """A file as the listing that found it says: what inspecting it need not ask again."""
+    path: str                # as the filesystem opens it
+    name: str                # relative to the input root
+    mtime_ns: int | None     # modification time; None: not listed (ask the store)
+    size: int | None = None  # bytes; None: not listed
+
+
+def find_files(input_path: str, opened: tuple[pafs.FileSystem, str, dict] | None = None
+               ) -> tuple[pafs.FileSystem, list[Listed]]:
+    """(filesystem, files as listed) for a Parquet file, folder (recursive) or glob (Arrow,
+    JSON Lines and save_to_disk folders too). `opened`: `open_input(input_path)`'s answer,
+    when the caller has it (a hub input is then not resolved twice).
 
     Raises JobError when nothing exists at the path, no Parquet file is found, or the store
     refuses (missing bucket, credentials, permissions), naming the path and the fix."""
-    fs, root, _ = open_input(input_path)
+    fs, root, _ = opened or open_input(input_path)
     try:
         return _find_files(fs, root, input_path)
     except OSError as e:
@@ -137,13 +167,17 @@ def find_files(input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str, i
             f"input {input_path!r} cannot be listed: {e}") from None
 
 
-def open_corpus(input_path: str, *, skip_corrupt: bool = False) -> Corpus:
+def open_corpus(input_path: str, *, skip_corrupt: bool = False,
+                keep_contents: bool = False) -> Corpus:
     """The corpus a job's `input` names: its files found and inspected (`find_files`,
-    `inspect_files`), and where it came from (a hub input: the commit read)."""
-    _, _, source = open_input(input_path)
-    fs, paths = find_files(input_path)
-    files, corrupt = inspect_files(fs, paths, skip_corrupt=skip_corrupt)
-    return Corpus(fs, files, tuple(corrupt), source=source)
+    `inspect_files`), and where it came from (a hub input: the commit read).
+    `keep_contents`: keep the small files that inspection read whole (`Corpus.contents`), so
+    that reading their ids costs no second request."""
+    opened = open_input(input_path)
+    fs, listed = find_files(input_path, opened)
+    contents: dict[str, bytes] | None = {} if keep_contents else None
+    files, corrupt = inspect_files(fs, listed, skip_corrupt=skip_corrupt, contents=contents)
+    return Corpus(fs, files, tuple(corrupt), source=opened[2], contents=contents or {})
 
 
 def open_input(input_path: str) -> tuple[pafs.FileSystem, str, dict]:
@@ -177,7 +211,7 @@ def _precise(fs: pafs.FileSystem, root: str, error: OSError) -> OSError:
 
 
 def _find_files(fs: pafs.FileSystem, root: str,
-                input_path: str) -> tuple[pafs.FileSystem, list[tuple[str, str, int | None]]]:
+                input_path: str) -> tuple[pafs.FileSystem, list[Listed]]:
     if any(c in root for c in _GLOB_CHARS):
         base = _glob_base(root)
         infos = [i for i in _list(fs, base, input_path) if fnmatch.fnmatch(i.path, root)]
@@ -190,12 +224,13 @@ def _find_files(fs: pafs.FileSystem, root: str,
                            f"of Parquet files, or a glob such as 'data/*.parquet' (Arrow and "
                            f"JSON Lines files, and datasets' save_to_disk folders, work too)")
         if info.type == pafs.FileType.File:
-            return fs, [(info.path, os.path.basename(info.path), info.mtime_ns)]
+            return fs, [Listed(info.path, os.path.basename(info.path), info.mtime_ns,
+                               info.size)]
         saved = _saved_dataset_files(fs, root, input_path)
         if saved:
             return fs, saved
         base, infos, kind = root, _list(fs, root, input_path), "folder"
-    files = sorted((i.path, os.path.relpath(i.path, base), i.mtime_ns) for i in infos
+    files = sorted(Listed(i.path, _relative(i.path, base), i.mtime_ns, i.size) for i in infos
                    if i.type == pafs.FileType.File and file_format(i.path)
                    and not os.path.basename(i.path).startswith(("_", ".")))
     if not files:
@@ -204,13 +239,23 @@ def _find_files(fs: pafs.FileSystem, root: str,
     return fs, files
 
 
+def _relative(path: str, base: str) -> str:
+    """`path` relative to the folder `base` it was listed under (os.path.relpath's answer,
+    without its cost per file for the usual case)."""
+    prefix = base.rstrip("/") + "/"
+    if path.startswith(prefix):
+        rest = path[len(prefix):]
+        if all(part not in ("", ".", "..") for part in rest.split("/")):  # nothing to normalise
+            return rest if os.sep == "/" else rest.replace("/", os.sep)
+    return os.path.relpath(path, base)
+
+
 def file_format(path: str) -> str | None:
     """parquet, arrow or jsonl by the file's name; None for other files."""
     return FORMATS.get(os.path.splitext(path)[1].lower())
 
 
-def _saved_dataset_files(fs: pafs.FileSystem, root: str,
-                         input_path: str) -> list[tuple[str, str, None]]:
+def _saved_dataset_files(fs: pafs.FileSystem, root: str, input_path: str) -> list[Listed]:
     """The Arrow files of a `datasets` save_to_disk folder, in the dataset's row order (as its
     state.json lists them); [] for any other folder. A DatasetDict folder is refused naming
     its splits: one job reads one split."""
@@ -237,22 +282,32 @@ def _saved_dataset_files(fs: pafs.FileSystem, root: str,
     if not names:
         raise JobError(f"input {input_path!r} is a saved dataset whose state.json lists no "
                        f"data files")
-    return [(f"{root}/{name}", name, None) for name in names]
+    return [Listed(f"{root}/{name}", name, None) for name in names]
 
 
-def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str, int | None]], *,
-                  skip_corrupt: bool = False) -> tuple[list[CorpusFile], list[str]]:
+def inspect_files(fs: pafs.FileSystem, files: list[Listed], *, skip_corrupt: bool = False,
+                  contents: dict[str, bytes] | None = None
+                  ) -> tuple[list[CorpusFile], list[str]]:
     """(readable files from their footers, names of corrupt files skipped). Files are opened
-    DISCOVERY_THREADS at a time (an object store answers each request after a round trip);
-    the first file in order that is not readable stops the job, named, unless
-    `skip_corrupt`."""
+    DISCOVERY_THREADS at a time (an object store answers each request after a round trip),
+    with the time their listing gave: a small Parquet file on S3 costs two requests (the HEAD
+    that opening it makes, and one read of its tail, which is the whole file). The first file
+    in order that is not readable stops the job, named, unless `skip_corrupt`.
+
+    `contents`: filled with path -> whole content of the Parquet files read whole (at most
+    FOOTER_READ bytes each, CONTENTS_BYTES in all, in listing order), on an object store or
+    the hub only (a local file is as quickly read again)."""
+    keep = _kept_whole(fs, files) if contents is not None else frozenset()
     corpus, corrupt = [], []
     workers = max(1, min(DISCOVERY_THREADS, len(files)))
     with ThreadPoolExecutor(workers, thread_name_prefix="corpusmill-inspect") as pool:
-        outcomes = list(pool.map(lambda item: _inspect_or_error(fs, *item), files))
-    for (path, name, *_), (found, error) in zip(files, outcomes):
+        outcomes = list(pool.map(lambda item: _inspect_or_error(fs, item, item.path in keep),
+                                 files))
+    for (path, name, *_), (found, whole, error) in zip(files, outcomes):
         if error is None:
             corpus.append(found)
+            if whole is not None:
+                contents[path] = whole
             continue
         if isinstance(error, JobError):
             raise error
@@ -274,31 +329,52 @@ def inspect_files(fs: pafs.FileSystem, files: list[tuple[str, str, int | None]],
 
 
 DISCOVERY_THREADS = 32  # files inspected at a time: mostly waiting on the store
+CONTENTS_BYTES = 64 << 20  # small files' contents kept from inspection for the id check
 
 
-def _inspect_or_error(fs: pafs.FileSystem, path: str, name: str, mtime_ns: int | None = None
-                      ) -> tuple[CorpusFile | None, Exception | None]:
+def _kept_whole(fs: pafs.FileSystem, files: list[Listed]) -> set[str]:
+    """Paths of the Parquet files whose content inspection keeps (`inspect_files`)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        return set()
+    kept, total = set(), 0
+    for f in files:
+        if (f.size is not None and f.size <= FOOTER_READ and total + f.size <= CONTENTS_BYTES
+                and (file_format(f.path) or "parquet") == "parquet"):
+            kept.add(f.path)
+            total += f.size
+    return kept
+
+
+def _inspect_or_error(fs: pafs.FileSystem, listed: Listed, keep_whole: bool = False
+                      ) -> tuple[CorpusFile | None, bytes | None, Exception | None]:
     try:
-        return _inspect(fs, path, name, mtime_ns), None
+        return (*_inspect(fs, listed, keep_whole), None)
     except (OSError, pa.ArrowInvalid, EOFError, JobError) as e:
-        return None, e
+        return None, None, e
 
 
-def _inspect(fs: pafs.FileSystem, path: str, name: str,
-             mtime_ns: int | None = None) -> CorpusFile:
-    """One file from its footer (Parquet: one ranged read) or its layout (Arrow, JSON
-    Lines). `mtime_ns`: from the listing that found it (None: asked for)."""
+def _inspect(fs: pafs.FileSystem, listed: Listed,
+             keep_whole: bool = False) -> tuple[CorpusFile, bytes | None]:
+    """(one file from its footer or its layout, its whole content or None). Parquet: one
+    ranged read of its tail (`_read_footer`); the content comes back when `keep_whole` and
+    that read was the whole file. Arrow and JSON Lines: their layout (`_layout`). The
+    modification time is the listing's (None: asked for)."""
+    path, name = listed.path, listed.name
     kind = file_format(path) or "parquet"
-    mtime = (fs.get_file_info(path).mtime_ns if mtime_ns is None else mtime_ns) or 0
-    with fs.open_input_file(path) as f:
-        size = f.size()
-        if kind == "parquet":
-            footer = _footer_bytes(f, size)
-            meta = pq.ParquetFile(pa.BufferReader(footer)).metadata
-            schema = meta.schema.to_arrow_schema()
-            groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
-            offsets, fingerprint = (), _fingerprint_of(footer)
-        else:
+    mtime = (fs.get_file_info(path).mtime_ns if listed.mtime_ns is None
+             else listed.mtime_ns) or 0
+    whole = None
+    if kind == "parquet":
+        with fs.open_input_file(path) as f:  # S3: a HEAD request (pyarrow's Python API
+            size = f.size()                   # opens by path only), then one ranged read
+            footer, whole = _read_footer(f, size)
+        meta = pq.ParquetFile(pa.BufferReader(footer)).metadata
+        schema = meta.schema.to_arrow_schema()
+        groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+        offsets, fingerprint = (), _fingerprint_of(footer)
+    else:
+        with fs.open_input_file(path) as f:
+            size = f.size()
             schema, groups, offsets = _layout(f, kind)
             fingerprint = sample_fingerprint(f, size, mtime, store_version(f))
     partitions = hive_partitions(name)
@@ -309,8 +385,8 @@ def _inspect(fs: pafs.FileSystem, path: str, name: str,
                        f"column or the folder")
     for key, _ in partitions:
         schema = schema.append(pa.field(key, pa.string()))
-    return CorpusFile(path, name, groups, schema, size, mtime, partitions, fingerprint,
-                      format=kind, offsets=offsets)
+    return (CorpusFile(path, name, groups, schema, size, mtime, partitions, fingerprint,
+                       format=kind, offsets=offsets), whole if keep_whole else None)
 
 
 KIND_NAMES = {"parquet": "Parquet", "arrow": "Arrow", "jsonl": "JSON Lines"}
@@ -368,9 +444,10 @@ def sample_fingerprint(handle, size: int, mtime_ns: int, version: str = "") -> s
 
 
 def iter_ids(fs: pafs.FileSystem, f: CorpusFile, id_column: str | None,
-             id_type: pa.DataType = pa.string()):
+             id_type: pa.DataType = pa.string(), content: bytes | None = None):
     """The row ids of one file in order, as arrays of at most READ_BATCH_ROWS (about) ids of
-    `id_type`: the id column's values, or (id_column None) the generated '<file>:<row>'."""
+    `id_type`: the id column's values, or (id_column None) the generated '<file>:<row>'.
+    `content`: the file's whole content where the caller has it (`Corpus.contents`)."""
     import pyarrow.compute as pc
 
     from corpusmill.jobs.stores.ids import READ_BATCH_ROWS
@@ -380,29 +457,45 @@ def iter_ids(fs: pafs.FileSystem, f: CorpusFile, id_column: str | None,
             rows = pa.array(range(start, min(f.num_rows, start + READ_BATCH_ROWS)))
             yield pc.binary_join_element_wise(f"{f.name}:", rows.cast(pa.string()), "")
         return
-    for column in iter_column(fs, f, id_column, READ_BATCH_ROWS):
+    for column in iter_column(fs, f, id_column, READ_BATCH_ROWS, content):
         yield column.cast(id_type)
 
 
 WHOLE_READ_BYTES = 1 << 20  # Parquet files this small are read in one request for a column
 
 
-def iter_column(fs: pafs.FileSystem, f: CorpusFile, column: str, batch_rows: int):
+def iter_column(fs: pafs.FileSystem, f: CorpusFile, column: str, batch_rows: int,
+                content: bytes | None = None):
     """One stored column of a whole file as arrays, never the whole column at once: Parquet
-    in batches of `batch_rows`, Arrow and JSON Lines by their groups."""
+    in batches of `batch_rows` (a file of no more rows at once), Arrow and JSON Lines by
+    their groups. `content`: the file's whole content, when the caller has it (nothing is
+    read from the store then); a Parquet file of at most WHOLE_READ_BYTES is otherwise read
+    whole in one ranged read."""
     from corpusmill.operators.readers.read import read_group
 
     if f.format == "parquet":
-        with fs.open_input_file(f.path) as handle:
-            # a small file in one ranged read rather than its footer, then its column chunk
-            source = (pa.BufferReader(handle.read_at(f.size_bytes, 0))
-                      if f.size_bytes <= WHOLE_READ_BYTES else handle)
-            for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_rows,
-                                                             columns=[column]):
+        with _parquet_source(fs, f, content) as source:
+            parquet = pq.ParquetFile(source)
+            if f.num_rows <= batch_rows:  # one read, cheaper than a batch iterator
+                yield from parquet.read(columns=[column], use_threads=False).column(0).chunks
+                return
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=[column]):
                 yield batch.column(0)
         return
     for group in range(len(f.row_groups)):
         yield from read_group(fs, f, group, [column]).column(0).chunks
+
+
+def _parquet_source(fs: pafs.FileSystem, f: CorpusFile, content: bytes | None):
+    """What a Parquet reader reads `f` from: its content in memory (given, or read whole in one
+    request when it is small), or a handle on the store for a larger file."""
+    if content is not None:
+        return pa.BufferReader(content)
+    handle = fs.open_input_file(f.path)
+    if f.size_bytes > WHOLE_READ_BYTES:
+        return handle
+    with handle:
+        return pa.BufferReader(handle.read_at(f.size_bytes, 0))
 
 
 def id_partitions(fs: pafs.FileSystem, files: list[CorpusFile], id_column: str | None,
@@ -410,17 +503,18 @@ def id_partitions(fs: pafs.FileSystem, files: list[CorpusFile], id_column: str |
     """Every row id of `files`, hashed and spilled by hash (jobs/stores/ids.py: IdPartitions), files
     read `threads` at a time; partitioned for the larger of their rows and `expected_rows`
     (the rows of what they will be compared with: the output)."""
-    from corpusmill.jobs.stores.ids import IdPartitions, id_hash, partitions_for
+    from corpusmill.jobs.stores.ids import IdPartitions, SpillBuffer, file_groups, partitions_for
 
     ids = IdPartitions(partitions_for(max(expected_rows, sum(f.num_rows for f in files))))
 
-    def spill(item):
-        source, f = item
-        for values in iter_ids(fs, f, id_column, id_type):
-            ids.add(id_hash(values), source)
+    def spill(group: range) -> None:
+        with SpillBuffer(ids) as buffer:
+            for source in group:
+                for values in iter_ids(fs, files[source], id_column, id_type):
+                    buffer.add(values, source)
 
     with ThreadPoolExecutor(max(1, min(threads, len(files)))) as pool:
-        list(pool.map(spill, enumerate(files)))
+        list(pool.map(spill, file_groups(len(files), threads)))
     return ids
 
 

@@ -77,13 +77,19 @@ class IdPartitions:
     def _path(self, part: int) -> str:
         return os.path.join(self._dir.name, f"{part}.arrow")
 
-    def add(self, hashes: np.ndarray, source: int, flags: dict[str, np.ndarray] | None = None):
-        """Spill one batch of ids (their `id_hash`) of file `source`."""
+    def add(self, hashes: np.ndarray, source: int | np.ndarray,
+            flags: dict[str, np.ndarray] | None = None):
+        """Spill one batch of ids (their `id_hash`) of file `source`, or of several files
+        (`source`: the file of each id, one per hash)."""
         if not len(hashes):
             return
         part = (hashes % np.uint64(self.partitions)).astype(np.int64)
         order = np.argsort(part, kind="stable") if self.partitions > 1 else None
-        columns = [hashes, np.full(len(hashes), source, np.int32)]
+        sources = (np.full(len(hashes), source, np.int32) if np.ndim(source) == 0
+                   else np.asarray(source, np.int32))
+        if len(sources) != len(hashes):
+            raise ValueError(f"{len(hashes)} hashes but {len(sources)} sources")
+        columns = [hashes, sources]
         columns += [np.asarray((flags or {})[name], np.int8) for name in self.flags]
         if order is not None:
             columns = [c[order] for c in columns]
@@ -163,6 +169,55 @@ class IdPartitions:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class SpillBuffer:
+    """Ids of one or more files gathered for one `id_hash` call and one `IdPartitions.add`
+    per `rows` ids: a corpus of many small files pays hashing's and spilling's cost per call
+    once per batch, not once per file. Holds at most about `rows` ids; `flush` (or leaving
+    the `with` block) spills what is left. One per thread."""
+
+    def __init__(self, ids: IdPartitions, rows: int | None = None):
+        self.ids, self.rows = ids, rows or READ_BATCH_ROWS
+        self._values: list[pa.Array] = []
+        self._sources: list[int] = []
+        self._held = 0
+
+    def add(self, values: pa.Array, source: int) -> None:
+        """Ids of file `source` (all of one type), spilled with the next batch."""
+        if len(values):
+            self._values.append(values)
+            self._sources.append(source)
+            self._held += len(values)
+        if self._held >= self.rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._values:
+            return
+        lengths = [len(v) for v in self._values]
+        values = self._values[0] if len(self._values) == 1 else pa.chunked_array(self._values)
+        self.ids.add(id_hash(values), np.repeat(np.asarray(self._sources, np.int32), lengths))
+        self._values, self._sources, self._held = [], [], 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.flush()
+
+
+GROUP_FILES = 256  # most files one thread reads the ids of before taking more
+
+
+def file_groups(count: int, workers: int) -> list[range]:
+    """Indexes 0..count-1 in consecutive groups, one group per task of a pool of `workers`
+    threads: as many groups as workers where there are enough files (each of them waits on
+    its own store requests), at most GROUP_FILES files each."""
+    groups = min(count, max(workers, -(-count // GROUP_FILES)))
+    bounds = [count * k // groups for k in range(groups + 1)] if groups else [0]
+    return [range(start, end) for start, end in zip(bounds, bounds[1:])]
 
 
 @dataclass

@@ -23,8 +23,8 @@ ROOT = f"s3://{BUCKET}"
 
 
 @pytest.fixture(scope="module")
-def s3():
-    server = MotoS3().start()
+def s3(tmp_path_factory):
+    server = MotoS3(log=tmp_path_factory.mktemp("moto") / "requests.log").start()
     yield server
     server.stop()
 
@@ -213,3 +213,52 @@ def test_a_json_lines_file_rewritten_on_object_storage_changes_its_fingerprint(s
     after = open_corpus(f"{ROOT}/jsonl-etag/").stamps()["a.jsonl"]
     assert before["size"] == after["size"]
     assert before["fingerprint"] != after["fingerprint"]
+
+
+def test_preflight_reads_a_small_object_storage_file_in_two_requests(s3, tiny, tmp_path,
+                                                                    monkeypatch):
+    """A small Parquet file costs the preflight (inspection and the id check) two requests:
+    the HEAD that opening it makes and one read of the whole file, whose bytes serve its
+    footer, fingerprint and ids (before: four, the id check opened and read it again). The
+    fingerprints are the footer's hash, as before; a duplicated id is still found, named."""
+    from collections import Counter
+
+    import pyarrow.fs as pafs
+
+    from corpusmill.errors import JobError
+    from corpusmill.jobs.stores.corpus import footer_fingerprint
+    from corpusmill.jobs.preflight import preflight
+    from corpusmill.spec import load_spec
+
+    files, rows = 12, 4
+    local = tmp_path / "small"
+    for part in range(files):
+        write_parquet(local / f"part-{part:02d}.parquet",
+                      {"doc": [f"s{part * rows + i}" for i in range(rows)],
+                       "body": [f"text {part} {i}" for i in range(rows)]})
+    s3.upload(local, f"{ROOT}/small-reads/")
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+
+    def check(name: str, source: str):
+        spec = job(tmp_path, name, model=str(tiny.classifier), input=source,
+                   output=f"{ROOT}/out-{name}/", id_column="doc")
+        return preflight(load_spec(str(spec)))
+
+    start = s3.log_size()
+    _, corpus = check("small-reads", f"{ROOT}/small-reads/")
+    assert corpus.num_rows == files * rows and not corpus.contents  # the run holds no bytes
+    per_file = Counter((path, method) for method, path in s3.requests(start)
+                       if path.startswith(f"/{BUCKET}/small-reads/part-"))
+    assert per_file == Counter({(f"/{BUCKET}/small-reads/part-{part:02d}.parquet", method): 1
+                                for part in range(files) for method in ("HEAD", "GET")})
+    disk = pafs.LocalFileSystem()
+    for f in corpus.files:
+        with disk.open_input_file(str(local / f.name)) as handle:
+            assert f.fingerprint == footer_fingerprint(handle, handle.size())
+
+    write_parquet(local / "part-99.parquet", {"doc": ["s5"], "body": ["again"]})
+    s3.upload(local, f"{ROOT}/small-dups/")
+    with pytest.raises(JobError, match=r"1 duplicated id\(s\), e.g. 's5' x2 \(in "
+                                       r"part-01.parquet, part-99.parquet\)"):
+        check("small-dups", f"{ROOT}/small-dups/")

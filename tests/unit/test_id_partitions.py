@@ -80,6 +80,29 @@ def test_duplicates_spread_over_many_partitions_are_all_counted(tmp_path, monkey
         check(tmp_path)
 
 
+def test_many_small_files_hashed_together_still_name_each_file(tmp_path, partitions):
+    """Ids of several files go through one hash call (SpillBuffer): a duplicate between two
+    of them, and a null in one, still name the right files and row."""
+    for part in range(40):
+        write(tmp_path / "many" / f"p{part:02d}.parquet", [f"p{part}-{i}" for i in range(3)])
+    write(tmp_path / "many" / "p37.parquet", ["p37-0", "p3-1", "p37-2"])
+    with pytest.raises(JobError, match=r"1 duplicated id\(s\), e.g. 'p3-1' x2 \(in "
+                                       r"p03.parquet, p37.parquet\)"):
+        check(tmp_path / "many")
+    write(tmp_path / "many" / "p37.parquet", ["p37-0", "p37-1", "p37-2"])
+    write(tmp_path / "many" / "p21.parquet", ["p21-0", "p21-1", None])
+    with pytest.raises(JobError, match=r"null in 'p21.parquet' \(first at row 2\)"):
+        check(tmp_path / "many")
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 100, 4_099, 10_000])
+def test_file_groups_take_every_file_once_in_order(count):
+    groups = id_module.file_groups(count, 16)
+    assert [i for group in groups for i in group] == list(range(count))
+    assert all(0 < len(group) <= id_module.GROUP_FILES for group in groups)
+    assert len(groups) >= min(count, 16)  # every thread has work where there are files
+
+
 def test_integer_ids_and_widened_types_are_checked_by_value(tmp_path, partitions):
     write(tmp_path / "a.parquet", pa.array([1, 2, 3], pa.int32()))
     write(tmp_path / "b.parquet", pa.array([4, 2], pa.int64()))
