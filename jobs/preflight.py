@@ -36,7 +36,7 @@ def preflight(spec: JobSpec, *, load_weights: bool = False, corpus: Corpus | Non
     model once (what `corpusmill validate` does). `corpus`: rows from elsewhere than the
     spec's input (a Ray Dataset given to corpusmill.annotate, described by its schema).
     `one_of_several`: `spec` is one task of a job with several (`preflight_several` checks
-    the ids once and the prefixed output names)."""
+    the job-wide parts once: ids, output location, partitions, the prefixed output names)."""
     task = get_task(spec.task)
     if corpus is None:
         corpus = open_corpus(spec.input, skip_corrupt=spec.skip_corrupt_files,
@@ -50,8 +50,9 @@ def preflight(spec: JobSpec, *, load_weights: bool = False, corpus: Corpus | Non
     kept = _kept_columns(spec, corpus.files, id_column)
     if not one_of_several:
         _check_collisions(kept, [f.name for f in task.output_fields()] + [ERROR])
-    _check_partition_by(spec, kept, id_column)
-    _check_output_location(spec)
+    if not one_of_several:  # job-wide: preflight_several checks them once
+        _check_partition_by(spec, kept, id_column)
+        _check_output_location(spec)
     check_backend(spec)
 
     model_ref = resolve_model_ref(spec.model)

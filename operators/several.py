@@ -47,6 +47,7 @@ def group_prefix(group: int) -> str:
 
 
 def _with_prefix(table: pa.Table, added: pa.Table, prefix: str) -> pa.Table:
+    """`table` with the columns of `added` appended, each named `prefix` + its name."""
     for name in added.column_names:
         table = table.append_column(f"{prefix}{name}", added.column(name))
     return table
@@ -56,12 +57,6 @@ def _without_prefix(table: pa.Table, prefix: str) -> pa.Table:
     """The columns of `table` under `prefix`, named without it."""
     names = [c for c in table.column_names if c.startswith(prefix)]
     return table.select(names).rename_columns([c[len(prefix):] for c in names])
-
-
-def _joined(base: pa.Table, more: pa.Table) -> pa.Table:
-    for name in more.column_names:
-        base = base.append_column(name, more.column(name))
-    return base
 
 
 def tokenize_group(table: pa.Table, plan: JobPlan, group: int) -> pa.Table:
@@ -99,7 +94,7 @@ class TaskStage(Infer):
         else:
             tokens = _without_prefix(table, group_prefix(self.group))
             windows = Windows.from_arrow(tokens.column(INPUT_IDS), tokens.column(TOKEN_TYPE_IDS))
-            view = _joined(base, tokens.drop_columns([INPUT_IDS, TOKEN_TYPE_IDS]))
+            view = _with_prefix(base, tokens.drop_columns([INPUT_IDS, TOKEN_TYPE_IDS]), "")
         out = self.run(view, windows)
         report(self.plan.stats_name, f"inference:{self.name}", rows=out.num_rows,
                seconds=self.seconds)
@@ -128,7 +123,7 @@ def _join_outputs(table: pa.Table, plan: SeveralPlan) -> tuple[pa.Table, int]:
     arrays = [table.column(plan.id_column)] + [table.column(c) for c in plan.kept_columns]
     failed_by = []
     for name, task_plan in plan.tasks.items():
-        ours = _joined(base, _without_prefix(table, task_prefix(name)))
+        ours = _with_prefix(base, _without_prefix(table, task_prefix(name)), "")
         decoded = decode_block(ours, task_plan, leave_out_errors=False)
         for field in task_plan.output_schema:
             if field.name in task_plan.task_output_names or field.name == ERROR:
