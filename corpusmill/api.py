@@ -7,8 +7,9 @@ input, columns and model before any Ray work, and `jobs/run.py` runs the same op
 scratch folder as Arrow (a `datasets.Dataset` backed by Arrow files is read from those files
 directly), runs the job into a scratch output and joins the task's output columns back onto
 the caller's object in the input's row order; a Ray Dataset instead gets the operators
-appended to it and stays lazy. Ray is started once per process (on the first call) and
-reused by every later call.
+appended to it and stays lazy. A job that runs on Ray (`resources.executor`; `auto` runs a
+small one-task job on this machine in this process, without Ray) starts Ray once per process,
+on the first call, and every later call reuses it.
 
 Failures, and the CLI's exit status each stands for (the message is the CLI's line):
 

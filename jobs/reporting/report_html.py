@@ -404,7 +404,10 @@ def _resources_section(report: dict) -> str:
                      'actors below are all the tasks\' together</p>')
     elif placement:
         actors = placement.get("actors") or {}
-        tiles = [_tile("device", _e(placement.get("device"))),
+        executor = placement.get("executor")
+        tiles = [_tile("executor", _e({"process": "this process", "ray": "Ray"}.get(
+                           executor, "Ray")), _e(placement.get("executor_reason") or "")),
+                 _tile("device", _e(placement.get("device"))),
                  _tile("backend", _e(placement.get("backend"))),
                  _tile("dtype", _e(placement.get("dtype"))),
                  _tile("actors", _n(actors.get("peak", actors.get("max"))),

@@ -74,6 +74,13 @@ def test_a_job_in_this_process_writes_what_the_ray_pipeline_writes(tmp_path, tin
     assert record["stats"]["stages"]["tokenize"]["rows"] == 300
     assert record["stats"]["seconds_to_first_output"] is not None
     assert here.placement["nodes"][0]["rows"] == 300
+    # the summary and the report say where it ran and why
+    assert "ran in this process" in "\n".join(here.lines())
+    assert "no Ray (executor: process)" in "\n".join(here.lines())
+    html = (tmp_path / "here" / ".corpusmill" / "report" / "report.html").read_text()
+    assert "this process" in html and "executor: process" in html
+    assert "executor: ray" in (tmp_path / "ray" / ".corpusmill" / "report" /
+                               "report.html").read_text()
 
 
 def test_a_stopped_run_resumes_on_ray_with_every_id_once(tmp_path, tiny, corpus, ray_session,
