@@ -20,7 +20,7 @@ from corpusmill.spec import JobSpec, looks_like_path
 from corpusmill.operators.plan import ERROR, JobPlan, SeveralPlan
 from corpusmill.jobs.stores.corpus import Corpus, is_bytes, is_text, open_corpus
 from corpusmill.jobs.stores.output import check_writable
-from corpusmill.operators.readers.read import GENERATED_ID
+from corpusmill.operators.readers.files import GENERATED_ID
 from corpusmill.pipelines.base import ModelMismatch
 from corpusmill.pipelines.registry import get_task
 

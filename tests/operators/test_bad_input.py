@@ -186,6 +186,31 @@ def test_validate_accepts_a_good_job(tmp_path, capsys, tiny, corpus):
     assert "label (string)" in out and "error (string)" in out
 
 
+def test_validate_imports_no_ray(tmp_path, tiny, corpus):
+    """`corpusmill validate`, the command as its own process, checks a job without importing
+    Ray or Ray Data (a run's, not a check's): the corpus module and the CLI import neither."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parents[2]  # this checkout's code, not an installed one
+    job = write_job(tmp_path / "job.yaml", task="text-classification", model=tiny.classifier,
+                    input=str(corpus), output=str(tmp_path / "out"), columns={"text": "body"})
+    code = ("import sys; sys.argv = ['corpusmill', 'validate', sys.argv[1]]; "
+            "from corpusmill.jobs.cli import main; code = main(); "
+            "import corpusmill.jobs.preflight as p; print('from', p.__file__); "
+            "print('ray:', sorted(m for m in sys.modules if m.split('.')[0] == 'ray')); "
+            "sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code, str(job)], cwd=checkout,
+                          capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(checkout)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ok: text-classification" in done.stdout
+    assert f"from {checkout}" in done.stdout
+    assert "ray: []" in done.stdout
+
+
 def test_duplicate_ids_are_refused_showing_the_first_ones(tmp_path, capsys, tiny):
     write_parquet(tmp_path / "in" / "a.parquet", {"id": ["x1", "x2", "x3"], "text": ["a"] * 3})
     write_parquet(tmp_path / "in" / "b.parquet", {"id": ["x3", "x4", "x1"], "text": ["b"] * 3})
