@@ -89,6 +89,56 @@ def test_folder_that_is_not_a_model(tmp_path, capsys, corpus):
     assert "no config.json" in err and "readme.txt" in err and "save_pretrained" in err
 
 
+def test_a_corpus_fault_is_reported_before_a_model_fault(tmp_path, capsys, tiny, corpus):
+    """The model loads in a thread while the corpus is read; its faults still come after
+    the corpus's: a job with both is refused for its corpus, as before."""
+    for command in ("run", "validate"):
+        err = fails(tmp_path, capsys, command=command, model=str(tmp_path / "no-model"),
+                    input=str(corpus))
+        assert "column 'text'" in err and "no-model" not in err, (command, err)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("hi")
+    err = fails(tmp_path, capsys, command="validate", model=str(tmp_path / "notes"),
+                input=str(corpus), columns={"text": "body"}, id_column="missing")
+    assert "id_column 'missing' is not in" in err and "config.json" not in err
+
+
+def test_a_model_loading_in_the_background_stops_when_the_corpus_is_refused(
+        tmp_path, tiny, corpus, monkeypatch):
+    """A corpus fault is reported without waiting for the model, and the model's loading
+    stops at its next step (here: after the config, before the tokenizer)."""
+    import threading
+
+    import corpusmill.jobs.preflight as preflight_module
+    from corpusmill.errors import JobError
+    from corpusmill.jobs.preflight import preflight
+    from corpusmill.spec import parse_spec
+
+    release, steps = threading.Event(), []
+    load_config = preflight_module._load_config
+
+    def slow_config(spec, folder):  # held until the refusal has come back
+        steps.append("config released" if release.wait(30) else "config timed out")
+        return load_config(spec, folder)
+
+    def tokenizer(spec, folder):
+        steps.append("tokenizer")
+        raise AssertionError("the tokenizer was loaded for a refused job")
+
+    monkeypatch.setattr(preflight_module, "_load_config", slow_config)
+    monkeypatch.setattr(preflight_module, "_load_tokenizer", tokenizer)
+    spec = parse_spec({"task": "text-classification", "model": tiny.classifier,
+                       "input": str(corpus), "output": str(tmp_path / "out")})
+    with pytest.raises(JobError, match="column 'text'"):
+        preflight(spec, load_weights=True)  # returns while the config is still loading
+    loading = [t for t in threading.enumerate() if t.name == "corpusmill-model"]
+    release.set()
+    for thread in loading:
+        thread.join(60)
+        assert not thread.is_alive()
+    assert "config timed out" not in steps and "tokenizer" not in steps
+
+
 def test_model_without_weights(tmp_path, capsys, tiny, corpus):
     folder = tmp_path / "no-weights"
     shutil.copytree(tiny.classifier, folder)
