@@ -4,8 +4,11 @@
   pipeline-32       the same with batch_size=32
   forward-sorted    the practical limit: tokenize all, sort by length, token-budget batches,
                     plain forward passes (no Ray, no I/O beyond reading the corpus)
-  corpusmill        `corpusmill run` end to end with the defaults (backend auto): Ray
-                    start-up, read, tokenize, infer, write
+  corpusmill        `corpusmill run` end to end with the defaults (backend auto; executor
+                    auto: on a machine of <= 4 cores, in the command's own process, no Ray):
+                    read, tokenize, infer, write
+  corpusmill-ray    the same with resources.executor: ray (Ray start-up, an actor pool)
+  corpusmill-ray-int8  resources.executor: ray with dtype: int8
   corpusmill-torch  the same with resources.backend: torch
   corpusmill-onnx   the same with resources.backend: onnxruntime (graph exported beforehand,
                     untimed: the export is once per model, cached)
@@ -42,6 +45,8 @@ from pathlib import Path
 REPO = Path(__file__).parents[1]
 MODES = ["pipeline-default", "pipeline-32", "forward-sorted", "corpusmill", "corpusmill-int8"]
 BACKENDS = {"corpusmill": {}, "corpusmill-int8": {"dtype": "int8"},
+            "corpusmill-ray": {"executor": "ray"},
+            "corpusmill-ray-int8": {"executor": "ray", "dtype": "int8"},
             "corpusmill-torch": {"backend": "torch"},
             "corpusmill-torch-int8": {"backend": "torch", "dtype": "int8"},
             "corpusmill-onnx": {"backend": "onnxruntime"},

@@ -8,8 +8,10 @@ whole (imports, model load, read, write):
   ray-data        a plain Ray Data script: read_parquet -> map_batches(an actor class that
                   tokenizes and runs the model, batch_size=256, one actor of 1 CPU) ->
                   write_parquet. What a user writes by hand.
-  corpusmill      `corpusmill run` with the defaults
-  corpusmill-torch, corpusmill-onnx   the same with resources.backend set
+  corpusmill      `corpusmill run` with the defaults (on this machine: executor auto runs
+                  the job in the command's own process, no Ray)
+  corpusmill-ray  the same with resources.executor: ray (a local Ray, an actor pool)
+  corpusmill-torch, corpusmill-onnx   the defaults with resources.backend set
   corpusmill-before  the defaults from the tree of git ref `--before`
 
 Modes run interleaved `--reps` times; medians are reported with peak RSS of the process tree,
@@ -37,8 +39,9 @@ from bench.bench_classification import (  # noqa: E402
     corpusmill_job, run_measured, tree_env,
 )
 
-MODES = ["bare-loop", "ray-data", "corpusmill", "corpusmill-torch"]
-RESOURCES = {"corpusmill": {}, "corpusmill-torch": {"backend": "torch"},
+MODES = ["bare-loop", "ray-data", "corpusmill", "corpusmill-ray"]
+RESOURCES = {"corpusmill": {}, "corpusmill-ray": {"executor": "ray"},
+             "corpusmill-torch": {"backend": "torch"},
              "corpusmill-onnx": {"backend": "onnxruntime"}, "corpusmill-before": {}}
 BATCH = 256
 

@@ -111,6 +111,15 @@ class Resources(_Strict):
                             "are the ones that would tokenize), `tasks` in CPU tasks ahead of "
                             "them (tokenizing overlaps a GPU's inference); `auto`: tasks "
                             "beside GPU actors or multi-threaded CPU actors, else actor.")
+    executor: Literal["auto", "ray", "process"] = Field(
+        "auto", description="Where the job runs: `ray`, Ray Data with an actor pool (a local "
+                            "Ray when no cluster is named); `process`, in the command's own "
+                            "process with no Ray: the model loaded once, blocks read, run and "
+                            "written one after another, exactly once as on Ray; `auto`: "
+                            "`process` when the job runs on this machine (no --address, "
+                            "RAY_ADDRESS unset), has one task, asks for no GPU, resumes "
+                            "nothing, and the machine has at most 4 cores or the job at most "
+                            "20,000 rows; else `ray`. A stopped job resumes on Ray.")
     cpus_per_actor: float = Field(0.5, gt=0, description="CPUs Ray reserves per inference actor.")
     torch_threads: int | None = Field(None, ge=1, description="torch threads per CPU actor; "
                                       "default: the node's cores divided among the actors.")

@@ -148,11 +148,12 @@ def notebook_bundle(label: str, state: ProgressState) -> dict:
 
 
 class ProgressWatcher:
-    """Polls the run's statistics actor in a thread, feeds the display, and keeps the
-    throughput timeline [(seconds since start, rows done)] for the manifest."""
+    """Polls the run's statistics in a thread (`read_snapshot`: the stats actor's snapshot, or
+    the RunStats of a run in this process), feeds the display, and keeps the throughput
+    timeline [(seconds since start, rows done)] for the manifest."""
 
-    def __init__(self, stats_actor, display: ProgressDisplay, total: int, block_rows: int):
-        self.actor = stats_actor
+    def __init__(self, read_snapshot, display: ProgressDisplay, total: int, block_rows: int):
+        self.read_snapshot = read_snapshot
         self.display = display
         self.total = total
         self.block_rows = block_rows
@@ -188,10 +189,8 @@ class ProgressWatcher:
                     self.timeline, every = self.timeline[::2], every * 2
 
     def _poll(self) -> None:
-        import ray
-
         try:
-            snapshot = ray.get(self.actor.snapshot.remote(), timeout=5)
+            snapshot = self.read_snapshot()
         except Exception:  # noqa: BLE001 - a slow or lost stats actor must not stop the run
             return
         self.snapshot = snapshot

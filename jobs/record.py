@@ -104,6 +104,11 @@ def placement_line(record: dict) -> str:
     """'ran on 2 GPU node(s) with 2 actor(s) at peak (1 at start, elastic 1-2): 10.0.0.3
     1,650 rows, 10.0.0.4 1,350 rows' — where a run ran, for the summary."""
     nodes = record.get("nodes", [])
+    if record.get("executor") == "process":
+        host = nodes[0].get("host") if nodes else None
+        return (f"ran in this process" + (f" on {host}" if host else "") + f" with "
+                f"{record.get('torch_threads')} torch thread(s), no Ray "
+                f"({record.get('executor_reason')})")
     actors = record.get("actors", {})
     kind = "GPU" if record.get("device") == "gpu" else "CPU"
     pool = (f"elastic {actors.get('min')}-{actors.get('max')}"

@@ -14,6 +14,10 @@ from datetime import datetime, timezone
 
 from corpusmill.jobs.cluster.cluster_view import HEAD_RESOURCE
 from corpusmill.jobs.console import RunConsole
+from corpusmill.jobs.in_process import (
+    PROCESS, Executor, choose_executor, execute_in_process, settle_in_process,
+)
+from corpusmill.jobs.in_process import node_table as in_process_nodes
 from corpusmill.jobs.stores.corpus import Corpus, id_partitions
 from corpusmill.jobs.stores.ledger import new_files
 from corpusmill.jobs.stores.output import OutputFolder, checkpoint_path
@@ -159,14 +163,20 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
                           rows_errored=0, rows_skipped=0, files_in=0, seconds=0.0,
                           incremental=True, files_done_before=len(corpus.files))
     run_id = uuid.uuid4().hex[:12]
+    executor = choose_executor(spec, address, rows=work.corpus.num_rows - work.rows_before,
+                               rows_before=work.rows_before)
     with output.lock(run_id), RunConsole(spec.output, run_id, verbose) as console:
-        started_ray = ensure_ray(address, connect_timeout_s)
-        try:
-            run = _execute_on_ray(spec, plan, work, state, output, console, run_id)
-        finally:
-            if started_ray and not keep_ray:
-                import ray
-                ray.shutdown()
+        if executor.kind == PROCESS:
+            run = _execute_here(spec, plan, work, state, output, console, run_id, executor)
+        else:
+            started_ray = ensure_ray(address, connect_timeout_s)
+            try:
+                run = _execute_on_ray(spec, plan, work, state, output, console, run_id,
+                                      executor)
+            finally:
+                if started_ray and not keep_ray:
+                    import ray
+                    ray.shutdown()
         counts = _verify_output(spec, run.plan, work, output)
         summary = _summarize(spec, run, work, counts, output,
                              seconds=time.monotonic() - start, started_at=started_at)
@@ -187,28 +197,54 @@ class Executed:
     snapshot: dict           # the run's statistics (operators/stats.py)
     timeline: list           # [[seconds, rows done]]
     nodes: list              # Ray's node table
+    executor: Executor       # where it ran (Ray, or this process) and why
 
 
 def _execute_on_ray(spec: JobSpec, plan, work: "Work", state, output: OutputFolder,
-                    console: RunConsole, run_id: str) -> Executed:
+                    console: RunConsole, run_id: str, executor: Executor) -> Executed:
     """Settle the plan against the cluster (a placement that cannot run is refused before
     any output), replace the output when asked, mark the manifest running, and run."""
     corpus = work.corpus
     plan, placement = settle(plan, corpus.num_rows - work.rows_before,
                              reserved_cpus=CHECKPOINT_FILTER_CPUS if state.resumed else 0,
                              run_id=run_id, corpus=corpus)
-    if state.replace:
-        output.replace()
-    manifest = {"job_id": spec.job_id, "run_id": run_id, "spec": spec.model_dump(mode="json"),
-                "provenance": provenance(spec, corpus),
-                "inputs": {**work.inputs_before, **corpus.stamps()}}
-    output.write_manifest({**manifest, "status": "running"})
-    files_before = frozenset(output.data_files())
-    started = _now()
+    log.info("on Ray: %s", executor.reason)
+    manifest, files_before, started = _begin(spec, work, state, output, run_id)
     snapshot, timeline = _execute(plan, corpus, console,
                                   total=corpus.num_rows - work.rows_before)
     return Executed(plan, placement, manifest, files_before, started, snapshot, timeline,
-                    _node_table())
+                    _node_table(), executor)
+
+
+def _execute_here(spec: JobSpec, plan, work: "Work", state, output: OutputFolder,
+                  console: RunConsole, run_id: str, executor: Executor) -> Executed:
+    """The job in this process, without Ray (jobs/in_process.py); the same steps around it."""
+    corpus = work.corpus
+    plan, placement = settle_in_process(plan, corpus, run_id)
+    manifest, files_before, started = _begin(spec, work, state, output, run_id)
+    total = corpus.num_rows - work.rows_before
+    display = ProgressDisplay(console.term, console.is_tty, label=f"corpusmill {spec.task}")
+
+    def watcher(read_snapshot):
+        return ProgressWatcher(read_snapshot, display, total=total,
+                               block_rows=spec.batching.window_rows)
+
+    snapshot, timeline = execute_in_process(plan, corpus, watcher)
+    return Executed(plan, placement, manifest, files_before, started, snapshot, timeline,
+                    in_process_nodes(), executor)
+
+
+def _begin(spec: JobSpec, work: "Work", state, output: OutputFolder,
+           run_id: str) -> tuple[dict, frozenset, str]:
+    """Replace the output when asked and mark the manifest running: the manifest's fields
+    known before the run, the data files the output held before, when execution began."""
+    if state.replace:
+        output.replace()
+    manifest = {"job_id": spec.job_id, "run_id": run_id, "spec": spec.model_dump(mode="json"),
+                "provenance": provenance(spec, work.corpus),
+                "inputs": {**work.inputs_before, **work.corpus.stamps()}}
+    output.write_manifest({**manifest, "status": "running"})
+    return manifest, frozenset(output.data_files()), _now()
 
 
 def _verify_output(spec: JobSpec, plan, work: "Work", output: OutputFolder) -> dict:
@@ -238,7 +274,8 @@ def _summarize(spec: JobSpec, run: Executed, work: "Work", counts: dict,
         seconds_to_first_output=_first_output(run.snapshot, started_at),
         preview=tuple(output.preview(_preview_columns(run.plan))),
         incremental=spec.incremental, files_done_before=len(work.ledger),
-        placement=_placement_record(run.placement, run.plan, run.snapshot, run.nodes))
+        placement={**_placement_record(run.placement, run.plan, run.snapshot, run.nodes),
+                   "executor": run.executor.kind, "executor_reason": run.executor.reason})
 
 
 def _record(summary: RunSummary, run: Executed, work: "Work", counts: dict,
@@ -369,7 +406,8 @@ def _execute(plan: JobPlan, corpus: Corpus, console: RunConsole,
     display = ProgressDisplay(console.term, console.is_tty, label=f"corpusmill {label}")
     spec = plan.spec
     try:
-        with ProgressWatcher(stats, display, total=total,
+        with ProgressWatcher(lambda: ray.get(stats.snapshot.remote(), timeout=5), display,
+                             total=total,
                              block_rows=spec.batching.window_rows) as watcher, \
                 _checkpointing(plan), warnings.catch_warnings():
             # write_parquet's task options are only reachable this way in Ray 2.60

@@ -29,8 +29,7 @@ def run_in_process(plan: JobPlan, corpus) -> pa.Table:
 
     source = CorpusDatasource(corpus.fs, corpus.files, plan.read_schema, plan.spec.id_column,
                               rows_per_block=plan.spec.batching.window_rows)
-    blocks = (block for task in source.get_read_tasks(1) for block in task.read_fn())
-    return process_blocks(plan, blocks)
+    return process_blocks(plan, source.blocks())
 
 
 def process_blocks(plan: JobPlan, blocks, infer=None) -> pa.Table:

@@ -14,6 +14,7 @@ Stages and what they report
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -90,6 +91,20 @@ def stats_name(run_id: str) -> str:
     return f"{NAME_PREFIX}{run_id}"
 
 
+# runs in this process (jobs/in_process.py): name -> their RunStats, used instead of an actor
+_IN_PROCESS: dict[str, RunStats] = {}
+
+
+@contextlib.contextmanager
+def local_stats(name: str, stats: RunStats):
+    """Within the block, operators reporting to `name` add to `stats` in this process."""
+    _IN_PROCESS[name] = stats
+    try:
+        yield stats
+    finally:
+        _IN_PROCESS.pop(name, None)
+
+
 @functools.lru_cache(maxsize=8)
 def _handle(name: str):
     import ray
@@ -104,6 +119,9 @@ def report(name: str, stage: str, **fields) -> None:
     """Send one block's figures to the run's stats actor; never fails the caller."""
     if not name:
         return
+    if name in _IN_PROCESS:
+        _IN_PROCESS[name].add(stage, **fields)
+        return
     handle = _handle(name)
     if handle is None:
         return
@@ -115,6 +133,9 @@ def report(name: str, stage: str, **fields) -> None:
 
 def report_corrupt(name: str, file: str, group: int, rows: int, error: str) -> None:
     """A row group skipped as unreadable (its rows are counted as skipped in the summary)."""
+    if name in _IN_PROCESS:
+        _IN_PROCESS[name].skipped_corrupt(file, group, rows, error)
+        return
     handle = _handle(name) if name else None
     if handle is not None:
         try:
@@ -133,10 +154,11 @@ def corrupt_parts(snapshot: dict) -> tuple[str, ...]:
 def announce_actor(name: str, device: str, task: str = "") -> str:
     """Register an inference actor (once its model is loaded); returns its key 'pid@node'.
     `task`: the name of the task it runs, in a job with several."""
-    import ray
-
-    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+    node = node_id()
     key = f"{os.getpid()}@{node[:12]}"
+    if name in _IN_PROCESS:
+        _IN_PROCESS[name].actor_ready(key, node, device, task)
+        return key
     handle = _handle(name) if name else None
     if handle is not None:
         try:
@@ -147,9 +169,11 @@ def announce_actor(name: str, device: str, task: str = "") -> str:
 
 
 def node_id() -> str:
-    import ray
+    import sys
 
-    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+    ray = sys.modules.get("ray")  # not imported: not in a Ray worker or driver
+    return (ray.get_runtime_context().get_node_id()
+            if ray is not None and ray.is_initialized() else "local")
 
 
 class Timer:

@@ -396,15 +396,20 @@ def data_files(output: str) -> tuple[pafs.FileSystem, str, list[str]]:
 
 
 def output_preview(output: str, columns: list[str], rows: int = 5) -> list[dict]:
-    """The first `rows` output rows, only `columns`, for the end-of-run summary."""
+    """The first `rows` output rows, only `columns`, for the end-of-run summary. A column of
+    `partition_by` is not in the files: its value comes from the file's `key=value/` folder."""
     fs, root = output_filesystem(output)
     preview: list[dict] = []
     for entry in _data_files(fs, root):
         if len(preview) >= rows:
             break
+        folders = dict(part.split("=", 1) for part in entry.path[len(root):].split("/")[:-1]
+                       if "=" in part)
         with fs.open_input_file(entry.path) as f:
-            table = pq.read_table(f, columns=columns)
-        preview += table.slice(0, rows - len(preview)).to_pylist()
+            parquet = pq.ParquetFile(f)
+            stored = [c for c in columns if c in parquet.schema_arrow.names]
+            table = parquet.read(columns=stored).slice(0, rows - len(preview))
+        preview += [{c: row.get(c, folders.get(c)) for c in columns} for row in table.to_pylist()]
     return preview
 
 

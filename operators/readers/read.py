@@ -59,6 +59,12 @@ class CorpusDatasource(Datasource):
         groups = _split_evenly(fragments, max(1, parallelism))
         return [self._read_task(group) for group in groups if group]
 
+    def blocks(self):
+        """Every block, file after file, read in this process (no Ray): the job in this
+        process (jobs/in_process.py), samples and tests."""
+        for task in self.get_read_tasks(1):
+            yield from task.read_fn()
+
     def _read_task(self, fragments) -> ReadTask:
         fs, schema, id_column, rows = self._fs, self._schema, self._id_column, self._rows_per_block
         stats_name, skip_corrupt = self._stats_name, self._skip_corrupt
