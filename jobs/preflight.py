@@ -134,7 +134,8 @@ class ModelLoad:
     imports what that loading imports. Either way the model's errors are raised by
     `ModelPart.result()`, called where the checks were made before: after every corpus, id
     and output check, so a job with a bad corpus and a bad model still gets the corpus's
-    error, and nothing a model does is started for a job refused before it.
+    error; for a job refused before its model, nothing beyond reading local files (and
+    importing) was started for the model.
 
     `abandon()` (the preflight failed first) stops the thread at its next step."""
 
