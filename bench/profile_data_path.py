@@ -45,7 +45,7 @@ def main() -> None:
     from corpusmill.jobs.preflight import preflight
     from corpusmill.operators.infer import Infer
     from corpusmill.operators.postprocess import postprocess_batch
-    from corpusmill.operators.readers.read import read_group
+    from corpusmill.operators.readers.files import read_group
     from corpusmill.operators.tokenize import tokenize_batch
     from corpusmill.spec import parse_spec
 

@@ -12,6 +12,13 @@ main thread's).
     python bench/profile_driver_scale.py --corpus s3-files-1000 --tree /path/to/checkout \
         --out /tmp/prof-after
 
+The model's own thread (jobs/preflight.py ModelLoad: it loads while the corpus is read) is
+run inline too, before the corpus. What overlaps with what, `--timeline REPS` shows instead:
+when each preflight step starts and ends, in which thread, at what wall time and process CPU
+(no profiler; REPS validate processes with their real threads):
+
+    python bench/profile_driver_scale.py --corpus s3-files-1000 --timeline 3 --out /tmp/tl
+
 The corpora are bench_driver_scale.py's (made there, under bench/data/driver-scale/).
 `--tree`: the checkout whose code is measured (default: this one); the process prints the
 corpus module it imported, to check (jobs/stores/corpus.py, or jobs/corpus.py in code from
@@ -55,6 +62,13 @@ import corpusmill.jobs as jobs  # jobs/stores/ since the layout of issue 25
 corpus = __import__("corpusmill.jobs.stores.corpus" if any(
     os.path.isdir(os.path.join(p, "stores")) for p in jobs.__path__)
     else "corpusmill.jobs.corpus", fromlist=["_"])
+if os.environ.get("PROFILE_SERIAL") == "1":
+    import corpusmill.jobs.preflight as preflight
+    if hasattr(preflight, "ModelLoad"):  # the model's thread, run inline: profiled too
+        def inline(self):
+            self._run()
+            return self
+        preflight.ModelLoad.start = inline
 from corpusmill.jobs.cli import main
 code = main(["validate", sys.argv[1]])
 profile.disable()
@@ -90,6 +104,72 @@ for _ in range(int(sys.argv[2])):
                  "wall_s": round(time.monotonic() - w, 3)})
 print(json.dumps(runs))
 """
+
+
+# Where validate's wall time goes since the model loads in a thread beside the corpus
+# (jobs/preflight.py ModelLoad): the start and end of each preflight step, in which thread,
+# at what wall time and process CPU (all threads). No profiler: these are the real times.
+TIMELINE = r"""
+import json, os, sys, threading, time
+t0 = time.monotonic()
+marks = []
+def mark(what):
+    marks.append([round(time.monotonic() - t0, 2), threading.current_thread().name,
+                  what, round(time.process_time(), 2)])
+import corpusmill.jobs.preflight as preflight
+mark("preflight imported")
+def timed(name):
+    step = getattr(preflight, name)
+    def wrapper(*args, **kwargs):
+        mark(name + " start")
+        try:
+            return step(*args, **kwargs)
+        finally:
+            mark(name + " end")
+    setattr(preflight, name, wrapper)
+for name in ("open_corpus", "_check_ids_unique", "_load_config", "_load_tokenizer",
+             "_load_weights", "_import_for_loading"):
+    if hasattr(preflight, name):  # code from before the background load has some of them
+        timed(name)
+if hasattr(preflight, "ModelPart"):
+    result = preflight.ModelPart.result
+    def waited(self):
+        mark("model result: wait")
+        try:
+            return result(self)
+        finally:
+            mark("model result: got")
+    preflight.ModelPart.result = waited
+from corpusmill.jobs.cli import main
+code = main(["validate", sys.argv[1]])
+mark("done")
+print("TIMELINE " + json.dumps({"marks": marks, "preflight": preflight.__file__}),
+      file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def timeline(job: Path, tree: Path, env: dict, server=None) -> dict:
+    """One validate's steps in time (TIMELINE), its wall and CPU seconds, and the moto
+    server's CPU during it."""
+    env = {**env, "PYTHONPATH": str(tree)}
+    if server is not None:
+        moto = server.cpu_seconds()
+    load = os.getloadavg()[0]
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-c", TIMELINE, str(job)], cwd=tree, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    stderr = proc.stderr.read().decode()
+    found = [line for line in stderr.splitlines() if line.startswith("TIMELINE ")]
+    if os.waitstatus_to_exitcode(status) != 0 or not found:
+        raise SystemExit(f"validate failed:\n{stderr[-3000:]}")
+    result = {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+              "load_1min": round(load, 1), **json.loads(found[0][len("TIMELINE "):])}
+    if server is not None:
+        result["moto_cpu_s"] = round(server.cpu_seconds() - moto, 2)
+    return result
 
 
 def corpus_only(source: str, tree: Path, env: dict, reps: int, server=None) -> dict:
@@ -156,6 +236,9 @@ def main() -> None:
     parser.add_argument("--corpus-only", type=int, metavar="REPS",
                         help="no profile: CPU of open_corpus and the id check alone, REPS times "
                              "in one process (imports excluded)")
+    parser.add_argument("--timeline", type=int, metavar="REPS",
+                        help="no profile: when each preflight step starts and ends, in which "
+                             "thread (wall time and process CPU), REPS validate processes")
     args = parser.parse_args()
 
     import bench_driver_scale as bench
@@ -175,6 +258,22 @@ def main() -> None:
         result.update(load_before=load, load_after=os.getloadavg(), corpus=args.corpus)
         Path(f"{out}.json").write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps(result))
+        return
+    if args.timeline:
+        if args.corpus.startswith("files-"):
+            bench.make_files(bench.DATA / args.corpus, int(args.corpus.removeprefix("files-")))
+            job = bench.job_file(jobs, args.corpus, str(model), str(bench.DATA / args.corpus),
+                                 str(bench.DATA / "out" / args.corpus))
+            runs = [timeline(job, tree, dict(os.environ)) for _ in range(args.timeline)]
+        else:
+            with bench.s3_corpus(jobs, model) as (server, job, env):
+                runs = [timeline(job, tree, env, server) for _ in range(args.timeline)]
+        result = {"corpus": args.corpus, "tree": str(tree), "runs": runs}
+        Path(f"{out}.json").write_text(json.dumps(result, indent=1) + "\n")
+        for run in runs:
+            print({k: v for k, v in run.items() if k != "marks"})
+            for at, thread, what, cpu in run["marks"]:
+                print(f"  {at:6.2f} s  cpu {cpu:5.2f}  {thread:18s} {what}")
         return
     if args.corpus.startswith("files-"):
         bench.make_files(bench.DATA / args.corpus, int(args.corpus.removeprefix("files-")))

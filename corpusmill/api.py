@@ -392,7 +392,7 @@ def _attach(data, kind: str, parts: list[_Part], outputs, job):
     """The output columns joined back onto `data`, in its row order."""
     import numpy as np
 
-    from corpusmill.operators.readers.read import GENERATED_ID
+    from corpusmill.operators.readers.files import GENERATED_ID
 
     names = [f.name for f in outputs.schema if f.name != GENERATED_ID]
     where = {name: (k, first) for k, part in enumerate(parts)
@@ -450,7 +450,7 @@ def _annotate_ray(ds, spec_data: dict, address, connect_timeout):
     from corpusmill.jobs.cluster.ray_session import ensure_ray
     from corpusmill.jobs.run import process_rows, process_several, settle
     from corpusmill.operators.readers.ray_input import conform_batch
-    from corpusmill.operators.readers.read import GENERATED_ID, CorpusFile
+    from corpusmill.operators.readers.files import GENERATED_ID, CorpusFile
 
     schema = ds.schema()
     arrow_schema = getattr(schema, "base_schema", schema)

@@ -139,8 +139,6 @@ def main(argv=None) -> int:
     started_at = time.time()
     args = parse_args(argv)
     if argv is None:  # the `corpusmill` command: timed from its process's start, imports too
-        from corpusmill.jobs.run import process_started
-
         started_at = process_started()
     args.started_at = started_at
     debug = debug_enabled(args.debug)
@@ -159,6 +157,15 @@ def main(argv=None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a closed pipe
+
+
+def process_started() -> float:
+    """When this process began (epoch seconds): a command's run is timed from it, imports
+    included. Here, not in jobs/run.py: `validate` and the other commands that start no run
+    do not import the runner (and Ray Data with it)."""
+    import psutil
+
+    return psutil.Process().create_time()
 
 
 def _dispatch(args, debug: bool) -> int:

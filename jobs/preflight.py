@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 from datetime import datetime, timezone
 
 import pyarrow as pa
@@ -14,13 +15,14 @@ from corpusmill.errors import JobError
 from corpusmill.jobs.reporting.evaluate import check_gold
 from corpusmill.operators.engines import check_backend
 from corpusmill.operators.loading import (
-    load_tokenizer, local_model, resolve_model_ref, tokenizer_fingerprint,
+    PACKAGE_SCHEME, _package_path, load_tokenizer, local_model, resolve_model_ref,
+    tokenizer_fingerprint,
 )
 from corpusmill.spec import JobSpec, looks_like_path
 from corpusmill.operators.plan import ERROR, JobPlan, SeveralPlan
 from corpusmill.jobs.stores.corpus import Corpus, is_bytes, is_text, open_corpus
 from corpusmill.jobs.stores.output import check_writable
-from corpusmill.operators.readers.read import GENERATED_ID
+from corpusmill.operators.readers.files import GENERATED_ID
 from corpusmill.pipelines.base import ModelMismatch
 from corpusmill.pipelines.registry import get_task
 
@@ -31,13 +33,31 @@ _REMOTE_CODE = ("model {model!r} needs code shipped with the checkpoint (config.
 
 
 def preflight(spec: JobSpec, *, load_weights: bool = False, corpus: Corpus | None = None,
-              one_of_several: bool = False) -> tuple[JobPlan, Corpus]:
+              one_of_several: bool = False, model: ModelPart | None = None
+              ) -> tuple[JobPlan, Corpus]:
     """Validate everything that can be validated without Ray; `load_weights` also loads the
     model once (what `corpusmill validate` does). `corpus`: rows from elsewhere than the
     spec's input (a Ray Dataset given to corpusmill.annotate, described by its schema).
     `one_of_several`: `spec` is one task of a job with several (`preflight_several` checks
-    the job-wide parts once: ids, output location, partitions, the prefixed output names)."""
+    the job-wide parts once: ids, output location, partitions, the prefixed output names).
+    `model`: its model part, already started (`ModelLoad`); by default started here.
+
+    The model part (config, tokenizer, weights) is loaded in a thread while the corpus is
+    inspected (`ModelLoad`); its errors are raised where they were checked before, after
+    every corpus, column, id and output check, so which error a job gets does not change."""
     task = get_task(spec.task)
+    owned = model is None
+    if owned:
+        model = ModelLoad([(spec, task)], load_weights).start().part(0)
+    try:
+        return _preflight(spec, task, model, corpus, one_of_several)
+    finally:
+        if owned:
+            model.abandon()  # a check above failed: the model's loading stops at its next step
+
+
+def _preflight(spec: JobSpec, task, model: ModelPart, corpus: Corpus | None,
+               one_of_several: bool) -> tuple[JobPlan, Corpus]:
     if corpus is None:
         corpus = open_corpus(spec.input, skip_corrupt=spec.skip_corrupt_files,
                              keep_contents=spec.id_column is not None)
@@ -55,17 +75,7 @@ def preflight(spec: JobSpec, *, load_weights: bool = False, corpus: Corpus | Non
         _check_output_location(spec)
     check_backend(spec)
 
-    model_ref = resolve_model_ref(spec.model)
-    folder = local_model(model_ref)  # a remote folder's local copy; the plan keeps the URI
-    config = _load_config(spec, folder)
-    try:
-        task.check_model(config, spec.task_options)
-    except ModelMismatch as e:
-        raise JobError(f"model {spec.model!r}: {e}") from None
-    tokenizer = _load_tokenizer(spec, folder)
-    _check_weights(spec, folder)
-    if load_weights:
-        _load_weights(spec, task, folder)
+    model_ref, config, tokenizer = model.result()  # its errors, in their place
 
     read_schema = _read_schema(corpus.files, id_column, input_columns, kept)
     check_gold(spec, task, list(dict.fromkeys(n for f in corpus.files for n in f.schema.names)),
@@ -85,6 +95,132 @@ def preflight(spec: JobSpec, *, load_weights: bool = False, corpus: Corpus | Non
     return plan, corpus
 
 
+def _model_part(spec: JobSpec, task, load_weights: bool, stop=lambda: None):
+    """(model reference, config, tokenizer): the model checks of a preflight, in their order,
+    with the weights loaded once when `load_weights`. `stop` is called between steps (a
+    background load that is no longer wanted raises there)."""
+    model_ref = resolve_model_ref(spec.model)
+    folder = local_model(model_ref)  # a remote folder's local copy; the plan keeps the URI
+    stop()
+    config = _load_config(spec, folder)
+    try:
+        task.check_model(config, spec.task_options)
+    except ModelMismatch as e:
+        raise JobError(f"model {spec.model!r}: {e}") from None
+    stop()
+    tokenizer = _load_tokenizer(spec, folder)
+    _check_weights(spec, folder)
+    if load_weights:
+        stop()
+        _load_weights(spec, task, folder)
+    return model_ref, config, tokenizer
+
+
+class _Abandoned(Exception):
+    """The preflight failed before it needed the model: a background load stops."""
+
+
+class ModelLoad:
+    """The model part of the preflight of one or more tasks (`_model_part`, in task order), in
+    one background thread started before the corpus is opened: reading the corpus is mostly
+    waiting on the store (or the disk), loading a model mostly CPU (importing transformers
+    and torch, the model's code, the weights), so the two overlap.
+
+    Only a model that loading merely reads from this machine's disk is loaded there: a folder
+    (a path, or one inside an installed package) with a config.json, and no
+    trust_remote_code. A hub id (network, downloads), a folder on object storage (copied to a
+    cache), a GGUF file (converted, ~30 s) and checkpoint code (run) are loaded where they
+    were, after the corpus checks, in the caller's thread; the background thread then only
+    imports what that loading imports. Either way the model's errors are raised by
+    `ModelPart.result()`, called where the checks were made before: after every corpus, id
+    and output check, so a job with a bad corpus and a bad model still gets the corpus's
+    error; for a job refused before its model, nothing beyond reading local files (and
+    importing) was started for the model.
+
+    `abandon()` (the preflight failed first) stops the thread at its next step."""
+
+    def __init__(self, items: list[tuple[JobSpec, object]], load_weights: bool):
+        self._parts = [ModelPart(self, spec, task, load_weights) for spec, task in items]
+        self._abandoned = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="corpusmill-model", daemon=True)
+
+    def start(self) -> ModelLoad:
+        self._thread.start()
+        return self
+
+    def part(self, index: int) -> ModelPart:
+        return self._parts[index]
+
+    def abandon(self) -> None:
+        self._abandoned.set()
+
+    def _stop(self) -> None:
+        if self._abandoned.is_set():
+            raise _Abandoned()
+
+    def _run(self) -> None:
+        for part in self._parts:
+            try:
+                self._stop()
+                if part.in_background:
+                    part.value = _model_part(part.spec, part.task, part.load_weights,
+                                             self._stop)
+                else:
+                    _import_for_loading(part.load_weights)
+            except BaseException as e:  # noqa: BLE001 - raised by result(), in its place
+                part.error = e
+            finally:
+                part.done.set()
+            if isinstance(part.error, _Abandoned):
+                for rest in self._parts:
+                    rest.done.set()
+                return
+
+
+class ModelPart:
+    """One task's model part within a `ModelLoad`."""
+
+    def __init__(self, load: ModelLoad, spec: JobSpec, task, load_weights: bool):
+        self._load, self.spec, self.task, self.load_weights = load, spec, task, load_weights
+        self.in_background = _reads_only(spec)
+        self.done = threading.Event()
+        self.value, self.error = None, None
+
+    def result(self):
+        """(model reference, config, tokenizer), or what loading raised."""
+        self.done.wait()
+        if not self.in_background:
+            return _model_part(self.spec, self.task, self.load_weights)
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    def abandon(self) -> None:
+        self._load.abandon()
+
+
+def _reads_only(spec: JobSpec) -> bool:
+    """Loading the model only reads files on this machine (`ModelLoad`)."""
+    if spec.trust_remote_code:
+        return False
+    try:
+        folder = _package_path(spec.model) if spec.model.startswith(PACKAGE_SCHEME) else spec.model
+    except Exception:  # noqa: BLE001 - refused in its place, by _model_part
+        return False
+    return "://" not in folder and os.path.isfile(os.path.join(folder, "config.json"))
+
+
+def _import_for_loading(load_weights: bool) -> None:
+    """Import what loading a model imports (transformers; torch for the weights), ahead of
+    it. An import that fails here fails again, reported, where the model is loaded."""
+    try:
+        import transformers  # noqa: F401
+        from transformers import AutoConfig, AutoTokenizer  # noqa: F401
+
+        if load_weights:
+            import torch  # noqa: F401
+    except Exception:  # noqa: BLE001
+        pass
 def _share_key(task, tokenizer, spec, max_length: int, input_columns: dict) -> str | None:
     """What makes two tasks' tokenization the same (operators/plan.py `share_key`)."""
     import hashlib
@@ -101,15 +237,33 @@ def preflight_several(spec: JobSpec, *, load_weights: bool = False,
                       corpus: Corpus | None = None) -> tuple[SeveralPlan, Corpus]:
     """The preflight of a job with several tasks: each task's as its own job's would be
     (errors name the task), over the corpus opened and its ids checked once; then the joined
-    output's columns (each task's prefixed with its name, no collisions)."""
+    output's columns (each task's prefixed with its name, no collisions). The tasks' models
+    load in one background thread, in task order, while the corpus is read (`ModelLoad`)."""
+    tasks = spec.task_specs()
+    try:
+        known = [(one, get_task(one.task)) for one in tasks.values()]
+    except Exception:  # noqa: BLE001 - an unknown task: refused in its place below
+        known = None
+    models = None if known is None else ModelLoad(known, load_weights).start()
+    try:
+        return _preflight_several(spec, tasks, models, load_weights, corpus)
+    finally:
+        if models is not None:
+            models.abandon()  # a check failed: the models' loading stops at its next step
+
+
+def _preflight_several(spec: JobSpec, tasks: dict[str, JobSpec], models: ModelLoad | None,
+                       load_weights: bool, corpus: Corpus | None
+                       ) -> tuple[SeveralPlan, Corpus]:
     if corpus is None:
         corpus = open_corpus(spec.input, skip_corrupt=spec.skip_corrupt_files,
                              keep_contents=spec.id_column is not None)
     plans: dict[str, JobPlan] = {}
-    for name, one in spec.task_specs().items():
+    for index, (name, one) in enumerate(tasks.items()):
         try:
             plans[name], _ = preflight(one, load_weights=load_weights, corpus=corpus,
-                                       one_of_several=True)
+                                       one_of_several=True,
+                                       model=None if models is None else models.part(index))
         except JobError as e:
             raise JobError(f"task {name!r}: {e}") from None
     first = next(iter(plans.values()))

@@ -33,7 +33,7 @@ from corpusmill.jobs.stores.storage import check_shared_paths
 from corpusmill.operators import light_workers
 from corpusmill.operators.engines import ONNXRUNTIME, prepare_backend
 from corpusmill.operators.plan import ERROR, JobPlan, SeveralPlan
-from corpusmill.operators.readers.read import GENERATED_ID
+from corpusmill.operators.readers.files import GENERATED_ID
 from corpusmill.operators.stats import RunStats, corrupt_parts, stats_name
 from corpusmill.ray_internals import set_repartition_cpus
 from corpusmill.spec import JobSpec
@@ -625,14 +625,6 @@ def _node_table() -> list[dict]:
         return ray.nodes()
     except Exception:  # noqa: BLE001 - the record is informative; never fail a run for it
         return []
-
-
-def process_started() -> float:
-    """When this process began (epoch seconds): a command's run is timed from it, imports
-    included."""
-    import psutil
-
-    return psutil.Process().create_time()
 
 
 def _first_output(snapshot: dict, started_at: float) -> float | None:

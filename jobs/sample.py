@@ -87,7 +87,7 @@ def sample_rows(plan: JobPlan, corpus, n: int, seed: int = 0,
     """(up to `n` rows in the reader's column contract, rows they were drawn from): a seeded
     sample stratified by the length of the task's first input; with `gold`, only rows whose
     gold value is not null."""
-    from corpusmill.operators.readers.read import read_group
+    from corpusmill.operators.readers.files import read_group
 
     column = plan.input_columns[plan.task.input_columns[0]]
     where, lengths = [], []
@@ -141,7 +141,7 @@ def stratified_choice(lengths: np.ndarray, n: int, seed: int) -> np.ndarray:
 def _read_rows(plan: JobPlan, corpus, where: np.ndarray) -> pa.Table:
     """The rows at (file, row group, row in group, first row of group), as the reader gives
     them (ids, kept and partition columns)."""
-    from corpusmill.operators.readers.read import read_row_group
+    from corpusmill.operators.readers.files import read_row_group
 
     parts = []
     for (f, group, first) in sorted({(int(w[0]), int(w[1]), int(w[3])) for w in where}):

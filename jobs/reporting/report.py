@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from corpusmill.errors import JobError
 from corpusmill.operators.plan import ERROR
-from corpusmill.operators.readers.read import GENERATED_ID
+from corpusmill.operators.readers.files import GENERATED_ID
 from corpusmill.jobs.stores.output import MANIFEST, REPORT_DIR, data_files, read_manifest
 from corpusmill.pipelines.base import Panel, Task
 from corpusmill.pipelines.registry import UnknownTask, get_task

@@ -40,7 +40,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from corpusmill.errors import JobError, storage_error
-from corpusmill.operators.readers.read import CorpusFile
+from corpusmill.operators.readers.files import CorpusFile
 
 _GLOB_CHARS = "*?["
 # input file kinds by name: what a folder or glob picks up
@@ -471,7 +471,7 @@ def iter_column(fs: pafs.FileSystem, f: CorpusFile, column: str, batch_rows: int
     their groups. `content`: the file's whole content, when the caller has it (nothing is
     read from the store then); a Parquet file of at most WHOLE_READ_BYTES is otherwise read
     whole in one ranged read."""
-    from corpusmill.operators.readers.read import read_group
+    from corpusmill.operators.readers.files import read_group
 
     if f.format == "parquet":
         with _parquet_source(fs, f, content) as source:

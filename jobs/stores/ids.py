@@ -58,6 +58,32 @@ def partitions_for(rows: int) -> int:
     return max(1, -(-rows // PARTITION_ROWS))
 
 
+# The spilled columns' types. Between them and numpy, `_arrow` and `_numpy` share the memory
+# instead of calling `pa.array` / `to_numpy`, which import pandas the first time (to ask
+# whether an array is one of its categoricals): ~0.2 s of a `validate` whose driver has no
+# other use for pandas.
+_NUMPY_TYPES = {pa.uint64(): np.dtype(np.uint64), pa.int32(): np.dtype(np.int32),
+                pa.int8(): np.dtype(np.int8)}
+
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    """A 1-d numpy array of one of `_NUMPY_TYPES` as an Arrow array over the same memory."""
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
+                                 [None, pa.py_buffer(values)])
+
+
+def _numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """A spilled column (no nulls, one of `_NUMPY_TYPES`) as one numpy array (read-only)."""
+    dtype = _NUMPY_TYPES[column.type]
+    parts = [np.frombuffer(chunk.buffers()[1], dtype, count=len(chunk),
+                           offset=chunk.offset * dtype.itemsize)
+             for chunk in column.chunks if len(chunk)]
+    if not parts:
+        return np.empty(0, dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 class IdPartitions:
     """Hashes of ids, with the index of the file each came from and optional per-row 0/1
     flags (`flags`: names), spilled into `partitions` files by hash. Thread-safe `add`."""
@@ -96,7 +122,7 @@ class IdPartitions:
             bounds = np.searchsorted(part[order], np.arange(self.partitions + 1))
         else:
             bounds = np.array([0, len(hashes)])
-        batch = pa.record_batch([pa.array(c) for c in columns], schema=self._schema)
+        batch = pa.record_batch([_arrow(c) for c in columns], schema=self._schema)
         with self._lock:
             self.rows += len(hashes)
             for p in range(self.partitions):
@@ -130,9 +156,9 @@ class IdPartitions:
         total, examples = 0, []
         for part in range(self.partitions):
             table = self.partition(part)
-            hashes = table.column("hash").to_numpy()
+            hashes = _numpy(table.column("hash"))
             if skip_sources:
-                keep = ~np.isin(table.column("source").to_numpy(), list(skip_sources))
+                keep = ~np.isin(_numpy(table.column("source")), list(skip_sources))
                 hashes = hashes[keep]
             hashes = np.sort(hashes)
             twice = hashes[1:][hashes[1:] == hashes[:-1]]
@@ -152,12 +178,12 @@ class IdPartitions:
             if scope is not None:
                 if scope.partitions != self.partitions:
                     raise ValueError("scope and ids partitioned differently")
-                inside = np.isin(table.column("hash").to_numpy(),
-                                 scope.partition(part).column("hash").to_numpy())
+                inside = np.isin(_numpy(table.column("hash")),
+                                 _numpy(scope.partition(part).column("hash")))
                 table = table.filter(pa.array(inside))
             totals["rows"] += table.num_rows
             for name in self.flags:
-                totals[name] += int(table.column(name).to_numpy().sum(dtype=np.int64))
+                totals[name] += int(_numpy(table.column(name)).sum(dtype=np.int64))
         return totals
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import json
 from corpusmill.errors import JobError
 from corpusmill.jobs.stores.corpus import changed_files, stamp
 from corpusmill.jobs.stores.output import LEDGER, output_filesystem
-from corpusmill.operators.readers.read import CorpusFile
+from corpusmill.operators.readers.files import CorpusFile
 
 
 

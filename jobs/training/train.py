@@ -40,7 +40,7 @@ from corpusmill.jobs.training.train_report import (
 )
 from corpusmill.jobs.training.train_spec import TrainSpec
 from corpusmill.operators.loading import resolve_model_ref
-from corpusmill.operators.readers.read import GENERATED_ID
+from corpusmill.operators.readers.files import GENERATED_ID
 from corpusmill.operators.training.train import RAY_RUN, RESULT, TrainPlan, train_worker
 from corpusmill.operators.training.train_data import (
     TRAIN, VALIDATION, Source, build_examples, data_paths, scan_labels,

@@ -238,7 +238,7 @@ def _first_rows(fs, corpus_file, columns: list[str], rows: int):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from corpusmill.operators.readers.read import read_group
+    from corpusmill.operators.readers.files import read_group
 
     if corpus_file.format != "parquet":
         return read_group(fs, corpus_file, 0, columns).slice(0, rows)

@@ -13,7 +13,7 @@ import uuid
 
 import pyarrow as pa
 
-from corpusmill.operators.readers.read import GENERATED_ID
+from corpusmill.operators.readers.files import GENERATED_ID
 
 
 def conform_batch(table: pa.Table, schema: pa.Schema, generate_ids: bool) -> pa.Table:

@@ -27,7 +27,7 @@ import pyarrow.fs as pafs
 
 from corpusmill.errors import JobError
 from corpusmill.operators.batching import plan_microbatches
-from corpusmill.operators.readers.read import CorpusFile, read_row_group
+from corpusmill.operators.readers.files import CorpusFile, read_row_group
 from corpusmill.pipelines.training.base import (
     LENGTH, ROW, TOKEN_FEATURES, TrainingDataError, TrainingTask,
 )

@@ -89,6 +89,56 @@ def test_folder_that_is_not_a_model(tmp_path, capsys, corpus):
     assert "no config.json" in err and "readme.txt" in err and "save_pretrained" in err
 
 
+def test_a_corpus_fault_is_reported_before_a_model_fault(tmp_path, capsys, tiny, corpus):
+    """The model loads in a thread while the corpus is read; its faults still come after
+    the corpus's: a job with both is refused for its corpus, as before."""
+    for command in ("run", "validate"):
+        err = fails(tmp_path, capsys, command=command, model=str(tmp_path / "no-model"),
+                    input=str(corpus))
+        assert "column 'text'" in err and "no-model" not in err, (command, err)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("hi")
+    err = fails(tmp_path, capsys, command="validate", model=str(tmp_path / "notes"),
+                input=str(corpus), columns={"text": "body"}, id_column="missing")
+    assert "id_column 'missing' is not in" in err and "config.json" not in err
+
+
+def test_a_model_loading_in_the_background_stops_when_the_corpus_is_refused(
+        tmp_path, tiny, corpus, monkeypatch):
+    """A corpus fault is reported without waiting for the model, and the model's loading
+    stops at its next step (here: after the config, before the tokenizer)."""
+    import threading
+
+    import corpusmill.jobs.preflight as preflight_module
+    from corpusmill.errors import JobError
+    from corpusmill.jobs.preflight import preflight
+    from corpusmill.spec import parse_spec
+
+    release, steps = threading.Event(), []
+    load_config = preflight_module._load_config
+
+    def slow_config(spec, folder):  # held until the refusal has come back
+        steps.append("config released" if release.wait(30) else "config timed out")
+        return load_config(spec, folder)
+
+    def tokenizer(spec, folder):
+        steps.append("tokenizer")
+        raise AssertionError("the tokenizer was loaded for a refused job")
+
+    monkeypatch.setattr(preflight_module, "_load_config", slow_config)
+    monkeypatch.setattr(preflight_module, "_load_tokenizer", tokenizer)
+    spec = parse_spec({"task": "text-classification", "model": tiny.classifier,
+                       "input": str(corpus), "output": str(tmp_path / "out")})
+    with pytest.raises(JobError, match="column 'text'"):
+        preflight(spec, load_weights=True)  # returns while the config is still loading
+    loading = [t for t in threading.enumerate() if t.name == "corpusmill-model"]
+    release.set()
+    for thread in loading:
+        thread.join(60)
+        assert not thread.is_alive()
+    assert "config timed out" not in steps and "tokenizer" not in steps
+
+
 def test_model_without_weights(tmp_path, capsys, tiny, corpus):
     folder = tmp_path / "no-weights"
     shutil.copytree(tiny.classifier, folder)
@@ -184,6 +234,31 @@ def test_validate_accepts_a_good_job(tmp_path, capsys, tiny, corpus):
     out = capsys.readouterr().out
     assert "ok: text-classification" in out and "2 rows in 1 file(s)" in out
     assert "label (string)" in out and "error (string)" in out
+
+
+def test_validate_imports_no_ray(tmp_path, tiny, corpus):
+    """`corpusmill validate`, the command as its own process, checks a job without importing
+    Ray or Ray Data (a run's, not a check's): the corpus module and the CLI import neither."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parents[2]  # this checkout's code, not an installed one
+    job = write_job(tmp_path / "job.yaml", task="text-classification", model=tiny.classifier,
+                    input=str(corpus), output=str(tmp_path / "out"), columns={"text": "body"})
+    code = ("import sys; sys.argv = ['corpusmill', 'validate', sys.argv[1]]; "
+            "from corpusmill.jobs.cli import main; code = main(); "
+            "import corpusmill.jobs.preflight as p; print('from', p.__file__); "
+            "print('ray:', sorted(m for m in sys.modules if m.split('.')[0] == 'ray')); "
+            "sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code, str(job)], cwd=checkout,
+                          capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(checkout)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ok: text-classification" in done.stdout
+    assert f"from {checkout}" in done.stdout
+    assert "ray: []" in done.stdout
 
 
 def test_duplicate_ids_are_refused_showing_the_first_ones(tmp_path, capsys, tiny):

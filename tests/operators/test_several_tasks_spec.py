@@ -62,6 +62,27 @@ def test_a_fault_in_one_task_is_refused_naming_the_task(tmp_path, capsys, tiny, 
     assert not (tmp_path / "out").exists()
 
 
+def test_faults_are_refused_in_task_order_while_the_models_load_ahead(tmp_path, capsys, tiny,
+                                                                     corpus):
+    """The tasks' models load in a background thread while the corpus is read; the first
+    task's fault is still the one refused, whether it is its columns or its model."""
+    good = {"task": "text-classification", "model": tiny.classifier}
+    cases = [
+        ({"first": {**good, "columns": {"text": "title"}},
+          "second": {**good, "model": str(tmp_path / "missing-model")}},
+         "task 'first': column 'title'"),
+        ({"first": {**good, "model": str(tmp_path / "missing-model")},
+          "second": {**good, "columns": {"text": "title"}}},
+         "task 'first': model"),
+        ({"first": good, "second": {**good, "model": str(tmp_path / "missing-model")}},
+         "task 'second': model"),
+    ]
+    for tasks, message in cases:
+        code, _, err = run_cli(tmp_path, capsys, command="validate", input=str(corpus),
+                               keep_columns=["body"], columns={"text": "body"}, tasks=tasks)
+        assert code == EXIT_INVALID and message in err, err
+
+
 def test_output_columns_that_would_collide_are_refused(tmp_path, capsys, tiny, corpus):
     block = {"task": "text-classification", "model": tiny.classifier}
     code, _, err = run_cli(tmp_path, capsys, input=str(corpus), columns={"text": "body"},
