@@ -25,10 +25,11 @@ RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "py.warnings")
 
 
 class RunConsole:
-    def __init__(self, output: str, run_id: str, verbose: bool = False):
+    def __init__(self, output: str, run_id: str, verbose: bool = False, ray: bool = True):
         self.output = output
         self.run_id = run_id
         self.verbose = verbose
+        self.ray = ray  # False: a run in this process (jobs/in_process.py), which imports no Ray
         self.term = sys.stderr
         self.log_path: str | None = None
         self._saved: list = []
@@ -56,7 +57,8 @@ class RunConsole:
         notices.sink = self.term
         self._saved.append(("warnings", logging.captureWarnings, None))
         logging.captureWarnings(True)
-        self._quiet_ray_data()
+        if self.ray:
+            self._quiet_ray_data()
         return self
 
     def __exit__(self, *exc) -> None:

@@ -165,7 +165,8 @@ def run_job(spec: JobSpec, *, address: str | None = None, verbose: bool = False,
     run_id = uuid.uuid4().hex[:12]
     executor = choose_executor(spec, address, rows=work.corpus.num_rows - work.rows_before,
                                rows_before=work.rows_before)
-    with output.lock(run_id), RunConsole(spec.output, run_id, verbose) as console:
+    with output.lock(run_id), RunConsole(spec.output, run_id, verbose,
+                                         ray=executor.kind != PROCESS) as console:
         if executor.kind == PROCESS:
             run = _execute_here(spec, plan, work, state, output, console, run_id, executor)
         else:
@@ -229,7 +230,8 @@ def _execute_here(spec: JobSpec, plan, work: "Work", state, output: OutputFolder
         return ProgressWatcher(read_snapshot, display, total=total,
                                block_rows=spec.batching.window_rows)
 
-    snapshot, timeline = execute_in_process(plan, corpus, watcher)
+    snapshot, timeline, threads = execute_in_process(plan, corpus, watcher)
+    placement = dataclasses.replace(placement, torch_threads=threads)
     return Executed(plan, placement, manifest, files_before, started, snapshot, timeline,
                     in_process_nodes(), executor)
 

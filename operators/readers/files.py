@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpusmill.errors import JobError
-from corpusmill.operators.stats import report_corrupt
+from corpusmill.operators.stats import Timer, report, report_corrupt
 
 GENERATED_ID = "row_id"
 
@@ -36,6 +36,29 @@ class CorpusFile:
     @property
     def num_rows(self) -> int:
         return sum(self.row_groups)
+
+
+def fragments_of(files: list[CorpusFile]) -> list[tuple[CorpusFile, int, int]]:
+    """(file, row group, its first row) of every non-empty group, file after file."""
+    return [(f, group, sum(f.row_groups[:group])) for f in files
+            for group in range(len(f.row_groups)) if f.row_groups[group] > 0]
+
+
+def read_fragments(fs, fragments, schema: pa.Schema, id_column: str | None,
+                   rows_per_block: int, skip_corrupt: bool = False, stats_name: str = ""):
+    """Yield the blocks of `fragments` (`fragments_of`) in order, each timed and reported to the
+    run's statistics (stage `read`): a Ray read task's work (read.py), or a job's in this
+    process (jobs/in_process.py)."""
+    for corpus_file, group, first_row in fragments:
+        blocks = read_row_group(fs, corpus_file, group, first_row, schema, id_column,
+                                rows_per_block, skip_corrupt=skip_corrupt, stats_name=stats_name)
+        while True:
+            with Timer() as timer:
+                block = next(blocks, None)
+            if block is None:
+                break
+            report(stats_name, "read", rows=block.num_rows, seconds=timer.seconds)
+            yield block
 
 
 def read_row_group(fs, corpus_file: CorpusFile, group: int, first_row: int, schema: pa.Schema,

@@ -23,9 +23,8 @@ from ray.data.datasource import Datasource, ReadTask
 
 # the Ray-free part (the driver imports it from there): re-exported for readers of this module
 from corpusmill.operators.readers.files import (  # noqa: F401
-    GENERATED_ID, CorpusFile, read_group, read_row_group,
+    GENERATED_ID, CorpusFile, fragments_of, read_fragments, read_group, read_row_group,
 )
-from corpusmill.operators.stats import Timer, report
 
 _GLOB_CHARS = "*?["
 
@@ -53,17 +52,14 @@ class CorpusDatasource(Datasource):
         return sum(f.size_bytes for f in self._files)
 
     def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
-        fragments = [(f, group, sum(f.row_groups[:group]))
-                     for f in self._files for group in range(len(f.row_groups))
-                     if f.row_groups[group] > 0]
-        groups = _split_evenly(fragments, max(1, parallelism))
+        groups = _split_evenly(fragments_of(self._files), max(1, parallelism))
         return [self._read_task(group) for group in groups if group]
 
     def blocks(self):
-        """Every block, file after file, read in this process (no Ray): the job in this
-        process (jobs/in_process.py), samples and tests."""
-        for task in self.get_read_tasks(1):
-            yield from task.read_fn()
+        """Every block, file after file, read in this process (no Ray tasks)."""
+        return read_fragments(self._fs, fragments_of(self._files), self._schema,
+                              self._id_column, self._rows_per_block, self._skip_corrupt,
+                              self._stats_name)
 
     def _read_task(self, fragments) -> ReadTask:
         fs, schema, id_column, rows = self._fs, self._schema, self._id_column, self._rows_per_block
@@ -74,16 +70,8 @@ class CorpusDatasource(Datasource):
                                  input_files=tuple(sorted({f.path for f, _, _ in fragments})))
 
         def read_fn():
-            for corpus_file, group, first_row in fragments:
-                blocks = read_row_group(fs, corpus_file, group, first_row, schema, id_column, rows,
-                                        skip_corrupt=skip_corrupt, stats_name=stats_name)
-                while True:
-                    with Timer() as timer:
-                        block = next(blocks, None)
-                    if block is None:
-                        break
-                    report(stats_name, "read", rows=block.num_rows, seconds=timer.seconds)
-                    yield block
+            yield from read_fragments(fs, fragments, schema, id_column, rows, skip_corrupt,
+                                      stats_name)
 
         return ReadTask(read_fn, metadata, schema=schema)
 

@@ -91,8 +91,8 @@ def test_a_stopped_run_resumes_on_ray_with_every_id_once(tmp_path, tiny, corpus,
 
     def stop_in_the_third_block(self, table):
         if len(written) == 2:  # the data file is written, the checkpoint still pending
-            pending = self.checkpoints.write_pending_checkpoint(
-                table.column(self.id_column), checkpoint_id=f"{self.run_id}_{self.blocks:09d}")
+            pending = self.write_pending(table.column(self.id_column),
+                                         f"{self.run_id}_{self.blocks:09d}")
             self._write_data(table, f"{self.run_id}_{self.blocks:09d}")
             assert pending is not None
             written.append(-table.num_rows)  # written, not committed
@@ -128,8 +128,7 @@ def test_a_pending_block_of_a_stopped_run_is_cleaned_before_the_next(tmp_path):
     import pyarrow as pa
 
     sink.write(pa.table({"doc_id": ["a", "b"], "x": [1, 2]}))
-    pending = sink.checkpoints.write_pending_checkpoint(pa.array(["c"]),
-                                                        checkpoint_id="run1_000000001")
+    pending = sink.write_pending(pa.array(["c"]), "run1_000000001")
     sink._write_data(pa.table({"doc_id": ["c"], "x": [3]}), "run1_000000001")
     assert pending is not None and len(pq.read_table(out)) == 3
 
@@ -191,3 +190,28 @@ def test_process_with_a_cluster_named_is_refused_with_the_fix(monkeypatch):
                        "output": "out", "resources": {"executor": "process"}})
     with pytest.raises(JobError, match="a Ray cluster is named .10.0.0.1:6379.*executor: ray"):
         in_process.choose_executor(spec, None, rows=10, rows_before=0)
+
+
+def test_blocks_tokenized_ahead_come_in_order_and_an_error_stops_at_its_block():
+    def encode(block):
+        if block == 3:
+            raise JobError("block 3 is damaged")
+        return block * 10
+
+    got = []
+    with pytest.raises(JobError, match="block 3 is damaged"):
+        with in_process.TokenizedAhead(iter(range(6)), encode) as encoded:
+            for item in encoded:
+                got.append(item)
+    assert got == [0, 10, 20]  # every block before the error, none after
+
+
+def test_leaving_early_stops_the_tokenizing_thread():
+    import itertools
+
+    encoded_blocks = []
+    ahead = in_process.TokenizedAhead(itertools.count(), lambda b: encoded_blocks.append(b) or b)
+    with ahead as encoded:
+        assert next(encoded) == 0
+    assert not ahead.thread.is_alive()
+    assert len(encoded_blocks) <= 4  # one taken, at most `ahead` queued and one in hand
