@@ -217,13 +217,15 @@ def execute_in_process(plan: JobPlan, corpus, display_factory) -> tuple[dict, li
 
 class ThreadBalance:
     """How many torch threads the model gets beside the tokenizer's thread. It starts on every
-    core the plan gives it; after the first blocks, when tokenizing a block takes at least half
+    core the plan gives it; after blocks 2 and 3, when tokenizing a block takes at least half
     as long as the model's forward passes over it (a small model: the tokenizer is half the
     work), the model gives up one core, so that the tokenizer and the model run side by side
     instead of contending. Measured on 2 cores, 50,000 rows, a 2-layer BERT: 21.2 s against
     24.3 s with the tokenizer and model in turn, 27.2 s with both on 2 cores. onnxruntime sets
     its threads once: left as it is."""
 
+    SKIP = 1         # the first block is not measured: torch's first calls warm up (a second
+                     # or so, which once tipped the choice the wrong way: 93 s against 61 s)
     BLOCKS = 2       # blocks measured before deciding
     SHARE = 0.5      # tokenize seconds / model seconds at or above which the model gives a core
 
@@ -235,9 +237,11 @@ class ThreadBalance:
 
     def after_block(self, tokenize_seconds: float, model_seconds: float) -> None:
         self.blocks += 1
+        if self.blocks <= self.SKIP:
+            return
         self.tokenize_s += tokenize_seconds
         self.model_s += model_seconds
-        if self.blocks != self.BLOCKS or self.threads <= 1:
+        if self.blocks != self.SKIP + self.BLOCKS or self.threads <= 1:
             return
         if getattr(self.infer.engine, "name", "") != "torch":
             return
@@ -248,7 +252,7 @@ class ThreadBalance:
             torch.set_num_threads(self.threads)
             log.info("in this process: tokenizing took %.2f s against the model's %.2f s over "
                      "%d blocks: the model runs on %d thread(s), the tokenizer on its own",
-                     self.tokenize_s, self.model_s, self.blocks, self.threads)
+                     self.tokenize_s, self.model_s, self.BLOCKS, self.threads)
 
 
 class TokenizedAhead:

@@ -215,3 +215,25 @@ def test_leaving_early_stops_the_tokenizing_thread():
         assert next(encoded) == 0
     assert not ahead.thread.is_alive()
     assert len(encoded_blocks) <= 4  # one taken, at most `ahead` queued and one in hand
+
+
+@pytest.mark.parametrize("blocks, engine, threads", [
+    # (tokenize s, model s) per block; the first block's warm-up is not counted
+    ([(0.3, 5.0), (0.3, 0.4), (0.3, 0.4)], "torch", 1),   # the tokenizer is the model's match
+    ([(0.3, 0.4), (0.1, 4.0), (0.1, 4.0)], "torch", 2),   # the model dominates: both cores
+    ([(0.3, 0.4), (0.3, 0.4), (0.3, 0.4)], "onnxruntime", 2),  # its threads are set once
+])
+def test_the_model_gives_the_tokenizer_a_core_when_tokenizing_costs_as_much(
+        monkeypatch, blocks, engine, threads):
+    import types
+
+    import torch
+
+    chosen = []
+    monkeypatch.setattr(torch, "set_num_threads", chosen.append)
+    infer = types.SimpleNamespace(engine=types.SimpleNamespace(name=engine))
+    balance = in_process.ThreadBalance(infer, threads=2)
+    for tokenize_s, model_s in blocks + [(5.0, 0.1)]:  # later blocks change nothing
+        balance.after_block(tokenize_s, model_s)
+    assert balance.threads == threads
+    assert chosen == ([threads] if threads != 2 else [])
