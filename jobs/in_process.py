@@ -207,12 +207,42 @@ def execute_in_process(plan: JobPlan, corpus, display_factory) -> tuple[dict, li
                 encoded = infer.encode(block)
             return encoded, timer.seconds
 
-        with TokenizedAhead(blocks, encode) as encoded_blocks:
+        with TokenizedAhead(regrouped(blocks, spec), encode) as encoded_blocks:
             for encoded, tokenize_seconds in encoded_blocks:
                 out = infer.run(encoded.table, encoded.windows)
                 balance.after_block(tokenize_seconds, infer.seconds)
                 sink.write(postprocess_batch(out, plan))
     return watcher.snapshot, watcher.timeline, balance.threads
+
+
+# Later blocks in this process hold this many rows unless `batching.window_rows` is set: the
+# model's batches are sorted by length within a block, and a bigger window pads less (MiniLM,
+# 10,000 rows: 95% of the computed tokens were real with 1,024-row blocks, 99% sorted whole).
+# The first block keeps window_rows, so the first rows are written as soon as on Ray.
+PROCESS_WINDOW_ROWS = 4096
+
+
+def regrouped(blocks, spec):
+    """The reader's blocks, the first as it is, the later ones joined up to PROCESS_WINDOW_ROWS
+    rows (or left as they are when the spec sets `batching.window_rows`)."""
+    if "window_rows" in spec.batching.model_fields_set:
+        yield from blocks
+        return
+    target = max(PROCESS_WINDOW_ROWS, spec.batching.window_rows)
+    blocks = iter(blocks)
+    first = next(blocks, None)
+    if first is None:
+        return
+    yield first
+    held, rows = [], 0
+    for block in blocks:
+        held.append(block)
+        rows += block.num_rows
+        if rows >= target:
+            yield pa.concat_tables(held)
+            held, rows = [], 0
+    if held:
+        yield pa.concat_tables(held)
 
 
 class ThreadBalance:

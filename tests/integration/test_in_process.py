@@ -237,3 +237,18 @@ def test_the_model_gives_the_tokenizer_a_core_when_tokenizing_costs_as_much(
         balance.after_block(tokenize_s, model_s)
     assert balance.threads == threads
     assert chosen == ([threads] if threads != 2 else [])
+
+
+def test_later_blocks_are_joined_into_bigger_sort_windows_unless_the_spec_sets_one():
+    import pyarrow as pa
+
+    blocks = [pa.table({"x": list(range(n))}) for n in (1024, 1024, 1024, 1024, 1024, 500)]
+    default = parse_spec({"task": "text-classification", "model": "m", "input": "in",
+                          "output": "out"})
+    assert [b.num_rows for b in in_process.regrouped(iter(blocks), default)] == [1024, 4096, 500]
+    assert sum(b.num_rows for b in in_process.regrouped(iter(blocks), default)) == 5620
+    pinned = parse_spec({"task": "text-classification", "model": "m", "input": "in",
+                         "output": "out", "batching": {"window_rows": 1024}})
+    assert [b.num_rows for b in in_process.regrouped(iter(blocks), pinned)] == [
+        1024] * 5 + [500]
+    assert list(in_process.regrouped(iter([]), default)) == []
