@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 
 from corpusmill.errors import JobError
 
@@ -205,11 +206,26 @@ def tokenizer_fingerprint(tokenizer) -> str | None:
     return digest.hexdigest()[:32]
 
 
+# transformers' from_pretrained patches process-wide functions while it builds a model
+# (torch.nn.init, the default device): two loads at once in one process, e.g. a refused job's
+# preflight still loading in its background thread (jobs/preflight.py ModelLoad) and the next
+# job's, can leave one model's weights on the meta device or uninitialised. One at a time.
+_LOADING = threading.Lock()
+
+
 def load_model(model_class, model_ref: str, revision: str | None, *, dtype, device: str,
                trust_remote_code: bool, allow_pickle: bool):
     """Weights on `device` in eval mode. Without `allow_pickle`, only safetensors load.
     `dtype` is a torch dtype, None (the checkpoint's), or "int8": float32 weights whose Linear
-    layers are then quantised dynamically (CPU only)."""
+    layers are then quantised dynamically (CPU only). Loads in this process run one at a
+    time (`_LOADING`)."""
+    with _LOADING:
+        return _load_model(model_class, model_ref, revision, dtype=dtype, device=device,
+                           trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+
+
+def _load_model(model_class, model_ref: str, revision: str | None, *, dtype, device: str,
+                trust_remote_code: bool, allow_pickle: bool):
     import torch
 
     if dtype == INT8 and device != "cpu":
