@@ -12,9 +12,10 @@ Corpora (generated once under bench/data/driver-scale/, git-ignored), string ids
     s3-files-1000   1,000 small files on a local S3 API server (moto, tests/object_store.py)
 
 `--run CORPUS` instead runs the job once (`corpusmill run`, the tiny model) over a row corpus
-(rows-4m, or a smaller rows-<n>k / rows-<n>m made on demand), checks that every id was
-written once, and reports the driver's peak RSS as the run's manifest records it
-(stats.driver.peak_rss_mb) beside the process's own.
+(rows-4m, or a smaller rows-<n>k / rows-<n>m made on demand) or over s3-files-1000 (the
+output on the same moto server), checks that every id was written once, and reports the
+driver's peak RSS as the run's manifest records it (stats.driver.peak_rss_mb) beside the
+process's own.
 
 Run it once per code state and label the results; the JSON keeps one entry per label:
     python bench/bench_driver_scale.py --label after --json bench/results-driver-scale.json
@@ -168,7 +169,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="corpus names to measure (default: all)")
     parser.add_argument("--json", default=str(REPO / "bench" / "results-driver-scale.json"))
-    parser.add_argument("--run", help="run the job once over this row corpus instead")
+    parser.add_argument("--run", help="run the job once over this row corpus (or "
+                                      "s3-files-1000) instead")
     args = parser.parse_args()
     trees = {label: Path(path).resolve() for label, path in
              (item.split("=", 1) for item in args.tree)} or {args.label: REPO}
@@ -241,34 +243,26 @@ def corpus_rows(name: str) -> int:
 
 
 def full_run(args, jobs: Path, model: Path) -> None:
-    """One `corpusmill run` over a row corpus: wall time, the process's peak RSS, the driver
-    peak RSS its manifest records, and every id written exactly once."""
+    """One `corpusmill run` over a row corpus, or over the 1,000 small files on moto
+    (`--run s3-files-1000`): wall time, the process's peak RSS, the driver peak RSS its
+    manifest records, and every id written exactly once (read back from the output)."""
     import shutil
 
-    rows = corpus_rows(args.run)
-    make_rows(DATA / args.run, rows)
-    out = DATA / "out" / f"run-{args.run}"
-    shutil.rmtree(out, ignore_errors=True)
-    job = job_file(jobs, f"run-{args.run}", str(model), str(DATA / args.run), str(out))
-    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "corpusmill.jobs.cli", "run", str(job)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    output = proc.stdout.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"run failed:\n{output[-3000:]}")
-    uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    manifest = json.loads((out / ".corpusmill" / "manifest.json").read_text())
-    written = pq.ParquetDataset(str(out)).read(columns=["id"]).column("id")
-    unique = pc.count_distinct(written).as_py()
-    result = {"rows": rows, "files": 4, "wall_s": round(wall, 1),
-              "process_peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-              "manifest_driver_peak_rss_mb": manifest["stats"]["driver"]["peak_rss_mb"],
-              "rows_out": manifest["summary"]["rows_out"], "ids_written": len(written),
-              "ids_distinct": unique, "every_id_once": len(written) == unique == rows,
-              "uptime_before": uptime_before, "uptime_after": uptime_after}
+    if args.run == "s3-files-1000":
+        rows = S3_FILES * SMALL_FILE_ROWS
+        with s3_corpus(jobs, model) as (server, job, env):
+            result = _run_once(job, env, lambda: server.read_text("s3://corpus/out/.corpusmill/"
+                                                                  "manifest.json"),
+                               lambda: server.read_table("s3://corpus/out/", ["id"]), rows,
+                               S3_FILES)
+    else:
+        rows = corpus_rows(args.run)
+        make_rows(DATA / args.run, rows)
+        out = DATA / "out" / f"run-{args.run}"
+        shutil.rmtree(out, ignore_errors=True)
+        job = job_file(jobs, f"run-{args.run}", str(model), str(DATA / args.run), str(out))
+        result = _run_once(job, None, lambda: (out / ".corpusmill" / "manifest.json").read_text(),
+                           lambda: pq.ParquetDataset(str(out)).read(columns=["id"]), rows, 4)
     print(json.dumps(result, indent=1))
     path = Path(args.json)
     report = json.loads(path.read_text()) if path.exists() else {}
@@ -276,6 +270,32 @@ def full_run(args, jobs: Path, model: Path) -> None:
     path.write_text(json.dumps(report, indent=2) + "\n")
     if not result["every_id_once"]:
         raise SystemExit("not every id was written exactly once")
+
+
+def _run_once(job: Path, env: dict | None, manifest_text, written_ids, rows: int,
+              files: int) -> dict:
+    """`corpusmill run JOB` as a process: its figures, and whether every id was written once."""
+    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "corpusmill.jobs.cli", "run", str(job)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    output = proc.stdout.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"run failed:\n{output[-3000:]}")
+    uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    manifest = json.loads(manifest_text())
+    written = written_ids().column("id")
+    unique = pc.count_distinct(written).as_py()
+    return {"rows": rows, "files": files, "wall_s": round(wall, 1),
+            "process_peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+            "manifest_driver_peak_rss_mb": manifest["stats"]["driver"]["peak_rss_mb"],
+            "executor": manifest.get("placement", {}).get("executor"),
+            "rows_out": manifest["summary"]["rows_out"], "ids_written": len(written),
+            "ids_distinct": unique, "every_id_once": len(written) == unique == rows,
+            "uptime_before": uptime_before, "uptime_after": uptime_after}
 
 
 @contextlib.contextmanager
