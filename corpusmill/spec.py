@@ -345,6 +345,12 @@ def _task_specs(job: "JobSpec") -> dict[str, "JobSpec"]:
         except ValidationError as e:
             where = _describe(e, JobSpec, prefix=f"tasks.{name}.", what="key")
             raise ValueError(f"task {name!r}: {where}") from None
+    in_process = [name for name, one in specs.items() if one.resources.executor == "process"]
+    if in_process:
+        raise ValueError(f"resources.executor: process runs one task in the command's own "
+                         f"process; a job with several tasks runs on Ray (an actor pool per "
+                         f"task). Use executor: ray or auto (set for task(s) "
+                         f"{', '.join(map(repr, in_process))})")
     return specs
 
 

@@ -202,13 +202,20 @@ def _dispatch(args, debug: bool) -> int:
 
 
 def validate(spec) -> int:
+    """`corpusmill validate`: the run's preflight with the weights loaded once, and where a
+    fresh run would go (`choose_executor`: `executor: process` with a cluster named is
+    refused here as `run` refuses it)."""
+    from corpusmill.jobs.in_process import PROCESS, choose_executor
     from corpusmill.jobs.preflight import preflight, preflight_several
 
     if spec.several:
         plan, corpus = preflight_several(spec, load_weights=True)
     else:
         plan, corpus = preflight(spec, load_weights=True)
+    executor = choose_executor(spec, None, rows=corpus.num_rows, rows_before=0)
     print(f"ok: {spec.describe()} over {corpus.num_rows} rows in {len(corpus.files)} file(s)")
+    print(f"runs in this process, no Ray ({executor.reason}); a run that resumes earlier "
+          f"work runs on Ray" if executor.kind == PROCESS else f"runs on Ray ({executor.reason})")
     if spec.several:
         shared = [group for group in plan.share_groups() if len(group) > 1]
         print("tokenization: " + ("; ".join(f"shared by {', '.join(g)}" for g in shared)

@@ -100,10 +100,8 @@ def choose_executor(spec, address: str | None, rows: int, rows_before: int) -> E
 
 
 def _several_choice(spec) -> str:
+    """A job with several tasks runs on Ray (the spec refuses `process` for one)."""
     chosen = {one.resources.executor for one in spec.task_specs().values()}
-    if PROCESS in chosen:
-        raise JobError("resources.executor: process runs one task; a job with several tasks "
-                       "runs on Ray (an actor pool per task): use executor: ray or auto")
     return RAY if RAY in chosen else "auto"
 
 

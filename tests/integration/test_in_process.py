@@ -192,6 +192,30 @@ def test_process_with_a_cluster_named_is_refused_with_the_fix(monkeypatch):
         in_process.choose_executor(spec, None, rows=10, rows_before=0)
 
 
+def test_validate_says_where_a_run_would_go_and_refuses_process_with_a_cluster_named(
+        tmp_path, tiny, corpus, capsys, monkeypatch):
+    from corpusmill.jobs.cli import EXIT_INVALID, EXIT_OK, main
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(in_process.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(in_process, "_gpu_here", lambda: False)
+    monkeypatch.setattr(in_process, "_ray_connected", lambda: False)  # the suite's own Ray
+    spec = tmp_path / "job.yaml"
+    spec.write_text(json.dumps(job(tmp_path, corpus, tiny.classifier, "out", "auto")))
+    assert main(["validate", str(spec)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "runs in this process, no Ray (executor auto: 2 cores" in out
+
+    assert main(["validate", str(spec), "--set", "resources.executor=ray"]) == EXIT_OK
+    assert "runs on Ray (executor: ray)" in capsys.readouterr().out
+
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    code = main(["validate", str(spec), "--set", "resources.executor=process"])
+    err = capsys.readouterr().err
+    assert code == EXIT_INVALID
+    assert "a Ray cluster is named (10.0.0.1:6379)" in err and "executor: ray" in err
+
+
 def test_blocks_tokenized_ahead_come_in_order_and_an_error_stops_at_its_block():
     def encode(block):
         if block == 3:

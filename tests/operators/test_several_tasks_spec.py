@@ -97,6 +97,19 @@ def test_output_columns_that_would_collide_are_refused(tmp_path, capsys, tiny, c
                     "tasks": {"a": block}})
 
 
+def test_executor_process_in_a_job_with_several_tasks_is_refused_when_the_spec_loads(
+        tmp_path, capsys, tiny, corpus):
+    block = {"task": "text-classification", "model": tiny.classifier}
+    for where in ({"resources": {"executor": "process"}},  # the job's, inherited by each task
+                  {"tasks": {"a": block, "b": {**block, "resources": {"executor": "process"}}}}):
+        spec = {"input": str(corpus), "columns": {"text": "body"},
+                "tasks": {"a": block, "b": block}, **where}
+        code, _, err = run_cli(tmp_path, capsys, command="validate", **spec)
+        assert code == EXIT_INVALID
+        assert "executor: process runs one task" in err and "Use executor: ray or auto" in err
+        assert "'b'" in err and "Traceback" not in err
+
+
 def test_validate_says_which_tasks_share_a_tokenization(tmp_path, capsys, tiny, corpus,
                                                         shared_vocab):
     classifier, encoder = shared_vocab
