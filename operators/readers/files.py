@@ -67,26 +67,32 @@ def read_row_group(fs, corpus_file: CorpusFile, group: int, first_row: int, sche
     """Yield tables of at most `rows_per_block` rows of one row group, in `schema`.
 
     A row group whose data cannot be decoded (damaged pages under an intact footer) stops the
-    job naming the file, or with `skip_corrupt` is skipped whole and reported: a row group is
-    read in one piece, so none of its rows is half-counted."""
+    job naming the file, or with `skip_corrupt` is skipped whole and reported, so none of its
+    rows is half-counted: a group is read in one piece, or, when it is large, in slices after
+    one pass that decodes it all (`_group_pieces`)."""
     wanted = [name for name in schema.names if name != GENERATED_ID or id_column is not None]
     partitions = dict(corpus_file.partitions)
     present = [name for name in wanted if name in corpus_file.schema.names]
     stored = [name for name in present if name not in partitions]
-    try:
-        table = read_group(fs, corpus_file, group, stored)
-    except (OSError, pa.ArrowInvalid) as e:
-        if skip_corrupt:
-            report_corrupt(stats_name, corpus_file.name, group, corpus_file.row_groups[group],
-                           " ".join(str(e).split()))
+    pieces = _group_pieces(fs, corpus_file, group, stored, rows_per_block,
+                           check_first=skip_corrupt)
+    offset = 0
+    while True:
+        try:
+            part = next(pieces, None)
+        except (OSError, pa.ArrowInvalid) as e:
+            why = " ".join(str(e).split())  # one line: the CLI shows it as one
+            if skip_corrupt and offset == 0:
+                report_corrupt(stats_name, corpus_file.name, group,
+                               corpus_file.row_groups[group], why)
+                return
+            after = f" after its first {offset:,} rows" if offset else ""
+            raise JobError(f"cannot read row group {group} of Parquet file {corpus_file.name!r}"
+                           f"{after}: {why}. Its data is damaged (the footer reads fine); repair "
+                           f"or remove the file, or set skip_corrupt_files: true to skip damaged "
+                           f"parts (they are listed in the run summary)") from None
+        if part is None:
             return
-        why = " ".join(str(e).split())  # one line: the CLI shows it as one
-        raise JobError(f"cannot read row group {group} of Parquet file {corpus_file.name!r}: "
-                       f"{why}. Its data is damaged (the footer reads fine); repair or remove the "
-                       f"file, or set skip_corrupt_files: true to skip damaged parts (they are "
-                       f"listed in the run summary)") from None
-    for offset in range(0, table.num_rows, rows_per_block):
-        part = table.slice(offset, rows_per_block)
         columns = []
         for field in schema:
             if field.name == GENERATED_ID and id_column is None:
@@ -101,6 +107,57 @@ def read_row_group(fs, corpus_file: CorpusFile, group: int, first_row: int, sche
             else:
                 columns.append(pa.nulls(part.num_rows, field.type))
         yield pa.Table.from_arrays(columns, schema=schema)
+        offset += part.num_rows
+
+
+# A Parquet row group of more rows, or whose read columns hold more bytes (uncompressed in the
+# file; a dictionary-encoded column decodes to more), is read in slices, its pages streamed
+# this many bytes at a time.
+STREAM_GROUP_ROWS = 1 << 16
+STREAM_GROUP_BYTES = 64 << 20
+STREAM_BUFFER_BYTES = 8 << 20
+
+
+def _group_pieces(fs, corpus_file: CorpusFile, group: int, columns: list[str],
+                  rows_per_block: int, check_first: bool = False):
+    """Tables of at most `rows_per_block` rows of one group, in order. A Parquet row group of
+    more than STREAM_GROUP_ROWS rows (pyarrow writes groups of 1,048,576 by default), or whose
+    `columns` hold more than STREAM_GROUP_BYTES, is never held whole: it is read in slices;
+    `check_first` decodes it once beforehand (no slice kept), so that damaged data stops it
+    before its first rows. Other groups are read in one piece and sliced."""
+    if corpus_file.format != "parquet":
+        table = read_group(fs, corpus_file, group, columns)
+    else:
+        with fs.open_input_file(corpus_file.path) as f:
+            parquet = pq.ParquetFile(f)
+            meta = parquet.metadata.row_group(group)
+            if (meta.num_rows <= STREAM_GROUP_ROWS
+                    and _uncompressed_bytes(meta, columns) <= STREAM_GROUP_BYTES):
+                table = parquet.read_row_group(group, columns=columns)
+            else:
+                streamed = pq.ParquetFile(f, metadata=parquet.metadata,
+                                          buffer_size=STREAM_BUFFER_BYTES)
+
+                def batches():
+                    return streamed.iter_batches(batch_size=rows_per_block, row_groups=[group],
+                                                 columns=columns, use_threads=False)
+
+                if check_first:
+                    for _ in batches():
+                        pass
+                for batch in batches():
+                    yield pa.Table.from_batches([batch])
+                return
+    for offset in range(0, table.num_rows, rows_per_block):
+        yield table.slice(offset, rows_per_block)
+
+
+def _uncompressed_bytes(row_group, columns: list[str]) -> int:
+    """Uncompressed bytes of `columns` (top-level names) in one row group's metadata."""
+    wanted = set(columns)
+    return sum(row_group.column(i).total_uncompressed_size
+               for i in range(row_group.num_columns)
+               if row_group.column(i).path_in_schema.split(".")[0] in wanted)
 
 
 def read_group(fs, corpus_file: CorpusFile, group: int, columns: list[str]) -> pa.Table:
