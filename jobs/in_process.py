@@ -352,6 +352,7 @@ class BlockSink:
         self.partition_by = partition_by
         self.run_id = run_id
         self.blocks = 0
+        self._folders_made = False
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:  # every row left out (on_error: skip): nothing to commit
@@ -367,7 +368,9 @@ class BlockSink:
         column, named as the id column: what its checkpoint filter reads once committed)."""
         import pyarrow.parquet as pq
 
-        self.fs.create_dir(self.checkpoints, recursive=True)
+        if not self._folders_made:  # once, not per block (a request each on object storage)
+            self.fs.create_dir(self.checkpoints, recursive=True)
+            self._folders_made = True
         path = f"{self.checkpoints}/{base}{PENDING_SUFFIX}"
         pq.write_table(pa.table({self.id_column: ids}), path, filesystem=self.fs)
         return path
@@ -376,7 +379,8 @@ class BlockSink:
         import pyarrow.dataset as pads
         import pyarrow.parquet as pq
 
-        self.fs.create_dir(self.root, recursive=True)
+        if not self._folders_made:  # the checkpoint folder made is inside the root
+            self.fs.create_dir(self.root, recursive=True)
         if not self.partition_by:
             pq.write_table(table, f"{self.root}/{base}-0.parquet", filesystem=self.fs)
             return
